@@ -1,0 +1,219 @@
+"""``genie data info|coinrun|atari|ingest``: build and inspect episode stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from genieworld.errors import UserError
+
+DATA_HELP = """\
+Build and inspect episode stores: folders of sharded, compressed, checksummed
+video episodes (uint8 RGB at one resolution, optional ground-truth actions kept
+for evaluation only) that `genie train` reads.
+
+  genie data coinrun data/coinrun                 # Procgen CoinRun, random policy (paper App. F)
+  genie data atari Pong data/pong                 # an Atari game, random policy
+  genie data ingest ~/videos data/mine            # any videos / numbered-image folders
+  genie data info data/coinrun --verify           # JSON summary, checksum every shard
+
+Generation and ingestion resume where they stopped when rerun with the same
+arguments (finished levels / episodes / files are recorded in the manifest).
+"""
+
+INFO_HELP = """\
+Print a JSON summary of an episode store: episodes, frames, resolution, fps,
+whether ground-truth actions exist, bytes on disk (and per frame), shards.
+
+With --verify every shard's size and sha256 are checked against the manifest;
+the command exits with status 1 and names each bad shard on stderr if any is
+corrupt or missing (status 2 if DIR is not a store).
+
+example:
+  genie data info data/coinrun --verify
+"""
+
+COINRUN_HELP = """\
+Record Procgen CoinRun with a uniformly random policy over the 15 Procgen
+actions, no action repeats, 64x64 frames, one environment per level seed
+(num_levels=1, start_level=level) -- the recipe of the Genie paper, Appendix F.
+Each level runs for --steps-per-level environment steps, split into episodes at
+game resets (a transition across a reset is not a transition). Episodes carry
+the level seed; the manifest records the level range, so use disjoint ranges for
+training and held-out test data (e.g. --start-level 100000 for a test set).
+
+Defaults (100 levels x 1000 steps = 100k frames, ~100 MB) take well under a
+minute on one core. The paper's dataset is --levels 10000 --steps-per-level 1000
+(10M transitions, ~10 GB). Rerunning the same command resumes: levels already in
+the store are skipped; a bigger --levels extends the store.
+
+examples:
+  genie data coinrun data/coinrun
+  genie data coinrun data/coinrun-paper --levels 10000
+  genie data coinrun data/coinrun-test --levels 100 --start-level 100000
+"""
+
+ATARI_HELP = """\
+Record an Atari game (gymnasium + ale-py, ROMs ship with ale-py) with a
+uniformly random policy over the game's minimal action set. ALE/<Game>-v5 with
+frameskip 4 (15 frames per second of game time) and, unlike the v5 default, no
+sticky actions (so the recorded action is the executed one; --sticky 0.25 for
+the v5 default). Frames (210x160) are resized to --size with the same policy as
+`genie data ingest` (centre crop to square + area resize; --fit pad letterboxes).
+Each episode runs until the game ends or --steps-per-episode steps. Resumable.
+
+examples:
+  genie data atari Pong data/pong
+  genie data atari Breakout data/breakout --episodes 50 --steps-per-episode 2000
+"""
+
+INGEST_HELP = """\
+Turn videos into an episode store (no actions). Each SRC is a video file (mp4,
+webm, mkv, avi, gif, mov, ...), a folder of numbered images (frame_2 before
+frame_10; one episode per folder), or a folder searched recursively for both.
+
+Frames are decoded with PyAV and resampled to --fps by timestamps (output frame
+k shows the last source frame at or before k/fps, so a 3 s 30 fps clip gives 30
+frames at 10 fps), then centre-cropped to a square and area-resized to --size
+(--fit pad letterboxes instead of cropping). Image folders are taken to be at
+--fps already unless --image-fps is given.
+
+Missing, empty, unsupported, unreadable, truncated or too short (< --min-frames
+after resampling) inputs are skipped; the report lists them with the reason and
+is also written to OUT/ingest_report.json. Nothing is written outside OUT.
+Rerunning resumes (sources already in the store are skipped).
+
+examples:
+  genie data ingest clip1.mp4 clip2.webm data/mine
+  genie data ingest ~/gameplay/ data/gameplay --fps 10 --size 64
+"""
+
+
+def _fmt():
+    return argparse.RawDescriptionHelpFormatter
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="generate, ingest and inspect video datasets (episode stores)",
+                       description=DATA_HELP, formatter_class=_fmt())
+    dsub = p.add_subparsers(dest="data_cmd", metavar="CMD")
+
+    pi = dsub.add_parser("info", help="JSON summary of a store; --verify checks every shard's sha256",
+                         description=INFO_HELP, formatter_class=_fmt())
+    pi.add_argument("dir", metavar="DIR", help="episode store folder")
+    pi.add_argument("--verify", action="store_true", help="check every shard checksum; exit 1 naming bad shards")
+    pi.set_defaults(func=cmd_info)
+
+    pc = dsub.add_parser("coinrun", help="record Procgen CoinRun with a random policy (paper App. F)",
+                         description=COINRUN_HELP, formatter_class=_fmt())
+    pc.add_argument("out", metavar="OUT", help="store folder (created, or resumed/extended)")
+    pc.add_argument("--levels", type=int, default=100, help="number of level seeds (default 100; paper 10000)")
+    pc.add_argument("--start-level", type=int, default=0, help="first level seed (default 0)")
+    pc.add_argument("--steps-per-level", type=int, default=1000, help="environment steps per level (default 1000, as the paper)")
+    pc.add_argument("--mode", choices=["hard", "easy"], default="hard", help="Procgen distribution mode (default hard, as the paper)")
+    pc.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
+    pc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pc.set_defaults(func=cmd_coinrun)
+
+    pa = dsub.add_parser("atari", help="record an Atari game with a random policy",
+                         description=ATARI_HELP, formatter_class=_fmt())
+    pa.add_argument("game", metavar="GAME", help="game name, e.g. Pong, Breakout, MontezumaRevenge (or ALE/Pong-v5)")
+    pa.add_argument("out", metavar="OUT", help="store folder (created, or resumed)")
+    pa.add_argument("--episodes", type=int, default=8, help="episodes to record (default 8)")
+    pa.add_argument("--steps-per-episode", type=int, default=1000, help="max steps per episode (default 1000)")
+    pa.add_argument("--size", type=int, default=64, help="square frame size (default 64)")
+    pa.add_argument("--fit", choices=["crop", "pad"], default="crop", help="crop (default) or pad to square")
+    pa.add_argument("--sticky", type=float, default=0.0, help="repeat_action_probability (default 0; v5 default is 0.25)")
+    pa.add_argument("--seed", type=int, default=0, help="seed of the policy and env resets (default 0)")
+    pa.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pa.set_defaults(func=cmd_atari)
+
+    pg = dsub.add_parser("ingest", help="turn video files / image folders into a store",
+                         description=INGEST_HELP, formatter_class=_fmt())
+    pg.add_argument("paths", nargs="+", metavar="SRC... OUT", help="sources followed by the output store folder")
+    pg.add_argument("--fps", type=float, default=10.0, help="target frame rate (default 10, as the paper)")
+    pg.add_argument("--size", type=int, default=64, help="square frame size (default 64)")
+    pg.add_argument("--min-frames", type=int, default=16, help="skip sources shorter than this after resampling (default 16)")
+    pg.add_argument("--fit", choices=["crop", "pad"], default="crop", help="centre-crop (default) or letterbox-pad to square")
+    pg.add_argument("--image-fps", type=float, default=None, help="frame rate of image folders (default: same as --fps)")
+    pg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pg.set_defaults(func=cmd_ingest)
+
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+def cmd_info(args) -> int:
+    from genieworld.data.store import EpisodeStore
+
+    store = EpisodeStore(args.dir)
+    info = store.summary()
+    info["levels"] = _level_summary(store)
+    rc = 0
+    if args.verify:
+        bad = store.verify_detailed(progress=sys.stderr.isatty())
+        info["verify"] = {"ok": not bad, "checked_shards": len(store.shards),
+                          "bad_shards": [{"shard": n, "reason": r} for n, r in bad]}
+        for n, r in bad:
+            print(f"genie data info: corrupt shard {store.path / n}: {r}", file=sys.stderr)
+        rc = 1 if bad else 0
+    _print_json(info)
+    return rc
+
+
+def _level_summary(store):
+    from genieworld.data.coinrun import levels_of
+
+    lv = levels_of(store)
+    if not lv:
+        return None
+    return {"count": len(lv), "min": min(lv), "max": max(lv)}
+
+
+def cmd_coinrun(args) -> int:
+    from genieworld.data.coinrun import generate_coinrun
+
+    try:
+        summary = generate_coinrun(args.out, levels=args.levels, start_level=args.start_level,
+                                   steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
+                                   progress=not args.no_progress)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _print_json(summary)
+    return 0
+
+
+def cmd_atari(args) -> int:
+    from genieworld.data.atari import generate_atari
+
+    try:
+        summary = generate_atari(args.game, args.out, episodes=args.episodes,
+                                 steps_per_episode=args.steps_per_episode, size=args.size, seed=args.seed,
+                                 fit=args.fit, sticky=args.sticky, progress=not args.no_progress)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _print_json(summary)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from genieworld.data.ingest import REPORT_NAME, ingest
+
+    if len(args.paths) < 2:
+        raise UserError("ingest needs at least one SRC and an OUT folder: genie data ingest SRC... OUT")
+    *srcs, out = args.paths
+    if args.fps <= 0 or args.size < 1 or args.min_frames < 1:
+        raise UserError("--fps, --size and --min-frames must be positive")
+    report = ingest(srcs, out, fps=args.fps, size=args.size, min_frames=args.min_frames, fit=args.fit,
+                    image_fps=args.image_fps, progress=not args.no_progress)
+    for s in report["skipped"]:
+        print(f"skipped {s['source']}: {s['reason']}", file=sys.stderr)
+    print(f"ingested {len(report['ingested'])} source(s), skipped {len(report['skipped'])}, "
+          f"already in store {len(report['already_in_store'])}; report: {out}/{REPORT_NAME}", file=sys.stderr)
+    _print_json({"out": out, "ingested": len(report["ingested"]), "skipped": report["skipped"],
+                 "already_in_store": len(report["already_in_store"]), **report["store"]})
+    return 0 if report["store"]["episodes"] > 0 else 1

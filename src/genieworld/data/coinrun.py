@@ -1,0 +1,152 @@
+"""Procgen CoinRun with a random policy (Genie paper, Appendix F).
+
+Recipe: CoinRun ``hard`` mode, one environment per level seed (``num_levels=1,
+start_level=level``), uniformly random actions over the 15 Procgen actions, no
+action repeats, 64x64 frames, ``steps_per_level`` environment steps per level
+(paper: levels 0..9,999 x 1,000 steps = 10M transitions).
+
+Episode boundaries: gym3 resets automatically; when ``first`` is set after an
+action, that action ended the episode and its outcome frame is never observed, so
+the episode is closed *without* that action and the new observation starts the
+next episode (a transition across a reset is not a transition).  The K steps of a
+level can therefore span several episodes of that level; one-frame episodes are
+dropped.  Episode metadata: ``level``, ``episode_in_level``, ``terminated`` (ended
+by the game rather than by the step budget).  The manifest's ``extra`` records the
+mode, seed, steps per level and the requested level ranges; :func:`levels_of`
+returns the level seeds actually present, so evaluation code can check that
+train and test levels do not overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from genieworld.data.store import EpisodeStore, EpisodeWriter, StoreError
+from genieworld.data.streamer import EpisodeStreamer
+
+__all__ = ["generate_coinrun", "levels_of", "level_overlap", "COINRUN_ACTIONS", "COINRUN_FPS"]
+
+COINRUN_ACTIONS = 15
+COINRUN_FPS = 15.0  # nominal: one frame per environment step
+
+
+def _rand_seed(seed: int, level: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(level), 0xC0]).generate_state(1)[0] % (2**31 - 1))
+
+
+def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_level: int = 1000,
+                     mode: str = "hard", seed: int = 0, progress: bool = True,
+                     shard_bytes: int | None = None) -> dict:
+    """Record CoinRun levels ``start_level .. start_level+levels-1`` into the store ``out``.
+
+    Resumable: levels already recorded in the manifest are skipped.  Returns a summary.
+    """
+    if mode not in ("hard", "easy"):
+        raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
+    if levels < 1 or start_level < 0 or steps_per_level < 1:
+        raise ValueError("need levels >= 1, start_level >= 0, steps_per_level >= 1")
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")  # gym 0.26 (a procgen dependency) prints a deprecation notice
+        from procgen import ProcgenGym3Env
+
+    out = Path(out)
+    settings = {"env": "procgen:coinrun", "distribution_mode": mode, "policy": "uniform random, no action repeats",
+                "steps_per_level": int(steps_per_level), "seed": int(seed)}
+    kw = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
+    new_range = [int(start_level), int(start_level + levels)]
+    counts = {"levels_done": 0, "levels_skipped": 0, "episodes": 0, "frames": 0}
+    with EpisodeWriter(out, resolution=(64, 64), fps=COINRUN_FPS, source="coinrun", num_actions=COINRUN_ACTIONS,
+                       **kw) as w:
+        old = w.manifest.get("extra", {}).get("coinrun")
+        if old:
+            for k in ("distribution_mode", "steps_per_level", "seed"):
+                if old.get(k) != settings[k]:
+                    raise StoreError(f"{out}: store was generated with {k}={old.get(k)!r}, not {settings[k]!r}; "
+                                     "use another folder (or the same settings to resume/extend)")
+            ranges = [list(r) for r in old.get("level_ranges", [])]
+        else:
+            ranges = []
+        if new_range not in ranges:
+            ranges.append(new_range)
+        w.set_extra(coinrun={**settings, "level_ranges": ranges})
+        done = w.done_keys
+        todo = [lv for lv in range(start_level, start_level + levels) if f"level:{lv}" not in done]
+        counts["levels_skipped"] = levels - len(todo)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=levels, initial=levels - len(todo), desc=f"coinrun {mode}", unit="level")
+        try:
+            for level in todo:
+                n_eps, n_frames = _record_level(w, ProcgenGym3Env, level, steps_per_level, mode, seed)
+                w.mark_done(f"level:{level}")
+                counts["levels_done"] += 1
+                counts["episodes"] += n_eps
+                counts["frames"] += n_frames
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(frames=w.num_frames, refresh=False)
+        finally:
+            if bar is not None:
+                bar.close()
+    store = EpisodeStore(out)
+    return {"out": str(out), **counts, "store_episodes": store.num_episodes, "store_frames": store.num_frames,
+            "bytes_on_disk": store.bytes_on_disk, "level_ranges": ranges}
+
+
+def _record_level(w: EpisodeWriter, env_cls, level: int, steps: int, mode: str, seed: int) -> tuple[int, int]:
+    env = env_cls(num=1, env_name="coinrun", num_levels=1, start_level=int(level), distribution_mode=mode,
+                  rand_seed=_rand_seed(seed, level))
+    rng = np.random.default_rng([int(seed), int(level)])
+    actions = rng.integers(0, COINRUN_ACTIONS, size=steps)
+    key = f"level:{level}"
+    ep_i = 0
+    n_eps = n_frames = 0
+
+    def new_stream():
+        return EpisodeStreamer(w, {"level": int(level), "episode_in_level": ep_i, "mode": mode}, key)
+
+    _, obs, _ = env.observe()
+    stream = new_stream()
+    stream.push(obs["rgb"][0].copy(), None)
+    for a in actions:
+        env.act(np.array([a], dtype=np.int32))
+        _, obs, first = env.observe()
+        frame = obs["rgb"][0].copy()
+        if first[0]:  # `a` ended the episode; its outcome frame is not observable
+            n = stream.finish(terminated=True)
+            if n:
+                n_eps, n_frames, ep_i = n_eps + 1, n_frames + n, ep_i + 1
+            stream = new_stream()
+            stream.push(frame, None)
+        else:
+            stream.push(frame, int(a))
+    n = stream.finish(terminated=False)
+    if n:
+        n_eps, n_frames = n_eps + 1, n_frames + n
+    del env
+    return n_eps, n_frames
+
+
+def levels_of(store: EpisodeStore | str | os.PathLike) -> set[int]:
+    """Level seeds present in a store (from episode metadata); empty for stores without levels."""
+    if not isinstance(store, EpisodeStore):
+        store = EpisodeStore(store)
+    out = set()
+    for i in range(store.num_episodes):
+        lv = store._metas[i].get("level")
+        if lv is not None:
+            out.add(int(lv))
+    return out
+
+
+def level_overlap(train, test) -> set[int]:
+    """Level seeds present in both stores (should be empty for a clean held-out evaluation)."""
+    return levels_of(train) & levels_of(test)
