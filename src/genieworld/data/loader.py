@@ -190,14 +190,17 @@ class WindowLoader:
         eps, starts = self.batch_windows(k)
         t = self.seq_len
         h, w = self.store.resolution
-        frames = np.empty((len(eps), t, h, w, 3), dtype=np.uint8)
+        frames_t = torch.empty((len(eps), t, h, w, 3), dtype=torch.uint8)
+        if torch.utils.data.get_worker_info() is not None:
+            frames_t.share_memory_()  # decode straight into shared memory: no copy when sent to the main process
+        frames = frames_t.numpy()
         actions = np.full((len(eps), t - 1), -1, dtype=np.int64)
         for n, (e, s) in enumerate(zip(eps.tolist(), starts.tolist())):
             frames[n] = self.store.read_frames(e, s, s + t)
             a = self.store.read_actions(e, s, s + t - 1)
             if a is not None:
                 actions[n, :len(a)] = a
-        return {"frames": torch.from_numpy(frames), "actions": torch.from_numpy(actions),
+        return {"frames": frames_t, "actions": torch.from_numpy(actions),
                 "episode": torch.from_numpy(eps.astype(np.int64)), "start": torch.from_numpy(starts.astype(np.int64))}
 
     # -- iteration

@@ -390,12 +390,20 @@ class EpisodeStore:
         pos = 0
         for ci in range(c0, c1):
             a, b = int(offs[ci]) - base, int(offs[ci + 1]) - base
+            first = ci * c
+            need = min(stop, first + c) - first  # frames of this chunk up to `stop`
             try:
-                raw = zlib.decompress(view[a:b])
+                if ci == c1 - 1 and first + need < min(length, first + c):
+                    # last chunk, window ends inside it: inflate only the prefix we need
+                    d = zlib.decompressobj()
+                    raw = d.decompress(view[a:b], need * frame_bytes)
+                    if len(raw) != need * frame_bytes:
+                        raise zlib.error("chunk shorter than recorded")
+                else:
+                    raw = zlib.decompress(view[a:b])
             except zlib.error as e:
                 raise StoreError(f"{self.path / self.shards[si]['file']}: corrupt chunk {ci} of episode {i} ({e}); "
                                  "run `genie data info --verify`") from None
-            first = ci * c
             n = len(raw) // frame_bytes
             lo, hi = max(start, first), min(stop, first + n)
             flat[pos * frame_bytes:(pos + hi - lo) * frame_bytes] = np.frombuffer(
