@@ -1,0 +1,187 @@
+"""``genie train tokenizer|dynamics``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from genieworld.errors import UserError
+
+TOKENIZER_HELP = """\
+Train the video tokenizer (ST-ViViT VQ-VAE, paper section 2.1) on windows of frames.
+
+The run folder gets periodic checkpoints (safetensors weights + JSON config +
+optimizer/scheduler/RNG/data-position state), TensorBoard scalars in RUN/tb, and,
+when training finishes, the exported tokenizer in RUN/tokenizer. Starting the
+same command again on an existing RUN resumes from its latest checkpoint and
+continues exactly as an uninterrupted run would (CPU). Ctrl-C saves a checkpoint.
+
+example:
+  genie data coinrun data/coinrun
+  genie train tokenizer --data data/coinrun --out runs/tok --preset tiny
+  tensorboard --logdir runs/tok/tb
+"""
+
+DYNAMICS_HELP = """\
+Co-train the latent action model (LAM) and the MaskGIT dynamics model on top of
+a trained tokenizer (paper section 2.1). The LAM learns a small codebook of
+latent actions from pixels alone (ground-truth actions are never used); the
+dynamics model predicts the next frame's tokens from past tokens and the
+stop-gradient latent actions.
+
+When training finishes, RUN/model is a self-contained model directory
+(tokenizer + LAM + dynamics + configs) for `genie generate`, `genie eval`,
+`genie play` and `genieworld.Genie.from_pretrained`. Resumes like the tokenizer.
+
+example:
+  genie train dynamics --data data/coinrun --tokenizer runs/tok --out runs/world --preset tiny
+"""
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="episode store folder (from `genie data ...`) or a uint8 .npy of clips (N,T,H,W,3)")
+    p.add_argument("--out", required=True, help="run folder (created, or resumed when it already holds this run)")
+    p.add_argument("--preset", default="tiny", help="tiny | cpu | coinrun-paper, or a path to a preset .json (default: tiny)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (default: from the preset)")
+    p.add_argument("--batch-size", type=int, help="sequences per step and per process (default: from the preset)")
+    p.add_argument("--seq-len", type=int, help="frames per training window (default: from the preset, 16 for the paper)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: from the preset)")
+    p.add_argument("--seed", type=int, help="random seed for init, data order and masking (default: 0)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: from the preset)")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: from the preset)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches accumulated per optimizer step (default 1)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], help="auto = bf16 autocast on GPU, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start; helps on GPU)")
+    p.add_argument("--activation-checkpointing", action="store_true", help="recompute block activations in backward to save memory")
+    p.add_argument("--fsdp", action="store_true", help="under torchrun, shard with FSDP2 (fully_shard) instead of DDP")
+    p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps in this invocation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to TensorBoard)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the tokenizer, or co-train the latent action model and dynamics",
+                       description="Train genieworld models. See `genie train tokenizer --help` and `genie train dynamics --help`.")
+    tsub = p.add_subparsers(dest="train_what", metavar="WHAT")
+    pt = tsub.add_parser("tokenizer", help="train the video tokenizer", description=TOKENIZER_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(pt)
+    pt.set_defaults(func=run_tokenizer)
+    pd = tsub.add_parser("dynamics", help="co-train the latent action model and the dynamics model",
+                         description=DYNAMICS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(pd)
+    pd.add_argument("--tokenizer", required=True, help="a tokenizer run folder (RUN or RUN/tokenizer) from `genie train tokenizer`")
+    pd.add_argument("--action-injection", choices=["add", "prepend"], help="how latent actions enter the dynamics model (default: add)")
+    pd.set_defaults(func=run_dynamics)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def train_config_from_args(base, args):
+    overrides = {
+        "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "seed": args.seed,
+        "checkpoint_every": args.checkpoint_every, "num_workers": args.num_workers, "grad_accum": args.grad_accum,
+        "precision": args.precision,
+    }
+    cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    if args.compile:
+        cfg = replace(cfg, compile=True)
+    if args.activation_checkpointing:
+        cfg = replace(cfg, activation_checkpointing=True)
+    if args.fsdp:
+        cfg = replace(cfg, fsdp=True)
+    for name in ("steps", "batch_size", "seq_len", "checkpoint_every"):
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr must be positive, got {cfg.lr}")
+    return cfg
+
+
+def _load_preset(name: str):
+    from genieworld.config import ConfigError, load_preset
+
+    try:
+        return load_preset(name)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+
+
+def _open_data(args, cfg, rank, world):
+    from genieworld.train.data import open_training_data
+
+    if not Path(args.data).exists():
+        raise UserError(f"--data {args.data}: no such file or folder (make one with `genie data coinrun {args.data}`)")
+    try:
+        return open_training_data(args.data, cfg.seq_len, cfg.batch_size, cfg.seed, rank, world, cfg.num_workers)
+    except (ValueError, OSError) as e:
+        raise UserError(f"--data {args.data}: {e}") from None
+
+
+def run_tokenizer(args) -> int:
+    from genieworld.train.tokenizer_task import TokenizerTask
+    from genieworld.train.trainer import RunMismatchError, Trainer, dist_info
+    from genieworld.utils import seed_everything
+
+    preset = _load_preset(args.preset)
+    cfg = train_config_from_args(preset.tokenizer_train, args)
+    tok_cfg = replace(preset.tokenizer, max_frames=max(preset.tokenizer.max_frames, cfg.seq_len))
+    rank, world, _ = dist_info()
+    seed_everything(cfg.seed)
+    task = TokenizerTask(tok_cfg)
+    loader = _open_data(args, cfg, rank, world)
+    _check_resolution(loader, tok_cfg.image_size, args.data)
+    info = {"component": "tokenizer", "preset": preset.name, "data": str(Path(args.data).resolve()),
+            "model_configs": task.model_configs(), "seed": cfg.seed}
+    try:
+        trainer = Trainer(task, loader, cfg, args.out, info, progress=not args.no_progress, stop_after=args.stop_after)
+        logs = trainer.fit()
+    except RunMismatchError as e:
+        raise UserError(str(e)) from None
+    if rank == 0:
+        _print_done(args.out, "tokenizer", trainer.step, cfg.steps, logs)
+    return 0
+
+
+def run_dynamics(args) -> int:
+    from genieworld.train.dynamics_task import build_dynamics_task
+    from genieworld.train.trainer import RunMismatchError, Trainer, dist_info
+    from genieworld.utils import seed_everything
+
+    preset = _load_preset(args.preset)
+    cfg = train_config_from_args(preset.dynamics_train, args)
+    rank, world, _ = dist_info()
+    seed_everything(cfg.seed)
+    try:
+        task = build_dynamics_task(preset, args.tokenizer, cfg.seq_len, action_injection=args.action_injection)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+    loader = _open_data(args, cfg, rank, world)
+    _check_resolution(loader, task.tokenizer.cfg.image_size, args.data)
+    info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
+            "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
+    try:
+        trainer = Trainer(task, loader, cfg, args.out, info, progress=not args.no_progress, stop_after=args.stop_after)
+        logs = trainer.fit()
+    except RunMismatchError as e:
+        raise UserError(str(e)) from None
+    if rank == 0:
+        _print_done(args.out, "model", trainer.step, cfg.steps, logs)
+    return 0
+
+
+def _check_resolution(loader, size: int, data) -> None:
+    store = getattr(loader, "store", None)
+    res = getattr(store, "resolution", None) if store is not None else None
+    if res is None and hasattr(loader, "clips"):
+        res = tuple(loader.clips.shape[2:4])
+    if res is not None and tuple(res) != (size, size):
+        raise UserError(f"--data {data} has {res[0]}x{res[1]} frames but the model expects {size}x{size}; "
+                        f"re-ingest with --size {size} or pick a preset with image_size {res[0]}")
+
+
+def _print_done(out, export_name, step, total, logs) -> None:
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+    if step >= total:
+        print(f"done: {step} steps; {shown}\nmodel: {Path(out) / export_name}", flush=True)
+    else:
+        print(f"stopped at step {step}/{total}; run the same command again to resume. {shown}", flush=True)

@@ -1,0 +1,208 @@
+"""Configuration dataclasses and presets.
+
+Every model and training run is described by plain dataclasses that are saved as
+JSON beside the weights. Presets live in the repository's ``configs/`` folder
+(``tiny``, ``cpu``, ``coinrun-paper``); a preset file holds one section per
+component::
+
+    {"tokenizer": {...}, "lam": {...}, "dynamics": {...},
+     "tokenizer_train": {...}, "dynamics_train": {...}}
+
+``load_preset("tiny")`` returns a :class:`Preset`. Unknown keys in a JSON file are
+an error that names the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+PRESET_NAMES = ("tiny", "cpu", "coinrun-paper")
+
+
+@dataclass
+class STConfig:
+    """Shape of one ST-transformer stack (spatial attn -> causal temporal attn -> FFW)."""
+
+    num_layers: int = 2
+    d_model: int = 64
+    num_heads: int = 4
+    head_dim: int = 16  # q/k/v width per head; heads*head_dim need not equal d_model (paper tables)
+    ffn_mult: float = 4.0
+    qk_norm: bool = False
+    dropout: float = 0.0
+
+
+@dataclass
+class VQConfig:
+    num_codes: int = 1024
+    code_dim: int = 32
+    beta: float = 0.25  # commitment weight
+    l2_normalize: bool = True  # cosine-similarity codebook (stabilises small codebooks)
+    dead_code_steps: int = 200  # restart a code unused for this many training steps (0 = never)
+
+
+@dataclass
+class TokenizerConfig:
+    image_size: int = 64
+    channels: int = 3
+    patch_size: int = 4
+    max_frames: int = 16  # temporal window (training sequence length)
+    encoder: STConfig = field(default_factory=STConfig)
+    decoder: STConfig = field(default_factory=STConfig)
+    vq: VQConfig = field(default_factory=VQConfig)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass
+class LAMConfig:
+    image_size: int = 64
+    channels: int = 3
+    patch_size: int = 16
+    max_frames: int = 16
+    encoder: STConfig = field(default_factory=STConfig)
+    decoder: STConfig = field(default_factory=STConfig)
+    vq: VQConfig = field(default_factory=lambda: VQConfig(num_codes=8, code_dim=32, dead_code_steps=50))
+
+    @property
+    def num_actions(self) -> int:
+        return self.vq.num_codes
+
+
+@dataclass
+class DynamicsConfig:
+    num_codes: int = 1024  # tokenizer vocabulary; the mask token is id ``num_codes`` (never a real code)
+    tokens_per_frame: int = 256
+    action_dim: int = 32  # dimension of the latent action vectors (LAM code_dim)
+    max_frames: int = 16
+    transformer: STConfig = field(default_factory=lambda: STConfig(qk_norm=True))
+    action_injection: str = "add"  # "add" (paper) or "prepend" (one action token per frame)
+    mask_rate_min: float = 0.5
+    mask_rate_max: float = 1.0
+
+
+@dataclass
+class SamplingConfig:
+    maskgit_steps: int = 25
+    temperature: float = 1.0
+    schedule: str = "cosine"  # "cosine" | "linear"
+    context_frames: int = 16  # sliding window; defaults to the training length
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    seq_len: int = 16
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 100
+    beta1: float = 0.9
+    beta2: float = 0.9
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    grad_accum: int = 1
+    # speed options (issue 7); all off by default on CPU
+    precision: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    fsdp: bool = False
+
+
+@dataclass
+class Preset:
+    name: str = "custom"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    lam: LAMConfig = field(default_factory=LAMConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    tokenizer_train: TrainConfig = field(default_factory=TrainConfig)
+    dynamics_train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or dict does not match the dataclass it should describe."""
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
+
+    Raises :class:`ConfigError` naming any unknown key.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected an object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    kwargs = {}
+    hints = _type_hints(cls)
+    for name, value in data.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = from_dict(typ, value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _type_hints(cls: type) -> dict:
+    import typing
+
+    return typing.get_type_hints(cls)
+
+
+def save_json(cfg: Any, path: str | Path) -> None:
+    from genieworld.utils import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def load_json(cls: type[T], path: str | Path) -> T:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    return from_dict(cls, data, where=path.name)
+
+
+def configs_dir() -> Path:
+    """The presets folder: ``<repo>/configs`` (editable install) or the packaged copy."""
+    repo = Path(__file__).resolve().parents[2] / "configs"
+    if repo.is_dir():
+        return repo
+    return Path(__file__).resolve().parent / "configs"
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Load a preset by name (``tiny``, ``cpu``, ``coinrun-paper``) or from a JSON path."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.exists():
+        preset = load_json(Preset, p)
+        return preset
+    path = configs_dir() / f"{name_or_path}.json"
+    if not path.exists():
+        available = sorted(x.stem for x in configs_dir().glob("*.json"))
+        raise ConfigError(f"unknown preset {name_or_path!r}; available presets: {available} (or pass a .json path)")
+    preset = load_json(Preset, path)
+    preset.name = name_or_path
+    return preset

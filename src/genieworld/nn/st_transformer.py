@@ -1,0 +1,274 @@
+"""The ST-transformer shared by the tokenizer, the latent action model and the dynamics model.
+
+One block (paper section 2, "ST-transformer") is::
+
+    x = x + SpatialAttention(norm(x))    # the S tokens of each frame attend to each other
+    x = x + TemporalAttention(norm(x))   # each spatial position attends causally over frames
+    x = x + FFW(norm(x))                 # a single feed-forward layer after both
+
+Spatial attention never mixes frames and temporal attention never mixes positions,
+so no attention ever spans all T*S tokens at once and activation memory grows
+linearly in T (see ``bench/bench_memory.py``).
+
+Positional information:
+  * spatial axis: a learned embedding per token position, added at the input;
+  * temporal axis: rotary position embedding (RoPE) inside every temporal
+    attention layer. RoPE depends only on relative frame offsets, which is what
+    makes a sliding-window key/value cache exactly equal to a full pass with a
+    banded causal mask (see :class:`TemporalKVCache`).
+
+Incremental decoding: :meth:`STTransformer.step` consumes ONE new frame and a
+:class:`TemporalKVCache`; the cache is a fixed-size ring buffer of ``window``
+frames per layer, so the cost of a new frame does not depend on how long the
+rollout already is, and nothing is reallocated per frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from genieworld.config import STConfig
+
+
+# ----------------------------------------------------------------------------- RoPE
+def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables of shape (L, head_dim // 2) for integer ``positions`` (L,). Computed in float64."""
+    half = head_dim // 2
+    inv_freq = base ** (-torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x_bhld: torch.Tensor, cos_ld: torch.Tensor, sin_ld: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of the last dim by the given angles."""
+    half = x_bhld.shape[-1] // 2
+    x1, x2 = x_bhld[..., :half], x_bhld[..., half : 2 * half]
+    cos = cos_ld.to(x_bhld.dtype)
+    sin = sin_ld.to(x_bhld.dtype)
+    rot = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    if x_bhld.shape[-1] > 2 * half:  # odd head_dim: leave the last channel alone
+        rot = torch.cat([rot, x_bhld[..., 2 * half :]], dim=-1)
+    return rot
+
+
+def banded_causal_mask(t_len: int, window: int | None, device=None) -> torch.Tensor:
+    """Bool (T, T) mask, True where query i may attend key j: j <= i and i - j < window."""
+    i = torch.arange(t_len, device=device)[:, None]
+    j = torch.arange(t_len, device=device)[None, :]
+    mask = j <= i
+    if window is not None:
+        mask = mask & (i - j < window)
+    return mask
+
+
+# ----------------------------------------------------------------------------- attention
+class Attention(nn.Module):
+    """Multi-head self-attention over the second-to-last axis of (B, L, D) inputs."""
+
+    def __init__(self, d_model: int, num_heads: int, head_dim: int, qk_norm: bool = False, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        inner = num_heads * head_dim
+        self.qkv = nn.Linear(d_model, 3 * inner, bias=False)
+        self.out = nn.Linear(inner, d_model, bias=False)
+        self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
+        self.dropout = dropout
+
+    def project(self, x_bld: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, v = rearrange(self.qkv(x_bld), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def attend(self, q, k, v, attn_mask=None, is_causal=False) -> torch.Tensor:
+        o = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(rearrange(o, "b h l d -> b l (h d)"))
+
+
+class SpatialAttention(Attention):
+    """Bidirectional attention among the S tokens of one frame."""
+
+    def forward(self, x_btsd: torch.Tensor) -> torch.Tensor:
+        b = x_btsd.shape[0]
+        x = rearrange(x_btsd, "b t s d -> (b t) s d")
+        q, k, v = self.project(x)
+        y = self.attend(q, k, v)
+        return rearrange(y, "(b t) s d -> b t s d", b=b)
+
+
+class TemporalAttention(Attention):
+    """Causal attention across frames at each spatial position, with RoPE over frame index."""
+
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        b, t, s, _ = x_btsd.shape
+        x = rearrange(x_btsd, "b t s d -> (b s) t d")
+        q, k, v = self.project(x)
+        cos, sin = rope_angles(torch.arange(t, device=x.device), self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if window is None or window >= t:
+            y = self.attend(q, k, v, is_causal=True)
+        else:
+            y = self.attend(q, k, v, attn_mask=banded_causal_mask(t, window, x.device))
+        return rearrange(y, "(b s) t d -> b t s d", b=b)
+
+    def step(self, x_b1sd: torch.Tensor, cache: "TemporalKVCache", layer: int) -> torch.Tensor:
+        """One new frame at absolute index ``cache.length``; writes its keys/values into the cache."""
+        b, one, s, _ = x_b1sd.shape
+        assert one == 1, "step() takes exactly one new frame"
+        x = rearrange(x_b1sd, "b t s d -> (b s) t d")
+        q, k, v = self.project(x)
+        pos = cache.length
+        cos, sin = rope_angles(torch.tensor([pos], device=x.device), self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        slot = pos % cache.window
+        cache.k[layer][:, :, slot : slot + 1] = k
+        cache.v[layer][:, :, slot : slot + 1] = v
+        y = self.attend(q, cache.k[layer], cache.v[layer], attn_mask=cache.valid_mask())
+        return rearrange(y, "(b s) t d -> b t s d", b=b)
+
+
+class TemporalKVCache:
+    """Fixed-size ring buffer of temporal keys/values, one (B*S, H, window, Dh) pair per layer.
+
+    ``length`` counts the frames committed so far. :meth:`STTransformer.step` writes
+    the new frame's keys/values into slot ``length % window`` (overwriting the frame
+    that just left the window) and :meth:`advance` commits it. Calling ``step``
+    several times before ``advance`` (MaskGIT refinement of the same frame) just
+    rewrites that slot. Because RoPE scores depend only on relative offsets, the
+    outputs equal a full pass with :func:`banded_causal_mask` of the same window.
+    """
+
+    def __init__(self, num_layers: int, rows: int, num_heads: int, head_dim: int, window: int, device, dtype):
+        shape = (rows, num_heads, window, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
+        self.window = window
+        self.length = 0
+        self._slots = torch.arange(window, device=device)
+
+    def valid_mask(self) -> torch.Tensor:
+        """Bool (1, window): slots holding frames max(0, t-window+1)..t, where t = length (the frame being stepped)."""
+        n_valid = min(self.length + 1, self.window)
+        return (self._slots < n_valid)[None, :]
+
+    def advance(self) -> None:
+        self.length += 1
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def clone(self) -> "TemporalKVCache":
+        other = object.__new__(TemporalKVCache)
+        other.k = [x.clone() for x in self.k]
+        other.v = [x.clone() for x in self.v]
+        other.window, other.length, other._slots = self.window, self.length, self._slots
+        return other
+
+
+# ----------------------------------------------------------------------------- block and stack
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, mult: float, dropout: float = 0.0):
+        super().__init__()
+        hidden = int(d_model * mult)
+        self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, d_model))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class STBlock(nn.Module):
+    def __init__(self, cfg: STConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.norm_s = nn.LayerNorm(d)
+        self.spatial = SpatialAttention(d, cfg.num_heads, cfg.head_dim, cfg.qk_norm, cfg.dropout)
+        self.norm_t = nn.LayerNorm(d)
+        self.temporal = TemporalAttention(d, cfg.num_heads, cfg.head_dim, cfg.qk_norm, cfg.dropout)
+        self.norm_f = nn.LayerNorm(d)
+        self.ffw = FeedForward(d, cfg.ffn_mult, cfg.dropout)
+
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        x = x_btsd + self.spatial(self.norm_s(x_btsd))
+        x = x + self.temporal(self.norm_t(x), window=window)
+        return x + self.ffw(self.norm_f(x))
+
+    def step(self, x_b1sd: torch.Tensor, cache: TemporalKVCache, layer: int) -> torch.Tensor:
+        x = x_b1sd + self.spatial(self.norm_s(x_b1sd))
+        x = x + self.temporal.step(self.norm_t(x), cache, layer)
+        return x + self.ffw(self.norm_f(x))
+
+
+class STTransformer(nn.Module):
+    """A stack of :class:`STBlock` over (B, T, S, D) inputs with a learned spatial position embedding.
+
+    Args:
+        cfg: layer count and widths.
+        num_spatial: S, the number of tokens per frame (fixed; positions are learned).
+        window: temporal context in frames. Full passes longer than this use a banded
+            causal mask so that they agree with the ring-buffer cache.
+    """
+
+    def __init__(self, cfg: STConfig, num_spatial: int, window: int):
+        super().__init__()
+        self.cfg = cfg
+        self.window = window
+        self.num_spatial = num_spatial
+        self.pos_s = nn.Parameter(torch.randn(num_spatial, cfg.d_model) * 0.02)
+        self.blocks = nn.ModuleList(STBlock(cfg) for _ in range(cfg.num_layers))
+        self.norm_out = nn.LayerNorm(cfg.d_model)
+        self.activation_checkpointing = False
+
+    def forward(self, x_btsd: torch.Tensor) -> torch.Tensor:
+        if x_btsd.shape[2] != self.num_spatial:
+            raise ValueError(f"expected {self.num_spatial} tokens per frame, got {x_btsd.shape[2]}")
+        x = x_btsd + self.pos_s
+        for blk in self.blocks:
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(blk, x, self.window, use_reentrant=False)
+            else:
+                x = blk(x, window=self.window)
+        return self.norm_out(x)
+
+    def new_cache(self, batch: int, device=None, dtype=None) -> TemporalKVCache:
+        p = self.pos_s
+        return TemporalKVCache(
+            self.cfg.num_layers,
+            batch * self.num_spatial,
+            self.cfg.num_heads,
+            self.cfg.head_dim,
+            self.window,
+            device or p.device,
+            dtype or p.dtype,
+        )
+
+    def step(self, x_b1sd: torch.Tensor, cache: TemporalKVCache, advance: bool = True) -> torch.Tensor:
+        """Process one new frame against ``cache``. With ``advance`` the frame is committed to the cache."""
+        x = x_b1sd + self.pos_s
+        for i, blk in enumerate(self.blocks):
+            x = blk.step(x, cache, i)
+        if advance:
+            cache.advance()
+        return self.norm_out(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """GPT-style init: normal(0, std) linears/embeddings, zero biases; scaled output projections."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std)
+    n_layers = sum(1 for m in module.modules() if isinstance(m, STBlock)) or 1
+    for name, p in module.named_parameters():
+        if name.endswith(".out.weight") or name.endswith(".net.3.weight"):
+            nn.init.normal_(p, 0.0, std / math.sqrt(2 * n_layers))

@@ -1,0 +1,82 @@
+"""Opening training data for the trainer: an episode store (``genie data ...``) or a plain clip array.
+
+A ``.npy`` file of uint8 clips shaped (N, T, H, W, 3) is also accepted (handy for
+quick experiments); :class:`ArrayClipLoader` samples windows from it with the same
+seeded, resumable contract as :class:`genieworld.data.loader.WindowLoader`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class ArrayClipLoader:
+    """Seeded, resumable, rank-aware windows from a uint8 array of clips (N, T, H, W, 3)."""
+
+    def __init__(self, clips: np.ndarray, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if clips.ndim != 5 or clips.dtype != np.uint8 or clips.shape[-1] != 3:
+            raise ValueError(f"expected a uint8 array (N, T, H, W, 3), got {clips.dtype} {clips.shape}")
+        if clips.shape[1] < seq_len:
+            raise ValueError(f"clips have {clips.shape[1]} frames, fewer than seq_len={seq_len}")
+        self.clips = clips
+        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
+        self.rank, self.world = rank, world_size
+        self.windows = [(i, s) for i in range(clips.shape[0]) for s in range(clips.shape[1] - seq_len + 1)]
+        self.epoch, self.pos = 0, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+
+    def _order(self) -> np.ndarray:
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.windows))
+        return perm[self.rank :: self.world]
+
+    def __iter__(self):
+        while True:
+            order = self._order()
+            n_batches = len(order) // self.batch_size
+            if n_batches == 0:
+                raise ValueError("not enough windows for one batch")
+            while self.pos < n_batches:
+                sel = order[self.pos * self.batch_size : (self.pos + 1) * self.batch_size]
+                self.pos += 1
+                frames = np.stack([self.clips[i, s : s + self.seq_len] for i, s in (self.windows[j] for j in sel)])
+                yield {
+                    "frames": torch.from_numpy(frames),
+                    "actions": torch.full((len(sel), self.seq_len - 1), -1, dtype=torch.long),
+                }
+            self.epoch, self.pos = self.epoch + 1, 0
+
+
+def open_training_data(path: str | Path, seq_len: int, batch_size: int, seed: int, rank: int = 0,
+                       world_size: int = 1, num_workers: int = 0):
+    """A resumable batch iterator over ``path`` (an episode store folder or a .npy clip array)."""
+    path = Path(path)
+    if path.suffix == ".npy" and path.is_file():
+        return ArrayClipLoader(np.load(path, mmap_mode="r"), seq_len, batch_size, seed, rank, world_size)
+    from genieworld.data.loader import WindowLoader
+    from genieworld.data.store import EpisodeStore
+
+    store = EpisodeStore(path)
+    return WindowLoader(store, seq_len=seq_len, batch_size=batch_size, seed=seed, rank=rank,
+                        world_size=world_size, num_workers=num_workers)
+
+
+def data_resolution(path: str | Path) -> int | None:
+    """Square frame size of a data source, or None when it cannot be read cheaply."""
+    path = Path(path)
+    if path.suffix == ".npy" and path.is_file():
+        arr = np.load(path, mmap_mode="r")
+        return int(arr.shape[2])
+    try:
+        from genieworld.data.store import EpisodeStore
+
+        return int(EpisodeStore(path).resolution[0])
+    except Exception:
+        return None

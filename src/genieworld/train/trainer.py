@@ -1,0 +1,294 @@
+"""One trainer for every component.
+
+A *task* is an ``nn.Module`` with::
+
+    task.training_step(batch, step) -> (loss tensor, {name: float})   # the model-specific logic
+    task.model_configs() -> dict                                      # JSON-able configs saved beside weights
+    task.export(out_dir)                                              # write the finished model(s)
+
+The trainer owns everything else: AdamW with linear warm-up and cosine decay,
+gradient clipping and accumulation, optional bf16 autocast / torch.compile /
+activation checkpointing, DistributedDataParallel (or FSDP2) under torchrun, a
+progress bar, TensorBoard scalars, atomic periodic checkpoints, and resume.
+
+Exact resume: a checkpoint stores weights, optimizer, scheduler, every RNG the
+step uses and the data loader's position, so a run killed at any moment and
+restarted on the same RUN folder continues bit-for-bit like an uninterrupted run
+on CPU (tested in ``tests/test_trainer_resume.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from genieworld.config import TrainConfig
+from genieworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from genieworld.utils import atomic_write_text
+
+
+class RunMismatchError(RuntimeError):
+    """RUN already holds a different run (another component, preset or data)."""
+
+
+# ----------------------------------------------------------------------------- distributed
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    rank, world, local = dist_info()
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def lr_lambda_factory(cfg: TrainConfig):
+    """Multiplier on cfg.lr: linear warm-up to 1, then cosine decay to min_lr/lr at ``steps``."""
+    floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+
+    def f(step: int) -> float:
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        span = max(1, cfg.steps - cfg.warmup_steps)
+        progress = min(1.0, (step - cfg.warmup_steps) / span)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return f
+
+
+def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, embeddings of positions and codebooks (1-D or named so)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "pos_" in name or "codebook" in name or "embed" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+
+class Trainer:
+    def __init__(
+        self,
+        task: nn.Module,
+        loader,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        run_info: dict,
+        progress: bool = True,
+        stop_after: int | None = None,
+    ):
+        """``run_info`` (component, preset, data, ...) is written to RUN/run.json and checked on resume.
+
+        ``stop_after``: stop (with a checkpoint) after this many optimizer steps in this process;
+        used by tests and by users who train in slices.
+        """
+        self.rank, self.world, self.device = setup_distributed()
+        self.cfg = cfg
+        self.run = Path(run_dir)
+        self.loader = loader
+        self.progress = progress and self.rank == 0
+        self.stop_after = stop_after
+        self.run_info = dict(run_info, world_size=self.world)
+        self.task = task.to(self.device)
+        if cfg.activation_checkpointing:
+            for m in self.task.modules():
+                if hasattr(m, "activation_checkpointing"):
+                    m.activation_checkpointing = True
+        self.model = self._wrap(self.task)
+        self.optimizer = build_optimizer(self.task, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda_factory(cfg))
+        self.step = 0
+        self.writer = None
+        self.last_logs: dict = {}
+
+    # ------------------------------------------------------------------ setup
+    def _wrap(self, task: nn.Module) -> nn.Module:
+        model = task
+        if self.world > 1:
+            if self.cfg.fsdp:
+                from torch.distributed.fsdp import fully_shard
+
+                for m in task.modules():
+                    if type(m).__name__ == "STBlock":
+                        fully_shard(m)
+                fully_shard(task)
+            else:
+                model = nn.parallel.DistributedDataParallel(
+                    task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                    find_unused_parameters=False,
+                )
+        if self.cfg.compile:
+            model = torch.compile(model)
+        return model
+
+    def _autocast(self):
+        p = self.cfg.precision
+        use_bf16 = p == "bf16" or (p == "auto" and self.device.type == "cuda")
+        if use_bf16:
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _check_run_info(self) -> None:
+        path = self.run / "run.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            for key in ("component", "preset", "model_configs"):
+                if key in old and key in self.run_info and old[key] != self.run_info[key]:
+                    raise RunMismatchError(
+                        f"{self.run} already holds a run with {key}={_short(old[key])}, but this run has "
+                        f"{key}={_short(self.run_info[key])}. Use another --out folder, or the same settings to resume."
+                    )
+        if self.rank == 0:
+            self.run.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(self.run_info, indent=2, sort_keys=True, default=str) + "\n")
+
+    def resume(self) -> bool:
+        ck = latest_checkpoint(self.run)
+        if ck is None:
+            return False
+        state = load_checkpoint(ck, self.task, self.optimizer, self.scheduler, map_location=self.device)
+        self.step = int(state["step"])
+        if "data" in state and hasattr(self.loader, "load_state_dict"):
+            self.loader.load_state_dict(state["data"])
+        if self.rank == 0:
+            print(f"resumed {self.run} from {ck.name} (step {self.step})", flush=True)
+        return True
+
+    # ------------------------------------------------------------------ checkpointing
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {
+            "data": self.loader.state_dict() if hasattr(self.loader, "state_dict") else None,
+            "logs": self.last_logs,
+            "train_config": asdict(self.cfg),
+            "wall_time_s": self.wall_time,
+        }
+        save_checkpoint(
+            self.run, self.step, self.task, self.task.model_configs(), self.optimizer, self.scheduler, state
+        )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        self._check_run_info()
+        self.wall_time = 0.0
+        resumed = self.resume()
+        if resumed:
+            ck = latest_checkpoint(self.run)
+            self.wall_time = float(json.loads((ck / "state.json").read_text()).get("wall_time_s", 0.0))
+        if self.rank == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run / "tb"), purge_step=self.step if resumed else None)
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.cfg.steps, initial=self.step, desc=self.run_info.get("component", "train"),
+                       dynamic_ncols=True, mininterval=1.0)
+        data_iter = iter(self.loader)
+        steps_this_process = 0
+        t_last = time.perf_counter()
+        try:
+            while self.step < self.cfg.steps:
+                logs = self._train_step(data_iter)
+                self.step += 1
+                steps_this_process += 1
+                now = time.perf_counter()
+                self.wall_time += now - t_last
+                t_last = now
+                self.last_logs = logs
+                if self.rank == 0 and (self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps):
+                    for k, v in logs.items():
+                        self.writer.add_scalar(f"train/{k}", v, self.step)
+                    self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:4]}, refresh=False)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                    self.save()
+                if self.stop_after is not None and steps_this_process >= self.stop_after:
+                    if self.step % self.cfg.checkpoint_every != 0:
+                        self.save()
+                    break
+        except KeyboardInterrupt:
+            if self.rank == 0:
+                print(f"\ninterrupted at step {self.step}: saving a checkpoint so the run can resume", flush=True)
+            self.save()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.writer is not None:
+                self.writer.flush()
+                self.writer.close()
+        if self.step >= self.cfg.steps and self.rank == 0:
+            self.task.export(self.run)
+        if self.world > 1:
+            dist.barrier()
+        return self.last_logs
+
+    def _train_step(self, data_iter) -> dict:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        accum = max(1, self.cfg.grad_accum)
+        agg: dict[str, float] = {}
+        for micro in range(accum):
+            batch = next(data_iter)
+            sync = micro == accum - 1 or not isinstance(self.model, nn.parallel.DistributedDataParallel)
+            ctx = contextlib.nullcontext() if sync else self.model.no_sync()
+            with ctx, self._autocast():
+                loss, logs = self._forward(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss at step {self.step} ({logs}); the last good checkpoint is intact, "
+                        "lower the learning rate or check the data"
+                    )
+                (loss / accum).backward()
+            for k, v in logs.items():
+                agg[k] = agg.get(k, 0.0) + float(v) / accum
+        if self.cfg.grad_clip > 0:
+            gn = torch.nn.utils.clip_grad_norm_(self.task.parameters(), self.cfg.grad_clip)
+            agg["grad_norm"] = float(gn)
+        self.optimizer.step()
+        self.scheduler.step()
+        return agg
+
+    def _forward(self, batch):
+        batch = _to_device(batch, self.device)
+        if isinstance(self.model, nn.parallel.DistributedDataParallel) or self.cfg.compile:
+            return self.model(batch, self.step)
+        return self.task.training_step(batch, self.step)
+
+
+def _to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _short(x) -> str:
+    s = json.dumps(x, sort_keys=True, default=str)
+    return s if len(s) < 120 else s[:117] + "..."
