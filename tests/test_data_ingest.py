@@ -212,3 +212,15 @@ def test_ingest_cli(tmp_path):
     assert s.num_frames == 10 and s.resolution == (24, 24)
     rc = main(["data", "ingest", str(tmp_path / "bad.mp4"), str(tmp_path / "out2"), "--no-progress"])
     assert rc == 1  # nothing usable
+
+
+def test_planted_symlinks_in_out_are_not_followed(tmp_path):
+    write_video(tmp_path / "a.mp4", 60, 30)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(victim, out / REPORT_NAME)  # a trick: the report name points outside OUT
+    ingest([tmp_path / "a.mp4"], out, fps=10, size=16, progress=False)
+    assert victim.read_text() == "precious"
+    assert not (out / REPORT_NAME).is_symlink() and json.loads((out / REPORT_NAME).read_text())["ingested"]

@@ -238,3 +238,58 @@ def test_synthetic_store_actions_move_the_square(tmp_path):
         dy, dx = {0: (0, -1), 1: (0, 1), 2: (-1, 0), 3: (1, 0)}[int(act)]
         assert set(((y0 + dy * step) % 64).tolist()) == set(y1.tolist())
         assert set(((x0 + dx * step) % 64).tolist()) == set(x1.tolist())
+
+
+def test_full_disk_during_shard_or_manifest_write_keeps_store_valid(tmp_path, monkeypatch):
+    import errno
+
+    import genieworld.data.store as store_mod
+
+    path = tmp_path / "s"
+    eps = {f"k{i}": synthetic_episode(20, 16, rng=np.random.default_rng(i)) for i in range(3)}
+
+    def write_units(keys):
+        with EpisodeWriter(path, resolution=(16, 16), fps=10, shard_bytes=1) as w:
+            for k in keys:
+                if k not in w.done_keys:
+                    w.add_episode(*eps[k], {"key": k}, key=k)
+                    w.mark_done(k)
+
+    write_units(["k0"])
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):  # the disk fills up while a shard's chunks are written
+        with EpisodeWriter(path, resolution=(16, 16), fps=10, shard_bytes=1) as w, monkeypatch.context() as m:
+            w.begin_episode(key="k1")
+            w.append(eps["k1"][0][:16], eps["k1"][1][:15])  # one chunk written fine
+            assert any(p.name.startswith(".tmp") for p in path.iterdir())
+            m.setattr(store_mod, "_write_all", no_space)
+            w.append(eps["k1"][0][16:], eps["k1"][1][15:])
+            w.end_episode()
+    s = EpisodeStore(path)
+    assert s.done_keys == {"k0"} and s.num_episodes == 1 and s.verify() == []
+    assert not [p for p in path.iterdir() if p.name.startswith(".tmp")]
+
+    real = store_mod.atomic_write_json
+    calls = {"n": 0}
+
+    def manifest_fails(root, name, obj):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the writer's opening manifest rewrite succeeds, the commit's fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(root, name, obj)
+
+    with monkeypatch.context() as m:  # the shard is renamed into place, then the manifest write fails
+        m.setattr(store_mod, "atomic_write_json", manifest_fails)
+        with pytest.raises(OSError):
+            write_units(["k1"])
+    s = EpisodeStore(path)
+    assert s.done_keys == {"k0"} and s.verify() == []
+    assert (path / "shard-000001.gws").exists()  # orphan, not referenced by the manifest
+    write_units(["k1", "k2"])  # resume overwrites the orphan
+    s = EpisodeStore(path)
+    assert [s.episode_meta(i)["key"] for i in range(s.num_episodes)] == ["k0", "k1", "k2"]
+    assert s.verify() == []
+    np.testing.assert_array_equal(s.read_frames(1), eps["k1"][0])
