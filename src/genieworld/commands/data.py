@@ -43,9 +43,9 @@ game resets (a transition across a reset is not a transition). Episodes carry
 the level seed; the manifest records the level range, so use disjoint ranges for
 training and held-out test data (e.g. --start-level 100000 for a test set).
 
-Defaults (100 levels x 1000 steps = 100k frames, ~100 MB) take well under a
+Defaults (100 levels x 1000 steps = 100k frames, ~105 MB) take well under a
 minute on one core. The paper's dataset is --levels 10000 --steps-per-level 1000
-(10M transitions, ~10 GB). Rerunning the same command resumes: levels already in
+(10M transitions, ~11 GB). Rerunning the same command resumes: levels already in
 the store are skipped; a bigger --levels extends the store.
 
 examples:
@@ -131,7 +131,8 @@ def register(sub) -> None:
 
     pg = dsub.add_parser("ingest", help="turn video files / image folders into a store",
                          description=INGEST_HELP, formatter_class=_fmt())
-    pg.add_argument("paths", nargs="+", metavar="SRC... OUT", help="sources followed by the output store folder")
+    pg.add_argument("sources", nargs="+", metavar="SRC", help="video files, image folders, or folders to search")
+    pg.add_argument("out", metavar="OUT", help="output store folder (created, or resumed)")
     pg.add_argument("--fps", type=float, default=10.0, help="target frame rate (default 10, as the paper)")
     pg.add_argument("--size", type=int, default=64, help="square frame size (default 64)")
     pg.add_argument("--min-frames", type=int, default=16, help="skip sources shorter than this after resampling (default 16)")
@@ -203,9 +204,7 @@ def cmd_atari(args) -> int:
 def cmd_ingest(args) -> int:
     from genieworld.data.ingest import REPORT_NAME, ingest
 
-    if len(args.paths) < 2:
-        raise UserError("ingest needs at least one SRC and an OUT folder: genie data ingest SRC... OUT")
-    *srcs, out = args.paths
+    srcs, out = args.sources, args.out
     if args.fps <= 0 or args.size < 1 or args.min_frames < 1:
         raise UserError("--fps, --size and --min-frames must be positive")
     report = ingest(srcs, out, fps=args.fps, size=args.size, min_frames=args.min_frames, fit=args.fit,
