@@ -195,6 +195,13 @@ def test_hard_crash_leaves_valid_store(tmp_path):
     assert EpisodeStore(path).num_episodes == 3
 
 
+def test_writer_refuses_foreign_non_empty_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("my files")
+    with pytest.raises(StoreError, match="not empty"):
+        EpisodeWriter(tmp_path, resolution=(8, 8), fps=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_second_writer_is_refused(tmp_path):
     with EpisodeWriter(tmp_path / "s", resolution=(8, 8), fps=10):
         with pytest.raises(StoreError, match="another process"):

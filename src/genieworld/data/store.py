@@ -75,6 +75,7 @@ _TRAILER = struct.Struct("<QQ8s")
 _SHARD_PREFIX = "shard-"
 _SHARD_SUFFIX = ".gws"
 _TMP_PREFIX = ".tmp-"
+_OWN_FILES = {MANIFEST, LOCK, "ingest_report.json"}  # files a store folder may hold besides shards
 DEFAULT_CHUNK_FRAMES = 16
 DEFAULT_SHARD_BYTES = 64 << 20
 DEFAULT_ZLIB_LEVEL = 6
@@ -507,6 +508,13 @@ class EpisodeWriter:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"{self.path}: exists and is not a directory")
+        if self.path.is_dir() and not (self.path / MANIFEST).exists():
+            foreign = [p.name for p in self.path.iterdir()
+                       if p.name not in _OWN_FILES and not p.name.startswith(_TMP_PREFIX)]
+            if foreign:
+                raise StoreError(f"{self.path}: folder is not empty and not an episode store "
+                                 f"(contains {', '.join(sorted(foreign)[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                                 "choose a new or empty folder")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(_child(self.path, LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
