@@ -587,13 +587,15 @@ class EpisodeWriter:
 
     @property
     def num_episodes(self) -> int:
+        """Episodes committed or finished in the open shard."""
         n = sum(len(s["episodes"]) for s in self.manifest["shards"])
         return n + (len(self._cur["episodes"]) if self._cur else 0)
 
     @property
     def num_frames(self) -> int:
-        n = sum(e["length"] for s in self.manifest["shards"] for e in s["episodes"])
-        return n + (sum(e["length"] for e in self._cur["episodes"]) if self._cur else 0)
+        """Frames committed or finished in the open shard (cheap: per-shard totals)."""
+        n = sum(int(s.get("frames", 0)) for s in self.manifest["shards"])
+        return n + (self._cur["frames"] if self._cur else 0)
 
     def set_extra(self, **kv) -> None:
         """Update the manifest's ``extra`` dict (written with the next commit)."""
@@ -609,7 +611,7 @@ class EpisodeWriter:
         tmp = _child(self.path, f"{_TMP_PREFIX}{name}.{os.getpid()}.{time.monotonic_ns()}")
         fd = _open_new(tmp)
         cur = {"name": name, "tmp": tmp, "fd": fd, "hash": hashlib.sha256(), "pos": 0,
-               "episodes": [], "index": [], "keys": []}
+               "episodes": [], "index": [], "keys": [], "frames": 0}
         self._cur = cur
         self._append_bytes(SHARD_MAGIC)
         return cur
@@ -652,7 +654,7 @@ class EpisodeWriter:
         _fsync_dir(self.path)
         self._cur = None
         entry = {"file": cur["name"], "bytes": cur["pos"], "sha256": cur["hash"].hexdigest(),
-                 "frames": int(sum(e["length"] for e in cur["episodes"])),
+                 "frames": int(cur["frames"]),
                  "episodes": cur["episodes"], "keys": cur["keys"]}
         self.manifest["shards"].append(entry)
         try:
@@ -748,6 +750,7 @@ class EpisodeWriter:
         self._cur["index"].append({"length": ep["length"], "offsets": ep["offsets"],
                                    "actions": ep["actions"] if has else None, "meta": ep["meta"]})
         self._cur["episodes"].append({"length": ep["length"], "has_actions": has, "meta": ep["meta"]})
+        self._cur["frames"] += ep["length"]
         if ep["key"] is not None:
             self._open_units[str(ep["key"])] += 1
         self._ep = None
