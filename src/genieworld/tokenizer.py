@@ -78,7 +78,9 @@ class VideoTokenizer(nn.Module):
     def encode_latents(self, video_bthwc: torch.Tensor) -> torch.Tensor:
         """Continuous pre-quantisation latents (B, T, N, code_dim)."""
         self._check_video(video_bthwc)
-        x = patchify(to_float_video(video_bthwc), self.cfg.patch_size)
+        # [0,1] pixels are centred to [-1,1]: un-centred inputs give every patch embedding one shared
+        # dominant direction, which makes all encoder outputs near-parallel and collapses the codebook.
+        x = patchify(to_float_video(video_bthwc) * 2.0 - 1.0, self.cfg.patch_size)
         return self.enc_out(self.encoder(self.enc_in(x)))
 
     @torch.no_grad()
