@@ -5,9 +5,11 @@
 * loss = ||sg[z] - e||^2 (codebook) + beta * ||z - sg[e]||^2 (commitment);
 * optional L2 normalisation of both inputs and codes (nearest code by cosine
   similarity), which keeps small codebooks from collapsing;
+* data-dependent init: the first training batch seeds the codebook;
 * dead-code restart: a code that has not been selected for ``dead_code_steps``
-  training steps is re-initialised to a random encoder output from the current
-  batch (synchronised across ranks under torch.distributed);
+  training steps is re-initialised to an encoder output of the current batch,
+  drawn with probability proportional to its squared quantisation error
+  (synchronised across ranks under torch.distributed);
 * usage statistics for logging: codes used in the batch and perplexity.
 """
 
@@ -119,8 +121,12 @@ class VectorQuantizer(nn.Module):
         dead = (self.steps_unused >= self.cfg.dead_code_steps).nonzero().flatten()
         if dead.numel() == 0:
             return
-        # Re-seed dead codes from random encoder outputs of this batch (rank 0's batch under DDP).
-        pick = torch.randint(0, z_nd.shape[0], (dead.numel(),), device=z_nd.device)
+        # Re-seed dead codes from encoder outputs the codebook serves worst: sample inputs with
+        # probability proportional to their squared quantisation error (k-means++ style), so new
+        # codes go where they reduce distortion instead of piling onto the common background.
+        err = (z_nd - F.embedding(self.nearest(z_nd), self.normalized_codebook())).pow(2).sum(-1)
+        probs = err + 1e-12
+        pick = torch.multinomial(probs / probs.sum(), dead.numel(), replacement=dead.numel() > z_nd.shape[0])
         new = z_nd[pick] + 0.01 * torch.randn_like(z_nd[pick])
         if self.cfg.l2_normalize:
             new = F.normalize(new, dim=-1)
