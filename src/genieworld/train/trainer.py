@@ -114,6 +114,8 @@ class Trainer:
             for m in self.task.modules():
                 if hasattr(m, "activation_checkpointing"):
                     m.activation_checkpointing = True
+        self._fsdp = bool(cfg.fsdp and self.world > 1)
+        self._replicated: list[nn.Parameter] = []
         self.model = self._wrap(self.task)
         self.optimizer = build_optimizer(self.task, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda_factory(cfg))
@@ -128,10 +130,20 @@ class Trainer:
             if self.cfg.fsdp:
                 from torch.distributed.fsdp import fully_shard
 
+                # An unsharded skeleton on the meta device (no memory): the export at the end of
+                # training loads the gathered full weights into it (see _export_fsdp).
+                import copy
+
+                self._export_template = copy.deepcopy(task).to("meta")
                 for m in task.modules():
                     if type(m).__name__ == "STBlock":
                         fully_shard(m)
-                fully_shard(task)
+                # VQ codebooks stay replicated plain tensors: the quantizer rewrites them in place during
+                # forward (data-dependent init, dead-code restarts), and FSDP2 would silently drop writes
+                # to its temporary unsharded copy. Their gradients are averaged by hand in _train_step.
+                self._replicated = [m.codebook for m in task.modules() if type(m).__name__ == "VectorQuantizer"
+                                    and isinstance(getattr(m, "codebook", None), nn.Parameter)]
+                fully_shard(task, ignored_params=set(self._replicated))
             else:
                 model = nn.parallel.DistributedDataParallel(
                     task, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -166,7 +178,18 @@ class Trainer:
         ck = latest_checkpoint(self.run)
         if ck is None:
             return False
-        state = load_checkpoint(ck, self.task, self.optimizer, self.scheduler, map_location=self.device)
+        if self._fsdp:
+            # Checkpoints hold full (unsharded) tensors; checkpoint.py validates and reads them into
+            # these stand-ins, then every rank keeps its shard via set_state_dict.
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_state_dict
+
+            module = _StateDictView(get_model_state_dict(self.task, options=StateDictOptions(full_state_dict=True)))
+            optim = _StateDictView({})
+            state = load_checkpoint(ck, module, optim, self.scheduler, map_location=self.device)
+            set_state_dict(self.task, self.optimizer, model_state_dict=module.loaded, optim_state_dict=optim.loaded,
+                           options=StateDictOptions(full_state_dict=True))
+        else:
+            state = load_checkpoint(ck, self.task, self.optimizer, self.scheduler, map_location=self.device)
         self.step = int(state["step"])
         if "data" in state and hasattr(self.loader, "load_state_dict"):
             self.loader.load_state_dict(state["data"])
@@ -176,6 +199,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpointing
     def save(self) -> None:
+        module, optim = self.task, self.optimizer
+        if self._fsdp:  # gather full weights + optimizer state onto rank 0 (a collective: every rank calls save)
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            msd, osd = get_state_dict(self.task, self.optimizer,
+                                      options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            module, optim = _StateDictView(msd), _StateDictView(osd)
         if self.rank != 0:
             return
         state = {
@@ -184,9 +214,7 @@ class Trainer:
             "train_config": asdict(self.cfg),
             "wall_time_s": self.wall_time,
         }
-        save_checkpoint(
-            self.run, self.step, self.task, self.task.model_configs(), self.optimizer, self.scheduler, state
-        )
+        save_checkpoint(self.run, self.step, module, self.task.model_configs(), optim, self.scheduler, state)
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict:
@@ -242,11 +270,49 @@ class Trainer:
             if self.writer is not None:
                 self.writer.flush()
                 self.writer.close()
-        if self.step >= self.cfg.steps and self.rank == 0:
-            self.task.export(self.run)
+        if self.step >= self.cfg.steps:
+            if self._fsdp:
+                self._export_fsdp()
+            elif self.rank == 0:
+                self.task.export(self.run)
         if self.world > 1:
             dist.barrier()
         return self.last_logs
+
+    def _clip_grad_norm(self, max_norm: float):
+        if not self._replicated:
+            return torch.nn.utils.clip_grad_norm_(self.task.parameters(), max_norm)
+        # FSDP2 with replicated codebooks: torch's clip cannot mix DTensor and plain gradients in one call.
+        rep = {id(p) for p in self._replicated}
+        params = [p for p in self.task.parameters() if p.grad is not None]
+        grads = [p.grad for p in params]
+        sq = torch.zeros((), device=self.device)
+        for group in ([p.grad for p in params if id(p) not in rep], [p.grad for p in params if id(p) in rep]):
+            if group:
+                n = torch.nn.utils.get_total_norm(group)
+                n = n.full_tensor() if hasattr(n, "full_tensor") else n
+                sq = sq + n.float() ** 2
+        total = sq.sqrt()
+        coef = min(1.0, max_norm / (float(total) + 1e-6))
+        if coef < 1.0:
+            for g in grads:
+                g.mul_(coef)
+        return total
+
+    def _export_fsdp(self) -> None:
+        """Export under FSDP2: gather full weights (collective), load them into the unsharded skeleton on rank 0."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.task, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if self.rank != 0:
+            return
+        plain = self._export_template.to_empty(device="cpu")
+        plain.load_state_dict(full)
+        with torch.no_grad():  # buffers are never sharded: take them (persistent or not) from the live model
+            live = dict(self.task.named_buffers())
+            for name, buf in plain.named_buffers():
+                buf.copy_(live[name].detach().cpu())
+        plain.export(self.run)
 
     def _train_step(self, data_iter) -> dict:
         self.model.train()
@@ -267,8 +333,12 @@ class Trainer:
                 (loss / accum).backward()
             for k, v in logs.items():
                 agg[k] = agg.get(k, 0.0) + float(v) / accum
+        for p in self._replicated:  # FSDP-ignored parameters: average their gradients like DDP would
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(self.world)
         if self.cfg.grad_clip > 0:
-            gn = torch.nn.utils.clip_grad_norm_(self.task.parameters(), self.cfg.grad_clip)
+            gn = self._clip_grad_norm(self.cfg.grad_clip)
             agg["grad_norm"] = float(gn)
         self.optimizer.step()
         self.scheduler.step()
@@ -276,9 +346,27 @@ class Trainer:
 
     def _forward(self, batch):
         batch = _to_device(batch, self.device)
-        if isinstance(self.model, nn.parallel.DistributedDataParallel) or self.cfg.compile:
+        # DDP, torch.compile and FSDP2 all act through the module's __call__ (FSDP2's root
+        # pre-forward hook all-gathers the parameters that live outside the sharded blocks).
+        if isinstance(self.model, nn.parallel.DistributedDataParallel) or self.cfg.compile or self._fsdp:
             return self.model(batch, self.step)
         return self.task.training_step(batch, self.step)
+
+
+class _StateDictView:
+    """Stand-in for a module/optimizer in checkpoint.py's save/load: hands out a given state dict
+    and keeps the one it is asked to load (FSDP2 needs full state dicts gathered/scattered by the
+    torch.distributed.checkpoint.state_dict API instead of module.state_dict())."""
+
+    def __init__(self, sd: dict):
+        self.sd = sd
+        self.loaded: dict | None = None
+
+    def state_dict(self) -> dict:
+        return self.sd
+
+    def load_state_dict(self, sd: dict, strict: bool = True) -> None:
+        self.loaded = sd
 
 
 def _to_device(batch, device):
