@@ -127,10 +127,10 @@ def test_training_data_paths_and_level_overlap(tmp_path: Path) -> None:
     clean = data_overlap([str(train)], EpisodeStore(held_out), held_out)
     assert not clean["overlap"] and clean["warning"] is None and clean["details"][0]["shared_levels"] == 0
     bad = data_overlap([str(train), str(tmp_path / "tokdata")], EpisodeStore(leaky), leaky)
-    assert bad["overlap"] and "1 of the 2 evaluation levels" in bad["warning"]
+    assert bad["overlap"] and "1 of its 2 levels are training levels" in bad["warning"]
     assert bad["details"][1]["checked"] is False  # missing store: reported, not fatal
     same = data_overlap([str(train)], EpisodeStore(train), train)
-    assert same["overlap"] and "is the training data" in same["warning"]
+    assert same["overlap"] and "training store" in same["warning"] and "itself" in same["warning"]
     assert data_overlap([], EpisodeStore(train), train)["note"]
 
 
@@ -174,16 +174,30 @@ def test_evaluate_is_deterministic_given_seed(tiny_model_dir, synthetic_store_di
     assert r3.metrics["settings"]["clips"] != r1.metrics["settings"]["clips"]
 
 
+def test_evaluate_without_ground_truth_actions(tiny_model_dir, synthetic_store_dir, tmp_path) -> None:
+    from genieworld.genie import Genie
+
+    src = EpisodeStore(synthetic_store_dir)
+    with EpisodeWriter(tmp_path / "noact", resolution=src.resolution, fps=src.fps, source="video") as w:
+        for i in range(2):
+            w.add_episode(src.read_frames(i, 0, 8))
+    res = evaluate(Genie.from_pretrained(tiny_model_dir), EpisodeStore(tmp_path / "noact"), _quick())
+    assert "skipped" in res.metrics["latent_actions"] and res.metrics["codebook_usage"]["lam"]["transitions"] == 8
+    assert res.metrics["fvd"]["value"] is None and "--no-fvd" in res.metrics["fvd"]["skipped"]
+    assert res.metrics["data_overlap"]["note"]  # no model path given: overlap not checked
+
+
 def test_eval_cli_report_with_fvd_and_overlap_warning(tiny_model_dir, synthetic_store_dir, tmp_path, capsys) -> None:
     from PIL import Image
 
     model = _model_in_run(tmp_path, tiny_model_dir, synthetic_store_dir)  # trained on synthetic_store_dir
+    # the run folder is passed (RUN, not RUN/model): the model and its run.json are still found
     out = tmp_path / "report"
-    rc = main(["eval", str(model), "--data", str(synthetic_store_dir), "--episodes", "2", "--horizon", "10",
+    rc = main(["eval", str(model.parent), "--data", str(synthetic_store_dir), "--episodes", "2", "--horizon", "10",
                "--seed", "0", "--out", str(out), "--no-progress", "--device", "cpu"])
     cap = capsys.readouterr()
     assert rc == 0, cap.err
-    assert "warning" in cap.err and "is the training data" in cap.err  # eval data = training data
+    assert "warning: the evaluation data overlaps the training data" in cap.err  # eval data = training data
     assert "report:" in cap.out and "Delta_t PSNR" in cap.out
 
     for name in FILES:

@@ -70,11 +70,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="evaluate a model: PSNR/SSIM, Delta_t PSNR, FVD, latent actions; Markdown report",
                        description=EVAL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="model folder (e.g. runs/world/model from `genie train dynamics`)")
+    p.add_argument("model", metavar="MODEL", help="model folder (runs/world/model from `genie train dynamics`, "
+                                                  "or the run folder runs/world)")
     p.add_argument("--data", required=True, help="episode store to evaluate on (use held-out levels)")
     p.add_argument("--out", required=True, help="report folder (created; existing report files are replaced)")
     p.add_argument("--episodes", type=_positive, default=DEFAULT_EPISODES,
-                   help=f"episodes to draw clips from, one clip each (default {DEFAULT_EPISODES})")
+                   help=f"episodes to draw clips from (default {DEFAULT_EPISODES}; all eligible ones if fewer)")
     p.add_argument("--clips-per-episode", type=_positive, default=1,
                    help="disjoint clips per episode (default 1); more clips make FVD less biased")
     p.add_argument("--seed", type=_nonneg, default=0, help="seed for clip choice, random actions and sampling (default 0)")
@@ -115,14 +116,13 @@ def run_eval(args) -> int:
     if store.num_episodes == 0:
         raise UserError(f"{args.data}: the store has no episodes")
 
+    from genieworld.genie import Genie, resolve_model_dir
+
     try:
-        from genieworld.genie import Genie
-    except ImportError as e:  # pragma: no cover - only while the model code is missing
-        raise UserError(f"the model code is not available in this build ({e})") from None
-    try:
+        model = resolve_model_dir(model)  # a training RUN folder means RUN/model
         genie = Genie.from_pretrained(model, device=device)
     except (ValueError, FileNotFoundError) as e:
-        raise UserError(f"cannot load {model}: {e}") from None
+        raise UserError(f"cannot load {args.model}: {e}") from None
 
     overrides = {}
     if args.maskgit_steps is not None:

@@ -346,7 +346,7 @@ def data_overlap(train_paths: list[str], eval_store, eval_path: str | os.PathLik
         entry: dict[str, Any] = {"train_data": tp}
         if _same_path(tp, eval_path):
             entry.update(same_store=True, shared_levels=len(eval_levels))
-            problems.append(f"the evaluation data is the training data ({tp})")
+            problems.append(f"it is the training store {tp} itself")
         elif not (Path(tp) / "manifest.json").exists():
             entry.update(checked=False, reason="training store not found")
         else:
@@ -357,13 +357,13 @@ def data_overlap(train_paths: list[str], eval_store, eval_path: str | os.PathLik
             else:
                 entry.update(checked=True, shared_levels=len(shared), examples=sorted(shared)[:10])
                 if shared:
-                    problems.append(f"{len(shared)} of the {len(eval_levels)} evaluation levels are training levels of "
+                    problems.append(f"{len(shared)} of its {len(eval_levels)} levels are training levels of "
                                     f"{tp} (e.g. {sorted(shared)[:5]})")
         details.append(entry)
     warning = None
     if problems:
         warning = ("the evaluation data overlaps the training data: " + "; ".join(problems)
-                   + ". The metrics measure fit to seen levels, not generalisation; use held-out levels "
+                   + ". These metrics measure fit to seen data, not generalisation; evaluate on held-out levels "
                    "(e.g. `genie data coinrun DIR --start-level 100000`).")
     return {"train_data": list(train_paths), "eval_levels": len(eval_levels), "overlap": bool(problems),
             "details": details, "warning": warning,
@@ -647,7 +647,10 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
                 "rollouts": [batch_seed(cfg.seed, b) for b in range(n_batches)],
                 "rollout_seed_rule": "batch b of --batch-size clips: SeedSequence([seed, b]); inferred- and "
                                      "random-action rollouts of a batch share it",
+                "grid_seed_rule": "latent-action grid rollouts starting at sample g: SeedSequence([seed, 10000 + g])",
             },
+            "fvd": {"enabled": bool(do_fvd), "clips": n if do_fvd else 0, "clip_length": cfg.horizon,
+                    "feature": cfg.fvd_feature},
             "batch_size": bs,
             "frame_indexing": (f"1-indexed: t = 1..{cfg.horizon} are the clip's frames; t <= {p} is the real "
                                f"prompt, t = {p + 1}..{cfg.horizon} are generated (frame t is t - {p} generated "
