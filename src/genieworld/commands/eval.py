@@ -78,7 +78,8 @@ def register(sub) -> None:
                    help=f"episodes to draw clips from (default {DEFAULT_EPISODES}; all eligible ones if fewer)")
     p.add_argument("--clips-per-episode", type=_positive, default=1,
                    help="disjoint clips per episode (default 1); more clips make FVD less biased")
-    p.add_argument("--seed", type=_nonneg, default=0, help="seed for clip choice, random actions and sampling (default 0)")
+    p.add_argument("--seed", type=_nonneg, default=0,
+                   help="seed for clip choice, random actions and sampling (default 0)")
     p.add_argument("--horizon", type=_positive, default=DEFAULT_HORIZON,
                    help=f"frames per clip including the 1-frame prompt (default {DEFAULT_HORIZON}; FVD needs >= 9)")
     p.add_argument("--no-fvd", action="store_true", help="skip FVD (the I3D pass is the slowest part on a CPU)")

@@ -139,7 +139,8 @@ class EvalResult:
 # ----------------------------------------------------------------------------
 
 
-def select_clips(lengths: Any, episodes: int, horizon: int, seed: int, clips_per_episode: int = 1) -> list[tuple[int, int]]:
+def select_clips(lengths: Any, episodes: int, horizon: int, seed: int,
+                 clips_per_episode: int = 1) -> list[tuple[int, int]]:
     """``[(episode, start), ...]`` of clips ``[start, start + horizon)`` (see the module docstring)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     if episodes < 1 or clips_per_episode < 1 or horizon < 1:
@@ -337,7 +338,7 @@ def data_overlap(train_paths: list[str], eval_store, eval_path: str | os.PathLik
     Returns ``{"checked": [...], "overlap": bool, "details": [...], "warning": str | None}``; the
     warning is set when the eval store *is* a training store or shares level seeds with one.
     """
-    from genieworld.data.coinrun import levels_of
+    from genieworld.data.coinrun import level_overlap, levels_of
 
     details = []
     eval_levels = levels_of(eval_store)
@@ -351,7 +352,7 @@ def data_overlap(train_paths: list[str], eval_store, eval_path: str | os.PathLik
             entry.update(checked=False, reason="training store not found")
         else:
             try:
-                shared = levels_of(tp) & eval_levels
+                shared = level_overlap(tp, eval_store)
             except Exception as e:  # unreadable training store: report, do not fail the eval
                 entry.update(checked=False, reason=f"unreadable: {e}")
             else:

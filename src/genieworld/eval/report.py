@@ -250,7 +250,8 @@ def render_markdown(metrics: dict, action_names: list[str] | None = None) -> str
     la = metrics["latent_actions"]
     rows = [
         ["Tokenizer reconstruction PSNR / SSIM", f"{_f(rec['psnr'])} dB / {_f(rec['ssim'], 3)}"],
-        [f"Generation PSNR / SSIM (mean over t = {p + 1}..{hz})", f"{_f(g['psnr']['mean'])} dB / {_f(g['ssim']['mean'], 3)}"],
+        [f"Generation PSNR / SSIM (mean over t = {p + 1}..{hz})",
+         f"{_f(g['psnr']['mean'])} dB / {_f(g['ssim']['mean'], 3)}"],
         ["Generation PSNR / SSIM at t = 4", f"{_f(g['psnr'].get('t4'))} dB / {_f(g['ssim'].get('t4'), 3)}"],
         ["Generation PSNR / SSIM at t = 16", f"{_f(g['psnr'].get('t16'))} dB / {_f(g['ssim'].get('t16'), 3)}"],
         [f"ΔtPSNR (t = {d['t']})" if d else "ΔtPSNR", f"{_f(d['value'])} ± {_f(d['sem'])} dB" if d else "n/a"],
