@@ -108,7 +108,8 @@ class Trainer:
         self.loader = loader
         self.progress = progress and self.rank == 0
         self.stop_after = stop_after
-        self.run_info = dict(run_info, world_size=self.world)
+        # world_size and fsdp are checked on resume: the data order and the checkpoint layout depend on them
+        self.run_info = dict(run_info, world_size=self.world, fsdp=bool(cfg.fsdp and self.world > 1))
         self.task = task.to(self.device)
         if cfg.activation_checkpointing:
             for m in self.task.modules():
@@ -164,7 +165,7 @@ class Trainer:
         path = self.run / "run.json"
         if path.exists():
             old = json.loads(path.read_text())
-            for key in ("component", "preset", "model_configs"):
+            for key in ("component", "preset", "model_configs", "world_size", "fsdp"):
                 if key in old and key in self.run_info and old[key] != self.run_info[key]:
                     raise RunMismatchError(
                         f"{self.run} already holds a run with {key}={_short(old[key])}, but this run has "
