@@ -226,15 +226,18 @@ class STTransformer(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.d_model)
         self.activation_checkpointing = False
 
-    def forward(self, x_btsd: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        """Full pass. ``window`` (default ``self.window``) overrides the temporal band, e.g. to match a
+        cache made with a smaller window (a reference for :meth:`step` on such a cache)."""
         if x_btsd.shape[2] != self.num_spatial:
             raise ValueError(f"expected {self.num_spatial} tokens per frame, got {x_btsd.shape[2]}")
+        window = self.window if window is None else window
         x = x_btsd + self.pos_s
         for blk in self.blocks:
             if self.activation_checkpointing and self.training:
-                x = checkpoint(blk, x, self.window, use_reentrant=False)
+                x = checkpoint(blk, x, window, use_reentrant=False)
             else:
-                x = blk(x, window=self.window)
+                x = blk(x, window=window)
         return self.norm_out(x)
 
     def new_cache(self, batch: int, device=None, dtype=None) -> TemporalKVCache:
