@@ -1,0 +1,188 @@
+"""Latent action model (LAM, paper section 2.1 / App. C.1): a VQ-VAE whose latent is the *action*.
+
+Shapes (H = W = image_size, P = patch_size, N = (H/P)^2 patches per frame)::
+
+    frames x_1..x_T (B, T, H, W, C) in [0, 1]  (uint8 is accepted and scaled)
+    encoder:  centre to [-1, 1] -> patchify -> linear        (B, T, N, d_enc)
+              prepend a learned action-query token per frame  (B, T, N+1, d_enc)
+              ST-transformer (causal in time)
+              read the action token of frames 2..T            (B, T-1, d_enc)
+              linear -> code_dim -> VQ (num_codes = number of actions)
+                  -> actions a_1..a_{T-1}: indices (B, T-1), vectors (B, T-1, code_dim)
+    decoder:  patch embeddings of x_1..x_{T-1}                (B, T-1, N, d_dec)
+              + linear(a_t) added to every token of frame t
+              ST-transformer (causal in time) -> linear -> sigmoid -> unpatchify
+                  -> predictions of x_2..x_T                  (B, T-1, H, W, C)
+
+Alignment (the same convention as :func:`genieworld.dynamics.align_actions_to_frames`):
+``a_t`` (index ``t-1`` in the tensors, 1-based frame numbers) is the latent action of the
+transition x_t -> x_{t+1}.  It is read at the action token of frame t+1, which has seen
+x_1..x_{t+1} through causal temporal attention and nothing later, and it conditions the
+decoder's prediction of x_{t+1}.  So actions and predictions at index k depend only on
+frames 1..k+2 and actions 1..k+1.
+
+Loss: MSE(prediction, x_{2:T}) + VQ loss (codebook + beta * commitment).  ``codes_used`` and
+``perplexity`` are reported for logging.  The decoder also sees x_t, so it may ignore the
+action when nothing moves (as in the paper).
+
+Collapse.  At initialisation the action token's output is dominated by what every frame
+shares (its learned query and spatial position embedding), so all latent actions point the
+same way (cosine similarity > 0.999), all map to one code, the decoder learns to ignore it
+and the codebook never recovers -- data-dependent init and dead-code restarts (in
+:class:`~genieworld.nn.quantizer.VectorQuantizer`) cannot help, because restarted codes are
+copies of the same vector.  The latents are therefore standardised per dimension
+(``pre_vq_norm``: BatchNorm without affine parameters; batch statistics in training, running
+statistics at inference) before the L2-normalised VQ, which removes the shared component and
+lets the codes spread from the first step.  (In training the batch statistics pool all
+transitions of the batch, a shared mean/variance and no per-sample information; at inference
+the running statistics make every action depend only on its own frames 1..t+1.)  On a toy task (the next frame's colour is set by
+the action) the LAM without it used 1 of 4 codes after 200 steps; with it, 4 codes that
+matched the true actions one to one.
+
+At play time only the VQ codebook is needed: :meth:`LatentActionModel.action_vectors`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genieworld.config import LAMConfig
+from genieworld.nn.quantizer import VectorQuantizer
+from genieworld.nn.st_transformer import STTransformer, init_weights
+from genieworld.tokenizer import patchify, to_float_video, unpatchify
+
+
+class LatentActionModel(nn.Module):
+    def __init__(self, cfg: LAMConfig):
+        super().__init__()
+        if cfg.image_size % cfg.patch_size:
+            raise ValueError(f"LAM image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
+        if cfg.vq.num_codes < 1:
+            raise ValueError("LAM needs at least one action code")
+        self.cfg = cfg
+        n = (cfg.image_size // cfg.patch_size) ** 2
+        self.num_patches = n
+        patch_dim = cfg.patch_size**2 * cfg.channels
+        # encoder
+        self.enc_in = nn.Linear(patch_dim, cfg.encoder.d_model)
+        self.action_query = nn.Parameter(torch.zeros(cfg.encoder.d_model))
+        self.encoder = STTransformer(cfg.encoder, n + 1, cfg.max_frames)
+        self.enc_out = nn.Linear(cfg.encoder.d_model, cfg.vq.code_dim)
+        # Per-dimension standardisation of the latent actions before the VQ (batch statistics in
+        # training, running statistics at inference); see "Collapse" in the module docstring.
+        self.pre_vq_norm = nn.BatchNorm1d(cfg.vq.code_dim, affine=False)
+        self.vq = VectorQuantizer(cfg.vq)
+        # decoder
+        self.dec_in = nn.Linear(patch_dim, cfg.decoder.d_model)
+        self.dec_action = nn.Linear(cfg.vq.code_dim, cfg.decoder.d_model)
+        self.decoder = STTransformer(cfg.decoder, n, cfg.max_frames)
+        self.dec_out = nn.Linear(cfg.decoder.d_model, patch_dim)
+        vq_state = self.vq.codebook.detach().clone()
+        init_weights(self)
+        with torch.no_grad():
+            self.vq.codebook.copy_(vq_state)
+            self.action_query.normal_(0.0, 0.02)
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def num_actions(self) -> int:
+        return self.cfg.vq.num_codes
+
+    @property
+    def code_dim(self) -> int:
+        return self.cfg.vq.code_dim
+
+    def _check_frames(self, frames: torch.Tensor) -> None:
+        c = self.cfg
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != (c.image_size, c.image_size, c.channels):
+            raise ValueError(
+                f"LAM expects frames (B, T, {c.image_size}, {c.image_size}, {c.channels}), got {tuple(frames.shape)}"
+            )
+        if frames.shape[1] < 2:
+            raise ValueError(f"LAM needs at least 2 frames to infer an action, got {frames.shape[1]}")
+
+    def _patches(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, N, P*P*C) patches of frames centred to [-1, 1] (un-centred inputs collapse the codebook)."""
+        return patchify(to_float_video(frames) * 2.0 - 1.0, self.cfg.patch_size)
+
+    # ------------------------------------------------------------------ encoder
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """Continuous (pre-VQ) latent actions (B, T-1, code_dim); index k is the transition x_{k+1} -> x_{k+2}."""
+        self._check_frames(frames)
+        x = self.enc_in(self._patches(frames))  # (B, T, N, d)
+        b, t = x.shape[:2]
+        q = self.action_query.to(x.dtype).expand(b, t, 1, -1)
+        h = self.encoder(torch.cat([q, x], dim=2))  # (B, T, N+1, d)
+        # The action token of frame t+1 has seen x_1..x_{t+1}: it carries the action x_t -> x_{t+1}.
+        z = self.enc_out(h[:, 1:, 0])  # (B, T-1, code_dim)
+        return self._standardize(z)
+
+    def _standardize(self, z: torch.Tensor) -> torch.Tensor:
+        flat = z.reshape(-1, z.shape[-1])
+        bn = self.pre_vq_norm
+        use_batch = bn.training and flat.shape[0] > 1  # one vector has no batch statistics
+        flat = F.batch_norm(flat, bn.running_mean, bn.running_var, training=use_batch, momentum=bn.momentum,
+                            eps=bn.eps)
+        if use_batch:
+            bn.num_batches_tracked.add_(1)
+        return flat.reshape(z.shape)
+
+    @torch.no_grad()
+    def encode_actions(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: (indices (B, T-1) long, code vectors (B, T-1, code_dim)). No grad, no codebook updates."""
+        z = self.encode_latents(frames)
+        z_nd = z.reshape(-1, z.shape[-1]).float()
+        if self.cfg.vq.l2_normalize:
+            z_nd = F.normalize(z_nd, dim=-1)
+        idx = self.vq.nearest(z_nd).reshape(z.shape[:-1])
+        return idx, self.action_vectors(idx)
+
+    def action_vectors(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codebook vectors (..., code_dim) for action ids (...): all that play time needs from the LAM."""
+        indices = torch.as_tensor(indices, device=self.vq.codebook.device, dtype=torch.long)
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_actions):
+            raise ValueError(f"action ids must be in [0, {self.num_actions}), got {indices.tolist()}")
+        return self.vq.lookup(indices)
+
+    # ------------------------------------------------------------------ decoder
+    def decode(self, frames: torch.Tensor, action_vectors: torch.Tensor) -> torch.Tensor:
+        """Predict x_2..x_T from x_1..x_{T-1} and a_1..a_{T-1}: (B, T-1, H, W, C) in [0, 1].
+
+        ``frames`` may hold T or T-1 frames; only the first T-1 = action_vectors.shape[1] are used.
+        Prediction k (0-based) sees frames 1..k+1 and actions 1..k+1, and ``a_{k+1}`` (index k)
+        is added to every token of frame k+1, whose output predicts frame k+2.
+        """
+        c = self.cfg
+        n_act = action_vectors.shape[1]
+        if frames.shape[1] < n_act:
+            raise ValueError(f"{n_act} actions need at least {n_act} context frames, got {frames.shape[1]}")
+        x = self.dec_in(self._patches(frames[:, :n_act]))  # (B, T-1, N, d)
+        x = x + self.dec_action(action_vectors.to(x.dtype))[:, :, None, :]
+        y = self.dec_out(self.decoder(x))
+        return unpatchify(torch.sigmoid(y), c.patch_size, c.image_size, c.image_size, c.channels)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Returns (predictions of x_2..x_T (B, T-1, H, W, C), info).
+
+        info: ``loss`` (MSE + VQ, differentiable), ``mse``, ``vq_loss``, ``codes_used``,
+        ``perplexity``, ``indices`` (B, T-1) and ``vectors`` (B, T-1, code_dim, quantised with
+        straight-through gradient).
+        """
+        z = self.encode_latents(frames)
+        zq, idx, vq_info = self.vq(z)
+        pred = self.decode(frames, zq)
+        target = to_float_video(frames[:, 1:])
+        mse = F.mse_loss(pred.float(), target)
+        info = {
+            "loss": mse + vq_info["loss"],
+            "mse": mse.detach(),
+            "vq_loss": vq_info["loss"].detach(),
+            "codes_used": vq_info["codes_used"],
+            "perplexity": vq_info["perplexity"],
+            "indices": idx.detach(),
+            "vectors": zq,
+        }
+        return pred, info
