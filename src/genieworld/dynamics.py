@@ -1,0 +1,214 @@
+"""Dynamics model (paper section 2.1): a MaskGIT ST-transformer over video tokens and latent actions.
+
+Inputs and outputs (V = num_codes, N = tokens per frame)::
+
+    tokens z_1..z_T (B, T, N) in [0, V]; the id V is the MASK token, never a real code
+    actions a_1..a_{T-1} (B, T-1, action_dim): latent action vectors from the LAM codebook,
+        stop-gradient (detached here), projected by a linear layer to d_model
+    logits (B, T, N, V): a distribution over the V real codes only (never the mask id)
+
+Action alignment lives in ONE place, :func:`align_actions_to_frames`: frame t gets the
+action that *produced* it, a_{t-1} (transition x_{t-1} -> x_t), and frame 1 gets a learned
+"no action" vector.  Injection (``DynamicsConfig.action_injection``):
+
+* ``"add"`` (default, the paper's "additive embeddings"): the frame's action embedding is
+  added to every token of the frame; S = N tokens per frame.
+* ``"prepend"``: the action embedding is an extra token in front of each frame's tokens
+  (S = N + 1, as in Jasmine); logits come only from the N token positions.
+
+Training mask: :func:`sample_train_mask` (the one place where the mask schedule lives).
+Loss: :func:`masked_cross_entropy` over masked positions only.
+
+Temporal attention is causal, so the logits of frame t depend only on frames 1..t and
+actions a_1..a_{t-1}.  Incremental decoding (:meth:`DynamicsModel.step_logits`) runs one
+frame at a time on a ring-buffer KV cache and equals the full pass.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genieworld.config import DynamicsConfig
+from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights
+
+INJECTIONS = ("add", "prepend")
+
+
+def align_actions_to_frames(action_emb_b_t1_d: torch.Tensor, num_frames: int, no_action_d: torch.Tensor) -> torch.Tensor:
+    """THE action/frame alignment of genieworld: per-frame action embeddings (B, T, d).
+
+    ``action_emb_b_t1_d[:, k]`` embeds a_{k+1}, the latent action of the transition
+    x_{k+1} -> x_{k+2} (1-based frames; this is how :class:`~genieworld.lam.LatentActionModel`
+    numbers its outputs).  Frame t must be predicted from the action that produced it, so
+
+        out[:, 0]   = no_action             (frame 1 has no producing action in the window)
+        out[:, t]   = action_emb[:, t - 1]  (frame t+1 <- a_t, the transition x_t -> x_{t+1})
+
+    The LAM decoder uses the same convention: a_t conditions its prediction of x_{t+1}.
+    Exactly ``num_frames - 1`` actions are required.
+    """
+    b, n_act, d = action_emb_b_t1_d.shape
+    if n_act != num_frames - 1:
+        raise ValueError(f"{num_frames} frames need exactly {num_frames - 1} actions, got {n_act}")
+    first = no_action_d.to(action_emb_b_t1_d.dtype).expand(b, 1, d)
+    return torch.cat([first, action_emb_b_t1_d], dim=1)
+
+
+def sample_train_mask(batch: int, frames: int, tokens: int, rate_min: float = 0.5, rate_max: float = 1.0,
+                      generator: torch.Generator | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE training mask schedule: (mask (B, T, N) bool, rate (B,)).
+
+    Per sample a masking rate p ~ U(rate_min, rate_max) (paper: U(0.5, 1)); every token of
+    frames 2..T is masked independently with probability p (Bernoulli); frame 1 is never
+    masked (it is the context every prediction starts from).  Draws from ``generator``, or
+    from the global torch RNG when None (which the trainer checkpoints: exact resume).
+    """
+    if not 0.0 <= rate_min <= rate_max <= 1.0:
+        raise ValueError(f"need 0 <= rate_min <= rate_max <= 1, got {rate_min}, {rate_max}")
+    rate = rate_min + (rate_max - rate_min) * torch.rand(batch, generator=generator, device=device)
+    u = torch.rand(batch, frames, tokens, generator=generator, device=device)
+    mask = u < rate[:, None, None]
+    mask[:, 0] = False
+    return mask, rate
+
+
+def masked_cross_entropy(logits_btnv: torch.Tensor, targets_btn: torch.Tensor, mask_btn: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy, accuracy) over positions where ``mask`` is True; unmasked positions do not count.
+
+    With no masked position at all the loss is a differentiable zero and the accuracy NaN.
+    """
+    sel_logits = logits_btnv[mask_btn]  # (M, V)
+    sel_targets = targets_btn[mask_btn]
+    if sel_targets.numel() == 0:
+        return logits_btnv.sum() * 0.0, torch.tensor(float("nan"), device=logits_btnv.device)
+    loss = F.cross_entropy(sel_logits.float(), sel_targets)
+    acc = (sel_logits.argmax(-1) == sel_targets).float().mean()
+    return loss, acc.detach()
+
+
+class DynamicsModel(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        if cfg.action_injection not in INJECTIONS:
+            raise ValueError(f"action_injection must be one of {INJECTIONS}, got {cfg.action_injection!r}")
+        if cfg.num_codes < 1 or cfg.tokens_per_frame < 1:
+            raise ValueError("num_codes and tokens_per_frame must be positive")
+        self.cfg = cfg
+        d = cfg.transformer.d_model
+        self.num_codes = cfg.num_codes
+        self.mask_id = cfg.num_codes  # the mask token: one past the last real code, never predicted
+        self.tokens_per_frame = cfg.tokens_per_frame
+        self.prepend = cfg.action_injection == "prepend"
+        self.token_embed = nn.Embedding(cfg.num_codes + 1, d)
+        self.action_proj = nn.Linear(cfg.action_dim, d)
+        self.no_action = nn.Parameter(torch.zeros(d))
+        s = cfg.tokens_per_frame + (1 if self.prepend else 0)
+        self.transformer = STTransformer(cfg.transformer, s, cfg.max_frames)
+        self.head = nn.Linear(d, cfg.num_codes)
+        init_weights(self)
+        with torch.no_grad():
+            self.no_action.normal_(0.0, 0.02)
+        assert self.token_embed.num_embeddings == self.mask_id + 1 and self.head.out_features == self.mask_id
+
+    # ------------------------------------------------------------------ actions
+    def action_embedding(self, action_vec_bd: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
+        """d_model embedding (B, d) of one action per sample; None = the learned "no action" (frame 1)."""
+        if action_vec_bd is None:
+            if batch is None:
+                raise ValueError("batch is required for the no-action embedding")
+            return self.no_action.expand(batch, -1)
+        self._check_action_dim(action_vec_bd)
+        return self.action_proj(action_vec_bd.detach().to(self.action_proj.weight.dtype))
+
+    def frame_action_embeddings(self, actions_b_t1_a: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """(B, T, d): stop-gradient projection of a_1..a_{T-1}, aligned by :func:`align_actions_to_frames`."""
+        self._check_action_dim(actions_b_t1_a)
+        emb = self.action_proj(actions_b_t1_a.detach().to(self.action_proj.weight.dtype))
+        return align_actions_to_frames(emb, num_frames, self.no_action)
+
+    def _check_action_dim(self, a: torch.Tensor) -> None:
+        if a.shape[-1] != self.cfg.action_dim:
+            raise ValueError(f"dynamics expects action vectors of size {self.cfg.action_dim}, got {tuple(a.shape)}")
+
+    # ------------------------------------------------------------------ inputs
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.shape[-1] != self.tokens_per_frame:
+            raise ValueError(f"dynamics expects {self.tokens_per_frame} tokens per frame, got {tuple(tokens.shape)}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > self.mask_id):
+            raise ValueError(f"token ids must be in [0, {self.num_codes}] ({self.mask_id} = mask)")
+
+    def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor) -> torch.Tensor:
+        x = self.token_embed(tokens_btn)  # (B, T, N, d)
+        act = act_btd.to(x.dtype)[:, :, None, :]
+        if self.prepend:
+            return torch.cat([act, x], dim=2)
+        return x + act
+
+    def _logits(self, h_btsd: torch.Tensor) -> torch.Tensor:
+        if self.prepend:
+            h_btsd = h_btsd[:, :, 1:]
+        return self.head(h_btsd)
+
+    # ------------------------------------------------------------------ full pass
+    def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim)."""
+        self._check_tokens(tokens_btn)
+        act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
+        return self.forward_embedded(tokens_btn, act)
+
+    def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None
+                         ) -> torch.Tensor:
+        """Like :meth:`forward` with per-frame action embeddings (B, T, d) already aligned.
+
+        ``window`` (default max_frames) is the temporal attention band: with the window of a
+        cache from :meth:`new_cache`, the logits equal those of :meth:`step_logits` on that cache.
+        """
+        self._check_tokens(tokens_btn)
+        return self._logits(self.transformer(self._embed(tokens_btn, act_btd), window=window))
+
+    # ------------------------------------------------------------------ incremental
+    def new_cache(self, batch: int, window: int | None = None, device=None, dtype=None) -> TemporalKVCache:
+        """An empty KV cache; ``window`` (<= max_frames) is the temporal context in frames."""
+        window = self.cfg.max_frames if window is None else int(window)
+        if not 1 <= window <= self.cfg.max_frames:
+            raise ValueError(f"context window must be in [1, {self.cfg.max_frames}] (max_frames), got {window}")
+        t = self.transformer
+        p = self.head.weight
+        return TemporalKVCache(t.cfg.num_layers, batch * t.num_spatial, t.cfg.num_heads, t.cfg.head_dim, window,
+                               device or p.device, dtype or p.dtype)
+
+    def step_logits(self, tokens_bn: torch.Tensor, action_vec_bd: torch.Tensor | None, cache: TemporalKVCache,
+                    advance: bool) -> torch.Tensor:
+        """Logits (B, N, num_codes) of the frame at index ``cache.length`` given the cached frames before it.
+
+        ``action_vec_bd`` is the action that produced this frame (None for the very first frame).
+        ``advance=False`` may be called repeatedly (MaskGIT refinement rewrites the same cache slot);
+        ``advance=True`` commits the frame.
+        """
+        self._check_tokens(tokens_bn)
+        act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
+        x = self._embed(tokens_bn[:, None], act[:, None])
+        return self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
+
+    # ------------------------------------------------------------------ training
+    def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, dict]:
+        """Masked-token cross-entropy on a batch of true tokens (B, T, N) and latent actions (B, T-1, a).
+
+        The mask comes from :func:`sample_train_mask`; loss and accuracy count masked tokens only.
+        """
+        self._check_tokens(tokens_btn)
+        if int(tokens_btn.max()) >= self.mask_id:
+            raise ValueError("training tokens must be real codes, not the mask id")
+        b, t, n = tokens_btn.shape
+        mask, rate = sample_train_mask(b, t, n, self.cfg.mask_rate_min, self.cfg.mask_rate_max, generator,
+                                       tokens_btn.device)
+        inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), tokens_btn)
+        logits = self(inputs, actions_b_t1_a)
+        loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
+        info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
+                "rate": rate, "mask": mask}
+        return loss, info
