@@ -1,15 +1,22 @@
 """The model directory: one folder per component, safetensors weights + JSON config.
 
     MODEL/
-      genie.json                 format marker, versions, sampling defaults, training provenance
-      tokenizer/model.safetensors  tokenizer/config.json
-      lam/model.safetensors        lam/config.json          (the play loop needs only its codebook)
-      dynamics/model.safetensors   dynamics/config.json
-      actions.json               optional: names for the latent actions (``genie actions name``)
+      genie.json                   {"format": "genieworld-model", "format_version": 1, "num_actions": K,
+                                    "sampling": {SamplingConfig}, "genieworld_version": ..., "provenance": {...}}
+      tokenizer/model.safetensors  tokenizer/config.json   (TokenizerConfig)
+      lam/model.safetensors        lam/config.json         (LAMConfig; the play loop needs only its codebook)
+      dynamics/model.safetensors   dynamics/config.json    (DynamicsConfig)
+      actions.json                 optional: {"names": ["left", "right", ...]} (one per latent action)
 
 :class:`Genie` (``from_pretrained`` / ``save_pretrained``) bundles the three and
-checks that they fit together (vocabulary, resolution, action count and size),
-failing with a message that names the mismatch.
+checks that they fit together (vocabulary, tokens per frame, resolution, action count
+and size), failing with a :class:`ModelDirError` that names the mismatch, e.g.
+"dynamics expects 512 codes but the tokenizer has 1024".
+
+    genie = Genie.from_pretrained("runs/world/model")
+    world = genie.world("shot.png", seed=0)
+    frame = world.step(3)                                   # (H, W, 3) uint8
+    video = genie.rollout(prompt_bthwc_uint8, actions_ba)   # (B, T0 + A, H, W, 3) uint8
 """
 
 from __future__ import annotations
@@ -58,3 +65,284 @@ def load_component(cls_model, cls_cfg, directory: Path, device="cpu"):
     except CheckpointError as e:
         raise ModelDirError(str(e)) from None
     return model.to(device).eval()
+
+
+# ============================================================================= the Genie bundle
+GENIE_JSON = "genie.json"
+ACTIONS_JSON = "actions.json"
+FORMAT_NAME = "genieworld-model"
+PARTS = ("tokenizer", "lam", "dynamics")
+_WORLD_OPTIONS = ("use_cache", "confidence_noise")
+
+
+def check_compatible(tok_cfg, lam_cfg, dyn_cfg, sampling=None, num_actions: int | None = None,
+                     action_names: list | None = None) -> None:
+    """Raise :class:`ModelDirError` naming the first way in which the parts do not fit together."""
+    if dyn_cfg.num_codes != tok_cfg.vq.num_codes:
+        raise ModelDirError(f"dynamics expects {dyn_cfg.num_codes} codes but the tokenizer has {tok_cfg.vq.num_codes}")
+    if dyn_cfg.tokens_per_frame != tok_cfg.tokens_per_frame:
+        raise ModelDirError(
+            f"dynamics expects {dyn_cfg.tokens_per_frame} tokens per frame but the tokenizer makes "
+            f"{tok_cfg.tokens_per_frame} ({tok_cfg.image_size}x{tok_cfg.image_size} images, patch {tok_cfg.patch_size})")
+    if lam_cfg.image_size != tok_cfg.image_size:
+        raise ModelDirError(f"the LAM expects {lam_cfg.image_size}x{lam_cfg.image_size} images but the tokenizer "
+                            f"{tok_cfg.image_size}x{tok_cfg.image_size}")
+    if lam_cfg.channels != tok_cfg.channels:
+        raise ModelDirError(f"the LAM expects {lam_cfg.channels} channels but the tokenizer {tok_cfg.channels}")
+    if lam_cfg.vq.code_dim != dyn_cfg.action_dim:
+        raise ModelDirError(f"dynamics expects action vectors of size {dyn_cfg.action_dim} but the LAM's action codes "
+                            f"have size {lam_cfg.vq.code_dim}")
+    if num_actions is not None and int(num_actions) != lam_cfg.vq.num_codes:
+        raise ModelDirError(f"{GENIE_JSON} says {num_actions} actions but the LAM has {lam_cfg.vq.num_codes} action codes")
+    if action_names is not None and len(action_names) != lam_cfg.vq.num_codes:
+        raise ModelDirError(f"{ACTIONS_JSON} names {len(action_names)} actions but the LAM has "
+                            f"{lam_cfg.vq.num_codes} action codes")
+    if sampling is not None and not 1 <= sampling.context_frames <= dyn_cfg.max_frames:
+        raise ModelDirError(f"sampling context_frames {sampling.context_frames} must be in [1, {dyn_cfg.max_frames}] "
+                            "(the dynamics max_frames)")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ModelDirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_action_names(path: Path) -> list[str] | None:
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    names = data.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ModelDirError(f"{path}: expected {{\"names\": [\"...\", ...]}} with one string per latent action")
+    return names
+
+
+def resolve_model_dir(path) -> Path:
+    """``path`` itself when it holds genie.json, else ``path/model`` (a training RUN folder)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelDirError(f"{p}: no such model directory")
+    if (p / GENIE_JSON).is_file():
+        return p
+    if (p / "model" / GENIE_JSON).is_file():
+        return p / "model"
+    raise ModelDirError(f"{p}: not a genieworld model directory (no {GENIE_JSON}); "
+                        "`genie train dynamics` writes one to RUN/model when it finishes")
+
+
+def save_model_dir(path, tokenizer, lam, dynamics, sampling, action_names: list[str] | None = None,
+                   provenance: dict | None = None) -> Path:
+    """Write a model directory from the three parts (used by :meth:`Genie.save_pretrained` and by training's
+    export, which must not freeze its modules by wrapping them in a :class:`Genie`)."""
+    from genieworld import __version__
+
+    check_compatible(tokenizer.cfg, lam.cfg, dynamics.cfg, sampling, action_names=action_names)
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in (("tokenizer", tokenizer), ("lam", lam), ("dynamics", dynamics)):
+        save_component(part, part.cfg, out / name)
+    if action_names is not None:
+        atomic_write_text(out / ACTIONS_JSON, json.dumps({"names": list(action_names)}, indent=2) + "\n")
+    elif (out / ACTIONS_JSON).exists():
+        (out / ACTIONS_JSON).unlink()
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "genieworld_version": __version__,
+            "num_actions": lam.num_actions, "sampling": asdict(sampling), "provenance": dict(provenance or {})}
+    atomic_write_text(out / GENIE_JSON, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+class Genie(torch.nn.Module):
+    """Tokenizer + latent action model + dynamics model + sampling defaults: a playable world model.
+
+    An inference bundle: the parts are put in eval mode and frozen (requires_grad False).
+    """
+
+    def __init__(self, tokenizer, lam, dynamics, sampling=None, action_names: list[str] | None = None,
+                 provenance: dict | None = None):
+        super().__init__()
+        from genieworld.config import SamplingConfig
+
+        sampling = sampling or SamplingConfig(context_frames=dynamics.cfg.max_frames)
+        check_compatible(tokenizer.cfg, lam.cfg, dynamics.cfg, sampling, action_names=action_names)
+        self.tokenizer, self.lam, self.dynamics = tokenizer, lam, dynamics
+        self.sampling = sampling
+        self._action_names = list(action_names) if action_names is not None else None
+        self.provenance = dict(provenance or {})
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_actions(self) -> int:
+        return self.lam.num_actions
+
+    @property
+    def image_size(self) -> int:
+        return self.tokenizer.cfg.image_size
+
+    @property
+    def action_names(self) -> list[str]:
+        """Names from actions.json when present, else "0", "1", ..."""
+        if self._action_names is not None:
+            return list(self._action_names)
+        return [str(i) for i in range(self.num_actions)]
+
+    @action_names.setter
+    def action_names(self, names: list[str] | None) -> None:
+        if names is not None:
+            names = [str(n) for n in names]
+            if len(names) != self.num_actions:
+                raise ValueError(f"{len(names)} names for {self.num_actions} latent actions")
+        self._action_names = names
+
+    @property
+    def device(self) -> torch.device:
+        return self.dynamics.head.weight.device
+
+    # ------------------------------------------------------------------ directory format
+    def save_pretrained(self, path) -> Path:
+        """Write the model directory (layout in this module's docstring); returns its path."""
+        return save_model_dir(path, self.tokenizer, self.lam, self.dynamics, self.sampling, self._action_names,
+                              self.provenance)
+
+    @classmethod
+    def from_pretrained(cls, path, device="cpu") -> "Genie":
+        """Load a model directory (or a training RUN folder holding RUN/model) and check its parts fit."""
+        from genieworld.config import DynamicsConfig, LAMConfig, SamplingConfig, TokenizerConfig
+        from genieworld.dynamics import DynamicsModel
+        from genieworld.lam import LatentActionModel
+        from genieworld.tokenizer import VideoTokenizer
+
+        root = resolve_model_dir(path)
+        meta = _read_json(root / GENIE_JSON)
+        if meta.get("format") != FORMAT_NAME:
+            raise ModelDirError(f"{root / GENIE_JSON}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelDirError(f"{root}: format_version {meta['format_version']} is newer than this genieworld "
+                                f"understands ({FORMAT_VERSION}); upgrade genieworld")
+        try:
+            sampling = from_dict(SamplingConfig, meta.get("sampling", {}), where=f"{GENIE_JSON}.sampling")
+        except ConfigError as e:
+            raise ModelDirError(str(e)) from None
+        classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (LatentActionModel, LAMConfig),
+                   "dynamics": (DynamicsModel, DynamicsConfig)}
+        cfgs = {name: load_config(cfg_cls, root / name) for name, (_, cfg_cls) in classes.items()}
+        names = _read_action_names(root / ACTIONS_JSON)
+        try:
+            check_compatible(cfgs["tokenizer"], cfgs["lam"], cfgs["dynamics"], sampling, meta.get("num_actions"), names)
+        except ModelDirError as e:
+            raise ModelDirError(f"{root}: {e}") from None
+        parts = {name: load_component(m_cls, c_cls, root / name, device) for name, (m_cls, c_cls) in classes.items()}
+        genie = cls(parts["tokenizer"], parts["lam"], parts["dynamics"], sampling, names, meta.get("provenance"))
+        return genie.to(device)
+
+    # ------------------------------------------------------------------ prompts
+    def prepare_prompt(self, prompt) -> torch.Tensor:
+        """Prompt frames as uint8 (T, H, W, 3) at the model resolution.
+
+        Accepts a file path or bytes (any image Pillow reads; GIF = first frame), a PIL image,
+        a numpy/torch uint8 image (H, W, 3) or frames (T, H, W, 3) (float in [0, 1] is scaled),
+        resized with :func:`genieworld.data.video.prepare_frame` (the ingestion policy).
+        """
+        import os
+
+        import numpy as np
+        from PIL import Image
+
+        from genieworld.data.video import load_image, prepare_frame
+
+        size = self.image_size
+        if isinstance(prompt, (str, os.PathLike, bytes, bytearray, memoryview)):
+            frames = [load_image(prompt)]
+        elif isinstance(prompt, Image.Image):
+            frames = [prompt]
+        else:
+            if torch.is_tensor(prompt):
+                prompt = prompt.detach().cpu().numpy()
+            if not isinstance(prompt, np.ndarray):
+                raise ValueError(f"a prompt must be an image path, bytes, a PIL image or an array, "
+                                 f"got {type(prompt).__name__}")
+            arr = prompt
+            if arr.dtype != np.uint8:
+                if not np.issubdtype(arr.dtype, np.floating):
+                    raise ValueError(f"prompt arrays must be uint8 (or float in [0, 1]), got {arr.dtype}")
+                arr = (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            if arr.ndim == 3 and arr.shape[-1] in (1, 3, 4):
+                frames = [arr]
+            elif arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[0] >= 1:
+                frames = list(arr)
+            else:
+                raise ValueError(f"a prompt array must be (H, W, 3) or (T, H, W, 3), got shape {arr.shape}")
+        out = np.stack([prepare_frame(f, size) for f in frames])
+        return torch.from_numpy(out).to(self.device)
+
+    def encode_prompt(self, prompt) -> torch.Tensor:
+        """Token indices (1, T, N) of a prompt (see :meth:`prepare_prompt` for what is accepted)."""
+        return self.tokenizer.encode(self.prepare_prompt(prompt)[None])
+
+    def _check_video(self, frames) -> torch.Tensor:
+        frames = torch.as_tensor(frames, device=self.device)
+        s = self.image_size
+        if frames.ndim != 5 or tuple(frames.shape[2:]) != (s, s, 3):
+            raise ValueError(f"expected frames (B, T, {s}, {s}, 3), got {tuple(frames.shape)}")
+        if frames.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 frames, got {frames.dtype}")
+        return frames
+
+    # ------------------------------------------------------------------ inference
+    def _sampling_with(self, overrides: dict):
+        from dataclasses import fields, replace
+
+        known = {f.name for f in fields(self.sampling)}
+        bad = sorted(set(overrides) - known - set(_WORLD_OPTIONS))
+        if bad:
+            raise TypeError(f"unknown sampling option(s) {bad}; known: {sorted(known) + list(_WORLD_OPTIONS)}")
+        world_kw = {k: overrides[k] for k in _WORLD_OPTIONS if k in overrides}
+        smp = replace(self.sampling, **{k: v for k, v in overrides.items() if k in known and v is not None})
+        return smp, world_kw
+
+    def world(self, prompt, seed: int | None = None, **sampling_overrides):
+        """An interactive :class:`~genieworld.sampling.World` started from ``prompt``.
+
+        ``sampling_overrides``: maskgit_steps, temperature, schedule, context_frames, and the
+        World options use_cache (default True) and confidence_noise (default 0).
+        """
+        from genieworld.sampling import World
+
+        smp, world_kw = self._sampling_with(sampling_overrides)
+        return World(self, self.prepare_prompt(prompt)[None], seed=seed, sampling=smp, **world_kw)
+
+    @torch.no_grad()
+    def infer_actions(self, frames_bthwc_uint8) -> torch.Tensor:
+        """Latent action ids (B, T-1) of a video: the LAM's reading of each transition x_t -> x_{t+1}."""
+        return self.lam.encode_actions(self._check_video(frames_bthwc_uint8))[0]
+
+    @torch.no_grad()
+    def rollout(self, prompt_frames, actions, seed: int = 0, **sampling_overrides) -> torch.Tensor:
+        """Batched generation in token space: uint8 (B, T0 + A, H, W, 3) on the CPU.
+
+        ``prompt_frames`` uint8 (B, T0, H, W, 3) at the model resolution; ``actions`` long (B, A)
+        in [0, num_actions).  Actions between prompt frames are inferred by the LAM.  The first
+        T0 output frames are the tokenizer's reconstructions of the prompt, then one frame per action
+        (each decoded once, with the tokenizer decoder's KV cache).
+        """
+        from genieworld.sampling import World
+
+        frames = self._check_video(prompt_frames)
+        actions = torch.as_tensor(actions, dtype=torch.long, device=self.device)
+        if actions.ndim != 2 or actions.shape[0] != frames.shape[0]:
+            raise ValueError(f"expected actions (B={frames.shape[0]}, A), got {tuple(actions.shape)}")
+        if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):
+            raise ValueError(f"actions must be in [0, {self.num_actions}), got values in "
+                             f"[{int(actions.min())}, {int(actions.max())}]")
+        smp, world_kw = self._sampling_with(sampling_overrides)
+        w = World(self, frames, seed=seed, sampling=smp, **world_kw)
+        for k in range(actions.shape[1]):
+            w.step_batch(actions[:, k])
+        return torch.from_numpy(w.video())
