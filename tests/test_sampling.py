@@ -144,3 +144,19 @@ def test_sampling_seed_controls_the_rollout():
         runs.append(w.tokens)
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
+
+
+def test_max_history_bounds_memory_without_changing_the_rollout():
+    genie = tiny_genie(context=3, steps=1)
+    prompt = np.full((16, 16, 3), 60, dtype=np.uint8)
+    full = genie.world(prompt, seed=2)
+    short = genie.world(prompt, seed=2, max_history=2)
+    short_ref = genie.world(prompt, seed=2, max_history=2, use_cache=False)
+    for a in [0, 1, 2, 3, 3, 2, 1]:
+        f = full.step(a)
+        assert np.array_equal(short.step(a), f) and np.array_equal(short_ref.step(a), f)
+    assert short.num_frames == full.num_frames == 8
+    assert len(short.frames) == 2 and short.actions.shape == (1, 2) and short.tokens.shape[1] <= 5
+    assert torch.equal(short.actions, full.actions[:, -2:])
+    with pytest.raises(ValueError, match="max_history"):
+        genie.world(prompt, max_history=0)

@@ -72,7 +72,7 @@ GENIE_JSON = "genie.json"
 ACTIONS_JSON = "actions.json"
 FORMAT_NAME = "genieworld-model"
 PARTS = ("tokenizer", "lam", "dynamics")
-_WORLD_OPTIONS = ("use_cache", "confidence_noise")
+_WORLD_OPTIONS = ("use_cache", "confidence_noise", "max_history")
 
 
 def check_compatible(tok_cfg, lam_cfg, dyn_cfg, sampling=None, num_actions: int | None = None,
@@ -311,7 +311,8 @@ class Genie(torch.nn.Module):
         """An interactive :class:`~genieworld.sampling.World` started from ``prompt``.
 
         ``sampling_overrides``: maskgit_steps, temperature, schedule, context_frames, and the
-        World options use_cache (default True) and confidence_noise (default 0).
+        World options use_cache (default True), confidence_noise (default 0) and max_history
+        (default None: keep every frame; set it for endless play sessions).
         """
         from genieworld.sampling import World
 

@@ -118,13 +118,16 @@ class World:
     * ``step(action: int) -> (H, W, 3) uint8``; :meth:`step_batch` for B parallel rollouts.
     * ``tokens`` (B, T, N): every frame's tokens so far; ``frames``: list of (B, H, W, 3) uint8.
     * ``reset(prompt=None)`` restarts from the (new) prompt and re-seeds the generator.
+    * ``max_history``: keep only the newest frames/tokens/actions (None = all), so that an endless
+      play session has bounded memory; ``num_frames`` still counts every frame.
     * ``use_cache=False`` is the reference path: no dynamics KV cache, the context is recomputed
       at every MaskGIT step (see the module docstring).  It draws the same random numbers as the
       cached path and gives the same tokens.
     """
 
     def __init__(self, genie, prompt_frames: torch.Tensor, seed: int | None = None, sampling: SamplingConfig | None = None,
-                 use_cache: bool = True, confidence_noise: float = 0.0, prompt_actions: torch.Tensor | None = None):
+                 use_cache: bool = True, confidence_noise: float = 0.0, prompt_actions: torch.Tensor | None = None,
+                 max_history: int | None = None):
         self.genie = genie
         self.sampling = sampling or genie.sampling
         if self.sampling.schedule not in SCHEDULES:
@@ -136,6 +139,9 @@ class World:
             raise ValueError(f"context_frames must be in [1, {max_frames}] (the dynamics max_frames), "
                              f"got {self.sampling.context_frames}")
         self.use_cache = use_cache
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
+        self.max_history = max_history
         self.confidence_noise = float(confidence_noise)
         self.seed = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         self.device = genie.device
@@ -153,18 +159,20 @@ class World:
 
     @property
     def num_frames(self) -> int:
-        return len(self._tokens)
+        """Frames so far (prompt included), also those dropped by ``max_history``."""
+        return self._dropped + len(self._tokens)
 
     @property
     def actions(self) -> torch.Tensor:
-        """(B, T-1) long: the action of every transition so far (LAM-inferred inside the prompt)."""
+        """(B, T-1) long: the action of every transition so far (LAM-inferred inside the prompt; the kept ones
+        with ``max_history``)."""
         if not self._actions:
             return torch.zeros(self.batch, 0, dtype=torch.long, device=self.device)
         return torch.stack(self._actions, dim=1)
 
     @property
     def tokens(self) -> torch.Tensor:
-        """Every frame's tokens so far, (B, T, N) long (prompt frames first)."""
+        """Every frame's tokens so far, (B, T, N) long (prompt frames first; the kept ones with ``max_history``)."""
         return torch.stack(self._tokens, dim=1)
 
     @torch.no_grad()
@@ -183,6 +191,7 @@ class World:
         b, t0 = frames.shape[:2]
         prompt_tokens = g.tokenizer.encode(frames)  # (B, T0, N)
         self._tokens = list(prompt_tokens.unbind(1))
+        self._dropped = 0
         # actions between prompt frames: given, or inferred by the LAM (the only way to know them)
         if t0 > 1:
             if self._prompt_actions is not None:
@@ -269,6 +278,14 @@ class World:
             del self._act_emb[0]
         frame = _to_uint8(g.tokenizer.decode_step(new, self.dec_cache))
         self.frames.append(frame)
+        if self.max_history is not None:
+            keep = max(self.max_history, self._reach() + 1)  # the reference path needs the reach
+            extra = len(self._tokens) - keep
+            if extra > 0:
+                del self._tokens[:extra]
+                self._dropped += extra
+            del self.frames[: max(0, len(self.frames) - self.max_history)]
+            del self._actions[: max(0, len(self._actions) - self.max_history)]
         return frame
 
     def video(self) -> np.ndarray:
