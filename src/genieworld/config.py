@@ -55,7 +55,9 @@ class TokenizerConfig:
     max_frames: int = 16  # temporal window (training sequence length)
     encoder: STConfig = field(default_factory=STConfig)
     decoder: STConfig = field(default_factory=STConfig)
-    vq: VQConfig = field(default_factory=VQConfig)
+    # Plain (Euclidean) codes: on CoinRun they kept ~230 of 256 codes alive and reached 29.8 dB on a
+    # small batch in 400 steps, where L2-normalised codes stalled near 21 dB with fewer live codes.
+    vq: VQConfig = field(default_factory=lambda: VQConfig(l2_normalize=False))
 
     @property
     def tokens_per_frame(self) -> int:

@@ -86,12 +86,12 @@ def load_weights(module: torch.nn.Module, path: Path, strict: bool = True) -> No
             f"{path}: weights do not match the model: missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
         )
-    for k, v in state.items():
-        if k in own and own[k].shape != v.shape:
-            raise CheckpointError(
-                f"{path}: tensor {k!r} has shape {tuple(v.shape)} in the file but {tuple(own[k].shape)} in the model "
-                "(the config does not match these weights)"
-            )
+    bad = [f"{k!r} is {tuple(v.shape)} in the file but {tuple(own[k].shape)} in the model"
+           for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise CheckpointError(
+            f"{path}: the config does not match these weights: " + "; ".join(bad[:6]) + ("; ..." if len(bad) > 6 else "")
+        )
     module.load_state_dict(state, strict=strict)
 
 
