@@ -1,0 +1,176 @@
+"""``genie recipe coinrun``: the paper's CoinRun case study, end to end, by one resumable command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from genieworld.errors import UserError
+
+HELP = """\
+From nothing to a playable, evaluated CoinRun world (paper Appendix F), by one command:
+
+  1. data-train   CoinRun levels [0, L) with a random policy (genie data coinrun)
+  2. data-test    held-out levels [100000, 100000 + Lt) for evaluation
+  3. tokenizer    genie train tokenizer
+  4. dynamics     genie train dynamics (latent action model + dynamics, co-trained)
+  5. name-actions genie actions name (latent -> real action, from the recorded ground truth)
+  6. eval         genie eval on the held-out levels -> OUT/report (metrics.json, report.md, pictures)
+  7. summary      OUT/results.json: data size, parameter counts, time per stage, hardware, headline metrics
+
+Each stage records its completion in OUT/recipe.json; run the same command again after an
+interruption and it continues at the stage it reached (the training stages resume from their
+last checkpoint). The model directory is OUT/world/model.
+
+Default sizes per preset (override with the flags):
+  tiny           20 levels x 200 steps, tokenizer/dynamics steps from the preset (minutes)
+  cpu            500 levels x 500 steps (250k frames); the preset's steps (~2 h on 2 cores)
+  coinrun-paper  10000 levels x 1000 steps (the paper's 10M frames; GPU)
+
+examples:
+  genie recipe coinrun --preset tiny --out runs/recipe-tiny
+  genie recipe coinrun --preset cpu --out runs/coinrun-cpu
+"""
+
+DEFAULT_SIZES = {"tiny": (20, 200, 4, 200), "cpu": (500, 500, 20, 500), "coinrun-paper": (10000, 1000, 100, 1000)}
+TEST_START_LEVEL = 100_000
+STAGES = ("data-train", "data-test", "tokenizer", "dynamics", "name-actions", "eval", "summary")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("recipe", help="run a whole case study end to end (resumable)",
+                       description="End-to-end recipes. See `genie recipe coinrun --help`.")
+    rsub = p.add_subparsers(dest="recipe", metavar="RECIPE")
+    c = rsub.add_parser("coinrun", help="the paper's CoinRun case study", description=HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--out", required=True, help="recipe folder (created, or resumed)")
+    c.add_argument("--preset", default="cpu", help="tiny | cpu | coinrun-paper (default: cpu)")
+    c.add_argument("--levels", type=int, help="training levels (default: per preset)")
+    c.add_argument("--steps-per-level", type=int, help="environment steps recorded per training level")
+    c.add_argument("--test-levels", type=int, help="held-out evaluation levels")
+    c.add_argument("--tokenizer-steps", type=int, help="override the preset's tokenizer training steps")
+    c.add_argument("--dynamics-steps", type=int, help="override the preset's dynamics training steps")
+    c.add_argument("--eval-episodes", type=int, default=32, help="held-out episodes for `genie eval` (default 32)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--no-fvd", action="store_true", help="skip FVD in the evaluation")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=run_coinrun)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+class _State:
+    def __init__(self, out: Path, settings: dict):
+        self.path = out / "recipe.json"
+        if self.path.exists():
+            self.data = json.loads(self.path.read_text())
+            old = self.data.get("settings", {})
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if diff:
+                raise UserError(f"{out} holds a recipe with other settings {diff} (old, new); use another --out")
+        else:
+            self.data = {"settings": settings, "done": {}, "seconds": {}}
+        self.save()
+
+    def save(self) -> None:
+        from genieworld.utils import atomic_write_text
+
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data["done"]
+
+    def mark(self, stage: str, seconds: float) -> None:
+        self.data["done"][stage] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.data["seconds"][stage] = self.data["seconds"].get(stage, 0.0) + seconds
+        self.save()
+
+
+def _cli(*args: str) -> None:
+    from genieworld.cli import main
+
+    print("[recipe] genie " + " ".join(args), flush=True)
+    rc = main(list(args))
+    if rc != 0:
+        raise UserError(f"stage failed: genie {' '.join(args)} (exit {rc}); fix the cause and run the recipe again")
+
+
+def run_coinrun(args) -> int:
+    from genieworld.config import ConfigError, load_preset
+
+    try:
+        preset = load_preset(args.preset)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    lv, spl, tlv, tspl = DEFAULT_SIZES.get(args.preset, DEFAULT_SIZES["cpu"])
+    settings = {
+        "preset": args.preset, "levels": args.levels or lv, "steps_per_level": args.steps_per_level or spl,
+        "test_levels": args.test_levels or tlv, "test_steps_per_level": tspl, "seed": args.seed,
+        "tokenizer_steps": args.tokenizer_steps or preset.tokenizer_train.steps,
+        "dynamics_steps": args.dynamics_steps or preset.dynamics_train.steps,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    st = _State(out, settings)
+    train, test = out / "data" / "train", out / "data" / "test"
+    tok, world = out / "tokenizer", out / "world"
+    model = world / "model"
+    quiet = ["--no-progress"] if args.no_progress else []
+    s = settings
+    steps = {
+        "data-train": lambda: _cli("data", "coinrun", str(train), "--levels", str(s["levels"]), "--start-level", "0",
+                                   "--steps-per-level", str(s["steps_per_level"]), "--seed", str(s["seed"])),
+        "data-test": lambda: _cli("data", "coinrun", str(test), "--levels", str(s["test_levels"]),
+                                  "--start-level", str(TEST_START_LEVEL), "--steps-per-level",
+                                  str(s["test_steps_per_level"]), "--seed", str(s["seed"] + 1)),
+        "tokenizer": lambda: _cli("train", "tokenizer", "--data", str(train), "--out", str(tok), "--preset", args.preset,
+                                  "--steps", str(s["tokenizer_steps"]), "--seed", str(s["seed"]), *quiet),
+        "dynamics": lambda: _cli("train", "dynamics", "--data", str(train), "--tokenizer", str(tok), "--out", str(world),
+                                 "--preset", args.preset, "--steps", str(s["dynamics_steps"]), "--seed", str(s["seed"]),
+                                 *quiet),
+        "name-actions": lambda: _cli("actions", "name", str(model), "--data", str(train)),
+        "eval": lambda: _cli("eval", str(model), "--data", str(test), "--out", str(out / "report"),
+                             "--episodes", str(args.eval_episodes), "--seed", str(s["seed"]),
+                             *(["--no-fvd"] if args.no_fvd else []), *quiet),
+        "summary": lambda: _summary(out, st, preset),
+    }
+    for stage in STAGES:
+        if st.done(stage):
+            print(f"[recipe] {stage}: done earlier, skipping", flush=True)
+            continue
+        t0 = time.perf_counter()
+        steps[stage]()
+        st.mark(stage, time.perf_counter() - t0)
+    print(f"[recipe] finished. model: {model}\n[recipe] report: {out / 'report' / 'report.md'}\n"
+          f"[recipe] results: {out / 'results.json'}\n[recipe] play it: genie play {model}", flush=True)
+    return 0
+
+
+def _summary(out: Path, st: _State, preset) -> None:
+    import torch
+
+    from genieworld.data.store import EpisodeStore
+    from genieworld.genie import Genie
+    from genieworld.utils import atomic_write_text, count_params
+
+    genie = Genie.from_pretrained(out / "world" / "model")
+    metrics_path = out / "report" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    train = EpisodeStore(out / "data" / "train")
+    result = {
+        "preset": st.data["settings"]["preset"],
+        "settings": st.data["settings"],
+        "data": {"train_frames": train.num_frames, "train_episodes": train.num_episodes,
+                 "train_levels": [0, st.data["settings"]["levels"]],
+                 "test_levels": [TEST_START_LEVEL, TEST_START_LEVEL + st.data["settings"]["test_levels"]]},
+        "parameters": {"tokenizer": count_params(genie.tokenizer), "lam": count_params(genie.lam),
+                       "dynamics": count_params(genie.dynamics)},
+        "seconds_per_stage": st.data["seconds"],
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "torch_threads": torch.get_num_threads(),
+                     "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "metrics": metrics,
+    }
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2, default=str) + "\n")
