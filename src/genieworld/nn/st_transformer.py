@@ -46,15 +46,19 @@ def rope_angles(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -
 
 
 def apply_rope(x_bhld: torch.Tensor, cos_ld: torch.Tensor, sin_ld: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (first half, second half) of the last dim by the given angles."""
+    """Rotate pairs (first half, second half) of the last dim by the given angles.
+
+    Computed as ``x * [cos, cos] + [x2, x1] * [-sin, sin]`` (one rotate-half copy and two
+    full-width multiplies instead of four half-width ones on strided slices and a concat);
+    bit-identical to ``[x1*cos - x2*sin, x1*sin + x2*cos]``: a - b == a + (-b) exactly.
+    """
     half = x_bhld.shape[-1] // 2
-    x1, x2 = x_bhld[..., :half], x_bhld[..., half : 2 * half]
-    cos = cos_ld.to(x_bhld.dtype)
-    sin = sin_ld.to(x_bhld.dtype)
-    rot = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    if x_bhld.shape[-1] > 2 * half:  # odd head_dim: leave the last channel alone
-        rot = torch.cat([rot, x_bhld[..., 2 * half :]], dim=-1)
-    return rot
+    if x_bhld.shape[-1] > 2 * half:  # odd head_dim: rotate the pairs, leave the last channel alone
+        rot = apply_rope(x_bhld[..., : 2 * half], cos_ld, sin_ld)
+        return torch.cat([rot, x_bhld[..., 2 * half :]], dim=-1)
+    cos = torch.cat([cos_ld, cos_ld], dim=-1).to(x_bhld.dtype)
+    sin = torch.cat([-sin_ld, sin_ld], dim=-1).to(x_bhld.dtype)
+    return x_bhld * cos + torch.cat([x_bhld[..., half:], x_bhld[..., :half]], dim=-1) * sin
 
 
 def banded_causal_mask(t_len: int, window: int | None, device=None) -> torch.Tensor:
@@ -83,7 +87,11 @@ class Attention(nn.Module):
         self.dropout = dropout
 
     def project(self, x_bld: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q, k, v = rearrange(self.qkv(x_bld), "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
+        # split + view (no copy; its backward is one concat), not an unpacked rearrange (whose
+        # backward zero-fills a full-size buffer for each of q, k and v)
+        b, l, _ = x_bld.shape
+        shape = (b, l, self.num_heads, self.head_dim)
+        q, k, v = (t.view(shape).transpose(1, 2) for t in self.qkv(x_bld).split(self.num_heads * self.head_dim, -1))
         return self.q_norm(q), self.k_norm(k), v
 
     def attend(self, q, k, v, attn_mask=None, is_causal=False) -> torch.Tensor:
