@@ -131,11 +131,16 @@ class Trainer:
             if self.cfg.fsdp:
                 from torch.distributed.fsdp import fully_shard
 
-                # An unsharded skeleton on the meta device (no memory): the export at the end of
-                # training loads the gathered full weights into it (see _export_fsdp).
+                # An unsharded copy of the task whose parameters/buffers are meta tensors (no memory;
+                # deepcopy's memo substitutes them): the export at the end of training fills it with the
+                # gathered full weights (see _export_fsdp). Non-module state (e.g. a frozen tokenizer
+                # held outside the module tree) is copied as is.
                 import copy
 
-                self._export_template = copy.deepcopy(task).to("meta")
+                memo = {id(t): (nn.Parameter(torch.empty_like(t, device="meta"), requires_grad=t.requires_grad)
+                                if isinstance(t, nn.Parameter) else torch.empty_like(t, device="meta"))
+                        for t in [*task.parameters(), *task.buffers()]}
+                self._export_template = copy.deepcopy(task, memo)
                 for m in task.modules():
                     if type(m).__name__ == "STBlock":
                         fully_shard(m)
@@ -307,12 +312,16 @@ class Trainer:
         full = get_model_state_dict(self.task, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if self.rank != 0:
             return
-        plain = self._export_template.to_empty(device="cpu")
-        plain.load_state_dict(full)
-        with torch.no_grad():  # buffers are never sharded: take them (persistent or not) from the live model
-            live = dict(self.task.named_buffers())
-            for name, buf in plain.named_buffers():
-                buf.copy_(live[name].detach().cpu())
+        plain = self._export_template
+        live = dict(self.task.named_buffers())  # buffers are never sharded: take them (persistent or not) as they are
+        for prefix, m in plain.named_modules():
+            prefix = prefix + "." if prefix else ""
+            for n, p in list(m._parameters.items()):
+                if p is not None:
+                    m._parameters[n] = nn.Parameter(full[prefix + n].to("cpu"), requires_grad=False)
+            for n, b in list(m._buffers.items()):
+                if b is not None:
+                    m._buffers[n] = live[prefix + n].detach().to("cpu").clone()
         plain.export(self.run)
 
     def _train_step(self, data_iter) -> dict:
