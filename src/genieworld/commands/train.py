@@ -119,7 +119,7 @@ def _open_data(args, cfg, rank, world):
 
 def run_tokenizer(args) -> int:
     from genieworld.train.tokenizer_task import TokenizerTask
-    from genieworld.train.trainer import RunMismatchError, Trainer, dist_info
+    from genieworld.train.trainer import dist_info
     from genieworld.utils import seed_everything
 
     preset = _load_preset(args.preset)
@@ -132,19 +132,12 @@ def run_tokenizer(args) -> int:
     _check_resolution(loader, tok_cfg.image_size, args.data)
     info = {"component": "tokenizer", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "model_configs": task.model_configs(), "seed": cfg.seed}
-    try:
-        trainer = Trainer(task, loader, cfg, args.out, info, progress=not args.no_progress, stop_after=args.stop_after)
-        logs = trainer.fit()
-    except RunMismatchError as e:
-        raise UserError(str(e)) from None
-    if rank == 0:
-        _print_done(args.out, "tokenizer", trainer.step, cfg.steps, logs)
-    return 0
+    return _fit(task, loader, cfg, args, info, "tokenizer")
 
 
 def run_dynamics(args) -> int:
     from genieworld.train.dynamics_task import build_dynamics_task
-    from genieworld.train.trainer import RunMismatchError, Trainer, dist_info
+    from genieworld.train.trainer import dist_info
     from genieworld.utils import seed_everything
 
     preset = _load_preset(args.preset)
@@ -159,13 +152,19 @@ def run_dynamics(args) -> int:
     _check_resolution(loader, task.tokenizer.cfg.image_size, args.data)
     info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
+    return _fit(task, loader, cfg, args, info, "model")
+
+
+def _fit(task, loader, cfg, args, info: dict, export_name: str) -> int:
+    from genieworld.train.trainer import RunMismatchError, Trainer
+
     try:
         trainer = Trainer(task, loader, cfg, args.out, info, progress=not args.no_progress, stop_after=args.stop_after)
         logs = trainer.fit()
     except RunMismatchError as e:
         raise UserError(str(e)) from None
-    if rank == 0:
-        _print_done(args.out, "model", trainer.step, cfg.steps, logs)
+    if trainer.rank == 0:
+        _print_done(args.out, export_name, trainer.step, cfg.steps, logs)
     return 0
 
 
