@@ -1,0 +1,318 @@
+"""Names for latent actions: ``MODEL/actions.json`` and how ``genie actions name`` builds it.
+
+Genie's latent action model learns a small codebook of actions from video alone, so
+a trained model only knows "action 0 .. action N-1".  When some episodes carry the
+real (ground-truth) actions, each latent action can be named after the real action
+it most often co-occurs with:
+
+1. cut each labelled episode into windows of ``window`` frames that overlap by one
+   frame (so every transition is counted exactly once),
+2. infer the latent action of every transition with ``genie.infer_actions``,
+3. count ``counts[latent, true]`` over all transitions,
+4. name latent ``i`` after ``argmax_k counts[i, k]``; its *confidence* is that
+   count divided by all transitions the LAM assigned to ``i`` (``count / row sum``,
+   in [0, 1]).  A latent that never occurs keeps its number (confidence 0).
+
+When two latents pick the same real action, the second (lower confidence) one is
+called ``NAME#2`` so names stay unique (the play page and ``GenieEnv`` look actions
+up by name).
+
+File format (written atomically, UTF-8 JSON)::
+
+    {"names": ["LEFT", "RIGHT", ...],                       # one per latent action
+     "mapping": [{"latent": 0, "true_action": 1, "name": "LEFT",
+                  "confidence": 0.93, "count": 412}, ...],
+     "source": {"data": "/abs/store", "store_source": "coinrun", "episodes": 8,
+                "transitions": 1984, "window": 16, "true_action_names": [...]},
+     "counts": [[...], ...]}                                 # the latent x true table
+
+Only ``names`` is required by readers (:func:`load_action_names`).
+
+Real action names come from the store: Procgen (CoinRun) uses its 15 fixed
+button combinations (:data:`PROCGEN_ACTION_NAMES`, the order of
+``procgen.env.ProcgenGym3Env.get_combos``); Atari stores record
+``get_action_meanings()`` in the manifest; the synthetic moving-square store names
+its moves; anything else is numbered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from genieworld.errors import UserError
+
+__all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names",
+           "cooccurrence_counts", "name_from_counts", "write_actions_json", "default_key_map",
+           "name_latent_actions"]
+
+ACTIONS_FILE = "actions.json"
+
+# procgen.env.ProcgenGym3Env.get_combos(), in order; the empty combo is NOOP.
+PROCGEN_ACTION_NAMES = ["LEFT-DOWN", "LEFT", "LEFT-UP", "DOWN", "NOOP", "UP", "RIGHT-DOWN", "RIGHT",
+                        "RIGHT-UP", "D", "A", "W", "S", "Q", "E"]
+
+_DIRECTION = {(0, -1): "LEFT", (0, 1): "RIGHT", (-1, 0): "UP", (1, 0): "DOWN"}
+_NAME_OK = re.compile(r"^[\w .:+#()/-]{1,40}$")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading names
+
+
+def true_action_names(store) -> list[str] | None:
+    """Names of the store's ground-truth actions, or ``None`` when it has no actions.
+
+    ``store``: an :class:`~genieworld.data.store.EpisodeStore`.  Falls back to
+    ``["0", "1", ...]`` when the actions exist but their meaning is not recorded.
+    """
+    if store.num_actions is None and not store.has_actions:
+        return None
+    n = store.num_actions
+    extra = store.extra or {}
+    source = (store.source or "").lower()
+    names: list[str] | None = None
+    atari = extra.get("atari") if isinstance(extra.get("atari"), dict) else None
+    if atari and isinstance(atari.get("action_meanings"), list):
+        names = [str(x) for x in atari["action_meanings"]]
+    elif source == "coinrun" or source.startswith("procgen") or "coinrun" in extra:
+        names = list(PROCGEN_ACTION_NAMES)
+    elif extra.get("generator") == "moving_square" and isinstance(extra.get("moves"), dict):
+        moves = extra["moves"]
+        count = n if n is not None else len(moves)
+        names = []
+        for k in range(count):
+            mv = moves.get(str(k))
+            names.append(_DIRECTION.get(tuple(mv), str(k)) if mv else "NOOP")
+    if n is None:
+        n = len(names) if names else 0
+    if not names or len(names) < n:
+        base = names or []
+        names = base + [str(k) for k in range(len(base), n)]
+    return names[:n]
+
+
+def _clean_names(names: Any, num_actions: int) -> list[str] | None:
+    if not isinstance(names, list) or len(names) != num_actions:
+        return None
+    out = []
+    for x in names:
+        if not isinstance(x, (str, int)) or isinstance(x, bool):
+            return None
+        s = str(x).strip()
+        if not _NAME_OK.match(s):
+            return None
+        out.append(s)
+    if len(set(out)) != len(out):
+        return None
+    return out
+
+
+def load_action_names(model_dir, num_actions: int) -> list[str]:
+    """``names`` from ``MODEL/actions.json`` if present and valid, else ``["0", "1", ...]``.
+
+    Invalid files (wrong length, duplicates, odd characters) are ignored rather than
+    trusted: the names end up in a web page and on key bindings.
+    """
+    default = [str(i) for i in range(num_actions)]
+    if model_dir is None:
+        return default
+    path = Path(model_dir) / ACTIONS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+    names = _clean_names(data.get("names") if isinstance(data, dict) else None, num_actions)
+    return names or default
+
+
+def default_key_map(names: Sequence[str]) -> dict[str, int]:
+    """A default keyboard binding ``{key: action}`` for the play page.
+
+    Directional names (``LEFT``, ``UP``...) get the arrow keys, ``NOOP`` the space
+    bar and single-letter names (Procgen's ``A``, ``W``...) their letter; every other
+    action ``i < 10`` gets the digit key ``i``, the rest the next free key of
+    ``q, w, e, r, ...``.  Keys are ``KeyboardEvent.key`` values; every action gets
+    one key while keys last.
+    """
+    special = {"LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "UP": "ArrowUp", "DOWN": "ArrowDown", "NOOP": " "}
+    keymap: dict[str, int] = {}
+    todo = []
+    for i, name in enumerate(names):
+        up = str(name).upper()
+        key = special.get(up)
+        if key is None and len(up) == 1 and up.isalpha():
+            key = up.lower()
+        if key is not None and key not in keymap:
+            keymap[key] = i
+        else:
+            todo.append(i)
+    rest = []
+    for i in todo:
+        if i < 10 and str(i) not in keymap:
+            keymap[str(i)] = i
+        else:
+            rest.append(i)
+    free = (k for k in "qwertyuiopasdfghjklzxcvbnm" if k not in keymap)
+    for i in rest:
+        key = next(free, None)
+        if key is None:
+            break
+        keymap[key] = i
+    return keymap
+
+
+# ---------------------------------------------------------------------------------------------
+# counting and naming
+
+
+def _windows(length: int, window: int) -> list[tuple[int, int]]:
+    """[start, stop) frame windows of at most ``window`` frames overlapping by one frame."""
+    if length < 2:
+        return []
+    out, start = [], 0
+    while start < length - 1:
+        stop = min(length, start + window)
+        out.append((start, stop))
+        start = stop - 1
+    return out
+
+
+def cooccurrence_counts(genie, store, episodes: Sequence[int], num_true: int, window: int = 16,
+                        batch_size: int = 8, progress=None) -> np.ndarray:
+    """``counts[latent, true]`` over every transition of ``episodes`` (which must have actions).
+
+    Windows of equal length are batched together (``batch_size`` at most) for
+    ``genie.infer_actions``.
+    """
+    import torch
+
+    num_latent = int(genie.num_actions)
+    counts = np.zeros((num_latent, num_true), dtype=np.int64)
+    groups: dict[int, list[tuple[int, int, int]]] = {}
+    for ep in episodes:
+        for start, stop in _windows(store.episode_length(ep), window):
+            groups.setdefault(stop - start, []).append((ep, start, stop))
+
+    def flush(items):
+        frames = np.stack([store.read_frames(ep, a, b) for ep, a, b in items])
+        true = np.stack([np.asarray(store.read_actions(ep, a, b - 1), dtype=np.int64) for ep, a, b in items])
+        with torch.inference_mode():
+            lat = genie.infer_actions(frames)
+        lat = np.asarray(lat.cpu() if hasattr(lat, "cpu") else lat, dtype=np.int64).reshape(true.shape)
+        ok = (true >= 0) & (true < num_true) & (lat >= 0) & (lat < num_latent)
+        np.add.at(counts, (lat[ok], true[ok]), 1)
+        if progress is not None:
+            progress(len(items))
+
+    for _, items in sorted(groups.items()):
+        for i in range(0, len(items), batch_size):
+            flush(items[i:i + batch_size])
+    return counts
+
+
+def name_from_counts(counts: np.ndarray, true_names: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """Names and mapping records from a ``latent x true`` count table (module docstring)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    num_latent = counts.shape[0]
+    best = counts.argmax(axis=1)
+    totals = counts.sum(axis=1)
+    records = []
+    for i in range(num_latent):
+        n = int(counts[i, best[i]])
+        if totals[i] == 0:
+            records.append({"latent": i, "true_action": None, "name": str(i), "confidence": 0.0, "count": 0})
+        else:
+            records.append({"latent": i, "true_action": int(best[i]), "name": str(true_names[best[i]]),
+                            "confidence": round(n / int(totals[i]), 4), "count": n})
+    # unique names: the most confident latent keeps the plain name
+    order = sorted(range(num_latent), key=lambda i: (-records[i]["confidence"], -records[i]["count"], i))
+    seen: dict[str, int] = {}
+    taken = {r["name"] for r in records if r["true_action"] is None}
+    for i in order:
+        r = records[i]
+        if r["true_action"] is None:
+            continue
+        base = r["name"]
+        k = seen.get(base, 0) + 1
+        seen[base] = k
+        name = base if k == 1 else f"{base}#{k}"
+        while name in taken:
+            k += 1
+            seen[base] = k
+            name = f"{base}#{k}"
+        taken.add(name)
+        r["name"] = name
+    return [r["name"] for r in records], records
+
+
+def write_actions_json(model_dir, data: dict) -> Path:
+    """Write ``MODEL/actions.json`` atomically (temp file + fsync + rename)."""
+    from genieworld.utils import atomic_write_text
+
+    path = Path(model_dir) / ACTIONS_FILE
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def _has_actions(store, i: int) -> bool:
+    flags = getattr(store, "_has_actions", None)
+    if flags is not None:
+        return bool(flags[i])
+    return store.read_actions(i) is not None
+
+
+def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window: int = 16,
+                        batch_size: int = 8, device: str = "cpu", genie=None, progress=None) -> dict:
+    """Build and write ``MODEL/actions.json`` from the labelled episodes of ``data_dir``.
+
+    Raises :class:`~genieworld.errors.UserError` when the store has no labelled
+    episodes (nothing is written then).  Returns the written dict.
+    """
+    from genieworld.data.store import EpisodeStore
+
+    model_dir = Path(model_dir)
+    store = EpisodeStore(data_dir)
+    labelled = [i for i in range(store.num_episodes) if _has_actions(store, i) and store.episode_length(i) >= 2]
+    if not labelled:
+        raise UserError(f"{data_dir}: no episodes with ground-truth actions; latent actions cannot be named "
+                        f"(they stay numbered 0..N-1). Use a store made by `genie data coinrun|atari`.")
+    if episodes is not None:
+        if episodes < 1:
+            raise UserError("--episodes must be >= 1")
+        labelled = labelled[:episodes]
+    if window < 2:
+        raise UserError("--window must be >= 2")
+    true_names = true_action_names(store)
+    num_true = len(true_names)
+    if genie is None:
+        from genieworld.genie import Genie, ModelDirError
+
+        try:
+            genie = Genie.from_pretrained(model_dir, device=device)
+        except ModelDirError as e:
+            raise UserError(str(e)) from None
+    size = getattr(genie, "image_size", None)
+    if size is not None and tuple(store.resolution) != (int(size), int(size)):
+        raise UserError(f"{data_dir}: frames are {store.resolution[0]}x{store.resolution[1]} but the model "
+                        f"expects {size}x{size}")
+    max_frames = getattr(genie, "max_frames", None)
+    if isinstance(max_frames, int) and max_frames >= 2:
+        window = min(window, max_frames)
+    counts = cooccurrence_counts(genie, store, labelled, num_true, window=window, batch_size=batch_size,
+                                 progress=progress)
+    names, mapping = name_from_counts(counts, true_names)
+    data = {
+        "names": names,
+        "mapping": mapping,
+        "source": {"data": str(Path(data_dir).resolve()), "store_source": store.source,
+                   "episodes": len(labelled), "transitions": int(counts.sum()), "window": int(window),
+                   "true_action_names": list(true_names)},
+        "counts": counts.tolist(),
+    }
+    write_actions_json(model_dir, data)
+    return data

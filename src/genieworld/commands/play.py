@@ -1,0 +1,120 @@
+"""``genie play MODEL``: serve a world in the browser (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from genieworld.errors import UserError
+
+PLAY_HELP = """\
+Play a trained world in your browser. Starts a small web server (FastAPI +
+uvicorn) and prints its address; open it, pick a starting frame (a held-out
+dataset frame with --data, the grey default, or an image you upload: PNG, JPEG,
+GIF, BMP, WebP, TIFF, resized like ingestion), and press keys: each key press
+sends one latent action and the model generates the next frame.
+
+The page shows which key drives which action (names from MODEL/actions.json,
+written by `genie actions name`, else numbers); click a key to rebind it (kept
+in the browser). Reset starts again from the prompt; "mp4" / "GIF" download the
+frames since the last reset, encoded on the server.
+
+Frames stream over a WebSocket as PNG images. Keys pressed faster than the model
+generates are queued, at most 4 per session: when the queue is full a new key
+replaces the newest queued one, so input lag stays bounded.
+
+The server binds 127.0.0.1 (this machine only) by default. Binding another
+address makes the model reachable by anyone on that network, with no
+authentication: only do it on a network you trust.
+
+examples:
+  genie play runs/world/model
+  genie play runs/world/model --data data/coinrun-test --port 8080
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("play", help="play a world in the browser", description=PLAY_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="model directory (RUN/model from `genie train dynamics`)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--data", metavar="DIR", help="episode store whose frames are offered as prompts (use held-out data)")
+    p.add_argument("--max-sessions", type=int, default=8, help="concurrent players (default 8)")
+    p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without input before a session is closed (default 300)")
+    p.add_argument("--max-pending", type=int, default=4, help="queued key presses per session (default 4)")
+    p.add_argument("--workers", type=int, default=2, help="generation threads (default 2)")
+    p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest accepted upload in MiB (default 8)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run_play)
+
+
+WARNING = """\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+WARNING: genie play is binding {host}, which is not a loopback address.
+Anyone who can reach this machine on port {port} can use the model and its
+CPU/GPU. There is no authentication. Use --host 127.0.0.1 unless you mean it.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+
+def build_config(args) -> "PlayConfig":
+    from genieworld.play.server import PlayConfig
+
+    for name in ("max_sessions", "max_pending", "workers"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.idle_timeout <= 0:
+        raise UserError("--idle-timeout must be > 0")
+    if not 0 < args.max_upload_mb <= 256:
+        raise UserError("--max-upload-mb must be in (0, 256]")
+    return PlayConfig(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, max_pending=args.max_pending,
+                      workers=args.workers, max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+
+
+def run_play(args) -> int:
+    from genieworld.play.server import LOOPBACK_HOSTS, bind_socket, create_app, resolve_bind, serve, url_for
+
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be in [0, 65535]")
+    config = build_config(args)
+    try:
+        host, loopback = resolve_bind(args.host)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    model = Path(args.model)
+    if not model.is_dir():
+        raise UserError(f"{model}: not a model directory")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise UserError(f"--data {args.data}: not a folder")
+
+    from genieworld.genie import Genie, ModelDirError
+    from genieworld.utils import default_device
+
+    try:
+        genie = Genie.from_pretrained(model, device=args.device or str(default_device()))
+    except ModelDirError as e:
+        raise UserError(str(e)) from None
+    config.allowed_hosts = LOOPBACK_HOSTS if loopback else None
+    try:
+        app = create_app(genie, model_dir=model, data_dir=args.data, config=config, model_name=model.resolve().name
+                         if model.name != "model" else model.resolve().parent.name)
+    except (ValueError, OSError) as e:
+        raise UserError(f"--data {args.data}: {e}") from None
+    try:
+        sock = bind_socket(host, args.port)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{args.port}: {e.strerror or e}") from None
+    port = sock.getsockname()[1]
+    if not loopback:
+        print(WARNING.format(host=host, port=port), file=sys.stderr, flush=True)
+    url = url_for(host, port)
+    names = ", ".join(app.state.play.action_names)
+    print(f"genie play: {model} ({genie.num_actions} actions: {names})", flush=True)
+    print(f"genie play: open {url}   (Ctrl-C to stop)", flush=True)
+    try:
+        serve(app, sock, config, log_level=args.log_level)
+    finally:
+        sock.close()
+    return 0
