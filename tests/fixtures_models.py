@@ -23,6 +23,7 @@ writing into it (e.g. ``actions.json``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -77,6 +78,30 @@ def _cache_key() -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def torch_threads(n: int = 1):
+    """Run a block with ``n`` torch threads, then restore the previous count.
+
+    Small models on a shared 2-core machine run many times faster on one thread: two
+    OpenMP threads competing with other processes spin and wait for each other (a micro
+    model's frame: 8 ms on one thread, 1.4 s on two under load).
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
 def build_tiny_model(workdir: Path, data_dir: Path, steps: int = TINY_STEPS) -> Path:
     """Train the micro model on ``data_dir`` inside ``workdir``; returns the model directory."""
     from genieworld.cli import main
@@ -87,10 +112,12 @@ def build_tiny_model(workdir: Path, data_dir: Path, steps: int = TINY_STEPS) -> 
     preset.write_text(json.dumps(micro_preset_dict(), indent=2))
     common = ["--data", str(data_dir), "--preset", str(preset), "--steps", str(steps), "--no-progress",
               "--num-workers", "0"]
-    rc = main(["train", "tokenizer", "--out", str(workdir / "tok"), *common])
-    assert rc == 0, "tokenizer training failed"
-    rc = main(["train", "dynamics", "--tokenizer", str(workdir / "tok"), "--out", str(workdir / "world"), *common])
-    assert rc == 0, "dynamics training failed"
+    with torch_threads(1):
+        rc = main(["train", "tokenizer", "--out", str(workdir / "tok"), *common])
+        assert rc == 0, "tokenizer training failed"
+        rc = main(["train", "dynamics", "--tokenizer", str(workdir / "tok"), "--out", str(workdir / "world"),
+                   *common])
+        assert rc == 0, "dynamics training failed"
     model = workdir / "world" / "model"
     assert (model / "genie.json").is_file(), f"no model written to {model}"
     return model

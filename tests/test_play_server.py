@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_models import synthetic_store_dir, tiny_model_dir, untrained_model_dir, _tiny_model_cached  # noqa: F401
+from fixtures_models import (_tiny_model_cached, one_torch_thread, synthetic_store_dir, tiny_model_dir,  # noqa: F401
+                             untrained_model_dir)
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -32,6 +33,8 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from genieworld.play.server import LOOPBACK_HOSTS, PlayConfig, create_app, decode_upload  # noqa: E402
 from genieworld.play.sessions import Command, PendingQueue, TokenBucket  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see fixtures_models.torch_threads
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -44,7 +44,10 @@ def register(sub) -> None:
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent players (default 8)")
     p.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without input before a session is closed (default 300)")
     p.add_argument("--max-pending", type=int, default=4, help="queued key presses per session (default 4)")
-    p.add_argument("--workers", type=int, default=2, help="generation threads (default 2)")
+    p.add_argument("--workers", type=int, default=2, help="frames generated in parallel, one per thread (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads on CPU (default: CPU cores / --workers, at least 1; more threads than "
+                        "cores makes CPU generation many times slower)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest accepted upload in MiB (default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -92,8 +95,17 @@ def run_play(args) -> int:
     from genieworld.genie import Genie, ModelDirError
     from genieworld.utils import default_device
 
+    device = args.device or str(default_device())
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    if device == "cpu":
+        import os
+
+        import torch
+
+        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // config.workers))
     try:
-        genie = Genie.from_pretrained(model, device=args.device or str(default_device()))
+        genie = Genie.from_pretrained(model, device=device)
     except ModelDirError as e:
         raise UserError(str(e)) from None
     config.allowed_hosts = LOOPBACK_HOSTS if loopback else None

@@ -1,0 +1,149 @@
+"""Naming latent actions after ground-truth actions (``genie actions name``) and key bindings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fixtures_models import (_tiny_model_cached, one_torch_thread, synthetic_store_dir, tiny_model_dir,  # noqa: F401
+                             untrained_model_dir)
+
+from genieworld.actions import (PROCGEN_ACTION_NAMES, cooccurrence_counts, default_key_map, load_action_names,
+                                name_from_counts, true_action_names)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see fixtures_models.torch_threads
+
+
+def test_procgen_names_match_procgen():
+    from procgen.env import ProcgenGym3Env
+
+    combos = ProcgenGym3Env.get_combos(None)
+    assert PROCGEN_ACTION_NAMES == ["-".join(c) if c else "NOOP" for c in combos]
+
+
+def _store(source="", extra=None, num_actions=None, has_actions=True):
+    return SimpleNamespace(source=source, extra=extra or {}, num_actions=num_actions, has_actions=has_actions)
+
+
+def test_true_action_names_by_source(synthetic_store_dir):
+    from genieworld.data.store import EpisodeStore
+
+    assert true_action_names(EpisodeStore(synthetic_store_dir)) == ["LEFT", "RIGHT", "UP", "DOWN"]
+    assert true_action_names(_store("coinrun", num_actions=15)) == PROCGEN_ACTION_NAMES
+    atari = _store("atari:ALE/Pong-v5", {"atari": {"action_meanings": ["NOOP", "FIRE", "RIGHT"]}}, 3)
+    assert true_action_names(atari) == ["NOOP", "FIRE", "RIGHT"]
+    assert true_action_names(_store("video", num_actions=3)) == ["0", "1", "2"]
+    assert true_action_names(_store("video", num_actions=None, has_actions=False)) is None
+
+
+def test_name_from_counts_unique_names_and_confidence():
+    counts = np.array([[90, 10, 0],    # latent 0 -> true 0, 0.9
+                       [0, 5, 0],      # latent 1 -> true 1, 1.0
+                       [70, 30, 0],    # latent 2 -> true 0 too, 0.7: becomes "A#2"
+                       [0, 0, 0]])     # latent 3 never seen: stays "3"
+    names, mapping = name_from_counts(counts, ["A", "B", "C"])
+    assert names == ["A", "B", "A#2", "3"]
+    assert [m["confidence"] for m in mapping] == [0.9, 1.0, 0.7, 0.0]
+    assert [m["true_action"] for m in mapping] == [0, 1, 0, None]
+    assert [m["count"] for m in mapping] == [90, 5, 70, 0]
+    # a numbered latent's name is never reused by a suffix
+    names, _ = name_from_counts(np.array([[0, 0], [3, 0], [1, 0]]), ["0", "B"])
+    assert len(set(names)) == 3
+
+
+def test_default_key_map():
+    km = default_key_map(PROCGEN_ACTION_NAMES)
+    assert km["ArrowLeft"] == 1 and km["ArrowRight"] == 7 and km[" "] == 4 and km["a"] == 10 and km["0"] == 0
+    assert sorted(km.values()) == list(range(15)) and len(km) == 15
+    assert default_key_map(["0", "1", "2"]) == {"0": 0, "1": 1, "2": 2}
+    many = default_key_map([str(i) for i in range(30)])
+    assert len(set(many.values())) == 30
+
+
+def test_load_action_names_rejects_bad_files(tmp_path):
+    assert load_action_names(tmp_path, 3) == ["0", "1", "2"]
+    for bad in ('{"names": ["a", "b"]}', '{"names": ["a", "a", "b"]}', '{"names": ["<script>", "b", "c"]}',
+                "not json", '["a", "b", "c"]'):
+        (tmp_path / "actions.json").write_text(bad)
+        assert load_action_names(tmp_path, 3) == ["0", "1", "2"], bad
+    (tmp_path / "actions.json").write_text('{"names": ["LEFT", "RIGHT#2", "NOOP"]}')
+    assert load_action_names(tmp_path, 3) == ["LEFT", "RIGHT#2", "NOOP"]
+
+
+def test_cooccurrence_counts_every_transition_once(synthetic_store_dir):
+    from genieworld.data.store import EpisodeStore
+
+    store = EpisodeStore(synthetic_store_dir)
+    seen = []
+
+    class Oracle:  # "infers" the true action, so the table must be diagonal
+        num_actions = 4
+
+        def infer_actions(self, frames):
+            seen.append(frames.shape)
+            return np.asarray(oracle.pop(0))
+
+    oracle = []
+    orig = store.read_frames
+
+    def read_frames(ep, a, b):
+        oracle.append(store.read_actions(ep, a, b - 1)[None])
+        return orig(ep, a, b)
+
+    store.read_frames = read_frames
+    counts = cooccurrence_counts(Oracle(), store, [0, 1], num_true=4, window=8, batch_size=1)
+    total = sum(store.episode_length(i) - 1 for i in (0, 1))
+    assert counts.sum() == total and np.count_nonzero(counts - np.diag(np.diag(counts))) == 0
+    assert all(s[1] <= 8 for s in seen)
+
+
+def test_genie_actions_name_cli(tiny_model_dir, synthetic_store_dir, tmp_path, capsys):
+    from genieworld.cli import main
+    from genieworld.genie import Genie
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    assert main(["actions", "name", str(model), "--data", str(synthetic_store_dir), "--episodes", "4"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    data = json.loads((model / "actions.json").read_text())
+    g = Genie.from_pretrained(model)
+    assert out["names"] == data["names"] == g.action_names and len(data["names"]) == g.num_actions
+    assert len(set(data["names"])) == len(data["names"])
+    assert [m["latent"] for m in data["mapping"]] == list(range(g.num_actions))
+    src = data["source"]
+    assert src["episodes"] == 4 and src["true_action_names"] == ["LEFT", "RIGHT", "UP", "DOWN"]
+    counts = np.array(data["counts"])
+    assert counts.shape == (g.num_actions, 4) and counts.sum() == src["transitions"] == 4 * 31
+    for m in data["mapping"]:
+        assert 0.0 <= m["confidence"] <= 1.0
+        if m["true_action"] is None:
+            assert m["count"] == 0 and m["name"] == str(m["latent"])
+        else:
+            assert m["count"] == counts[m["latent"], m["true_action"]] > 0
+            assert m["name"].split("#")[0] == src["true_action_names"][m["true_action"]]
+            assert m["confidence"] == pytest.approx(m["count"] / counts[m["latent"]].sum(), abs=1e-4)
+    assert not list(model.glob(".actions.json*"))  # no temp files left behind
+
+
+def test_genie_actions_name_without_labels(untrained_model_dir, synthetic_store_dir, tmp_path, capsys):
+    from genieworld.cli import main
+    from genieworld.data.store import EpisodeStore, EpisodeWriter
+
+    src = EpisodeStore(synthetic_store_dir)
+    unlabelled = tmp_path / "unlabelled"
+    with EpisodeWriter(unlabelled, resolution=src.resolution, source="video") as w:
+        for i in range(2):
+            w.add_episode(src.read_frames(i))
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+    assert main(["actions", "name", str(model), "--data", str(unlabelled)]) == 2
+    err = capsys.readouterr().err
+    assert "no episodes with ground-truth actions" in err
+    assert not (model / "actions.json").exists()
+    assert main(["actions", "name", str(model), "--data", str(tmp_path / "nope")]) == 2
+    assert main(["actions", "name", str(tmp_path / "nomodel"), "--data", str(synthetic_store_dir)]) == 2
+    assert main(["actions", "name", str(model), "--data", str(synthetic_store_dir), "--episodes", "0"]) == 2
