@@ -183,6 +183,23 @@ def test_decode_upload_formats_and_refusals():
         decode_upload(image_bytes("PNG")[:60], 16, 10**6)  # truncated
 
 
+def test_world_history_is_bounded_without_changing_frames(genie, monkeypatch):
+    """Long sessions must not grow without bound; trimming the world's history changes no frame."""
+    from genieworld.play import server
+
+    monkeypatch.setattr(server, "HISTORY_KEEP", 4)
+    prompt = np.full((genie.image_size, genie.image_size, 3), 90, dtype=np.uint8)
+    plain, trimmed = genie.world(prompt, seed=4), genie.world(prompt, seed=4)
+    keep = max(4, trimmed._reach() + 2)
+    for i in range(3 * keep):
+        a = (i * 7) % genie.num_actions
+        assert np.array_equal(plain.step(a), trimmed.step(a)), f"step {i}"
+        server._trim_history(trimmed)
+    for name in ("frames", "_tokens", "_actions"):
+        assert len(getattr(trimmed, name)) <= 2 * keep < len(getattr(plain, name))
+    server._trim_history(object())  # anything else is left alone
+
+
 # ------------------------------------------------------------------------------------------------ HTTP
 
 
