@@ -215,7 +215,8 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int)
-    ap.add_argument("--quick", action="store_true", help="steps 1,8,25 / contexts 1,16 / preset shape only")
+    ap.add_argument("--quick", action="store_true",
+                    help="preset shape only, contexts 1 and 16, no-cache points up to 8 steps")
     ap.add_argument("--skip-kernel", action="store_true")
     ap.add_argument("--skip-play", action="store_true")
     ap.add_argument("--no-cache-max-steps", type=int, default=25, help="skip no-cache points above this many steps")
@@ -233,11 +234,12 @@ def main(argv=None) -> int:
     device = common.pick_device(args.device)
     preset = load_preset(args.preset)
     if args.quick:
-        args.steps, args.contexts, args.shapes = "1,8,25", "1,16", "preset"
+        args.contexts, args.shapes = "1,16", "preset"
+        args.no_cache_max_steps = min(args.no_cache_max_steps, 8)
     steps = [int(x) for x in args.steps.split(",")]
     contexts = [int(x) for x in args.contexts.split(",")]
     shapes = [parse_shape(s, preset.dynamics.transformer) for s in args.shapes.split(",")]
-    info = common.device_info(device)
+    info = common.device_info(device)  # for the summary; every point records its own (load average)
     summary = []
 
     if args.model:
@@ -260,7 +262,8 @@ def main(argv=None) -> int:
                         r = time_dynamics(dyn, c, s, use_cache, device, args.frames, args.temperature)
                         emit({"bench": "generate_dynamics", "preset": preset.name, "shape": shape_name(shape),
                               "dynamics_params": params, "context": c, "maskgit_steps": s,
-                              "kv_cache": use_cache, **r, "gflop": dyn_forward_gflop(dyn.cfg, c), "device": info})
+                              "kv_cache": use_cache, **r, "gflop": dyn_forward_gflop(dyn.cfg, c),
+                              "device": common.device_info(device)})
         if not args.skip_play:
             decode_ms = time_decode(genie, args.frames)
             for c in [int(x) for x in args.play_contexts.split(",")]:
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
                     r = time_play(genie, s, c, args.frames)
                     row = {"bench": "generate_play", "preset": preset.name, "shape": shape_name(shape),
                            "dynamics_params": params, "context": c, "maskgit_steps": s, **r,
-                           "tokenizer_decode_ms": decode_ms, "device": info}
+                           "tokenizer_decode_ms": decode_ms, "device": common.device_info(device)}
                     emit(row)
                     summary.append(row)
     if summary:

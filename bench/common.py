@@ -88,6 +88,7 @@ def device_info(device: torch.device | str | None = None) -> dict:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "loadavg": load_average(),
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS") if k in os.environ},
     }
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
@@ -245,14 +246,14 @@ def tokenizer_encode_flops(cfg, batch: int, frames: int) -> dict:
     _acc(f, st_stack_flops(cfg.encoder, batch, frames, n), 1)
     _acc(f, {"io_linear": 2 * m * (pd * cfg.encoder.d_model + cfg.encoder.d_model * cfg.vq.code_dim)}, 1)
     _acc(f, {"vq_search": 2 * m * cfg.vq.code_dim * cfg.vq.num_codes}, 1)
-    return _summary(f, dict(f), tokens=m, frames=batch * frames)
+    return _summary(f, dict(f), tokens=m, frames=batch * frames, backward=False)
 
 
 def with_flash_recompute(flops: dict) -> float:
     """The train-step FLOPs as FlopCounterMode counts them: its flash-attention backward formula
-    includes recomputing QK^T (5 attention matmuls instead of 4), i.e. attention at 3.5x forward."""
-    fwd = flops["forward_by_part"]
-    return flops["train_step"] + 0.5 * sum(v for k, v in fwd.items() if k.startswith("attn"))
+    includes recomputing QK^T (5 attention matmuls instead of 4), i.e. attention that is
+    back-propagated counts 3.5x forward instead of 3x."""
+    return flops["train_step"] + flops.get("flash_recompute", 0)
 
 
 def combine_flops(*parts: dict) -> dict:
@@ -263,12 +264,16 @@ def combine_flops(*parts: dict) -> dict:
         _acc(step, p["train_step_by_part"], 1)
         tokens += p["tokens"]
         frames = max(frames, p["frames"])
-    return _summary(fwd, step, tokens=tokens, frames=frames)
+    out = _summary(fwd, step, tokens=tokens, frames=frames)
+    out["flash_recompute"] = sum(p["flash_recompute"] for p in parts)
+    return out
 
 
-def _summary(fwd: dict, step: dict, tokens: int, frames: int) -> dict:
+def _summary(fwd: dict, step: dict, tokens: int, frames: int, backward: bool = True) -> dict:
+    attn = sum(v for k, v in fwd.items() if k.startswith("attn"))
     return {"forward": sum(fwd.values()), "train_step": sum(step.values()), "forward_by_part": fwd,
-            "train_step_by_part": step, "tokens": tokens, "frames": frames}
+            "train_step_by_part": step, "tokens": tokens, "frames": frames,
+            "flash_recompute": 0.5 * attn if backward else 0}
 
 
 # ----------------------------------------------------------------------------- FlopCounterMode

@@ -30,7 +30,7 @@ import common  # noqa: E402
 # Arguments per script and device type; sized so the whole run takes minutes on 2 CPU cores.
 ARGS = {
     "bench_train.py": {
-        "cpu": ["--component", "all", "--preset", "cpu", "--steps", "2"],
+        "cpu": ["--component", "all", "--preset", "cpu", "--steps", "3", "--threads", "1,2"],
         "cuda": ["--component", "all", "--preset", "coinrun-paper", "--steps", "5", "--device", "cuda"],
     },
     "bench_memory.py": {
@@ -38,7 +38,7 @@ ARGS = {
         "cuda": ["--device", "cuda", "--frames", "4,8,16,32,64"],
     },
     "bench_generate.py": {
-        "cpu": ["--quick"],
+        "cpu": ["--quick", "--threads", "2"],
         "cuda": ["--device", "cuda"],
     },
     "bench_data.py": {
