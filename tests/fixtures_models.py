@@ -2,6 +2,9 @@
 
     from fixtures_models import tiny_model_dir, synthetic_store_dir   # noqa: F401  (pytest fixtures)
 
+(each fixture depends only on pytest's built-in fixtures, so importing the ones a
+test uses is enough)
+
     def test_something(tiny_model_dir):
         genie = Genie.from_pretrained(tiny_model_dir)
 
@@ -123,18 +126,41 @@ def build_tiny_model(workdir: Path, data_dir: Path, steps: int = TINY_STEPS) -> 
     return model
 
 
+# Each test module that imports these fixtures gets its own copy of the definitions (and so
+# its own "session" instance); this memo makes them share one build per pytest session.
+_MEMO: dict[tuple[str, str], Path] = {}
+
+
+def _memo(name: str, tmp_path_factory, build) -> Path:
+    key = (name, str(tmp_path_factory.getbasetemp()))
+    if key not in _MEMO:
+        _MEMO[key] = build()
+    return _MEMO[key]
+
+
+def _synthetic(tmp_path_factory) -> Path:
+    from genieworld.data.synthetic import make_synthetic_store
+
+    def build():
+        path = tmp_path_factory.mktemp("synthetic") / "store"
+        make_synthetic_store(path, **SYNTHETIC_KW)
+        return path
+
+    return _memo("synthetic", tmp_path_factory, build)
+
+
 @pytest.fixture(scope="session")
 def synthetic_store_dir(tmp_path_factory) -> Path:
     """A synthetic moving-square store with ground-truth actions (0 left, 1 right, 2 up, 3 down)."""
-    from genieworld.data.synthetic import make_synthetic_store
-
-    path = tmp_path_factory.mktemp("synthetic") / "store"
-    make_synthetic_store(path, **SYNTHETIC_KW)
-    return path
+    return _synthetic(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def _tiny_model_cached(request, tmp_path_factory, synthetic_store_dir) -> Path:
+def _tiny_cached(request, tmp_path_factory) -> Path:
+    return _memo("tiny-cached", tmp_path_factory,
+                 lambda: _build_or_load_tiny(request, tmp_path_factory, _synthetic(tmp_path_factory)))
+
+
+def _build_or_load_tiny(request, tmp_path_factory, synthetic_store_dir) -> Path:
     env = os.environ.get("GENIEWORLD_TINY_MODEL")
     if env:
         return Path(env)
@@ -164,11 +190,20 @@ def _tiny_model_cached(request, tmp_path_factory, synthetic_store_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(_tiny_model_cached, tmp_path_factory) -> Path:
+def _tiny_model_cached(request, tmp_path_factory) -> Path:
+    """The cached model itself (read-only). Kept for modules that import it; not needed by tiny_model_dir."""
+    return _tiny_cached(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(request, tmp_path_factory) -> Path:
     """The tiny trained model directory (a session-wide copy: copy it again before writing into it)."""
-    dest = tmp_path_factory.mktemp("tiny-model") / "model"
-    shutil.copytree(_tiny_model_cached, dest)
-    return dest
+    def build():
+        dest = tmp_path_factory.mktemp("tiny-model") / "model"
+        shutil.copytree(_tiny_cached(request, tmp_path_factory), dest)
+        return dest
+
+    return _memo("tiny", tmp_path_factory, build)
 
 
 def build_untrained_model(path: Path, seed: int = 0) -> Path:
@@ -200,4 +235,5 @@ def build_untrained_model(path: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def untrained_model_dir(tmp_path_factory) -> Path:
     """A random-weight micro model directory (see :func:`build_untrained_model`)."""
-    return build_untrained_model(tmp_path_factory.mktemp("untrained") / "model")
+    return _memo("untrained", tmp_path_factory,
+                 lambda: build_untrained_model(tmp_path_factory.mktemp("untrained") / "model"))

@@ -9,8 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fixtures_models import (_tiny_model_cached, one_torch_thread, synthetic_store_dir, tiny_model_dir,  # noqa: F401
-                             untrained_model_dir)
+from fixtures_models import one_torch_thread, synthetic_store_dir, tiny_model_dir, untrained_model_dir  # noqa: F401
 
 from genieworld.actions import (PROCGEN_ACTION_NAMES, cooccurrence_counts, default_key_map, load_action_names,
                                 name_from_counts, true_action_names)
@@ -116,6 +115,7 @@ def test_genie_actions_name_cli(tiny_model_dir, synthetic_store_dir, tmp_path, c
     assert [m["latent"] for m in data["mapping"]] == list(range(g.num_actions))
     src = data["source"]
     assert src["episodes"] == 4 and src["true_action_names"] == ["LEFT", "RIGHT", "UP", "DOWN"]
+    assert src["window"] == min(16, g.lam.cfg.max_frames)
     counts = np.array(data["counts"])
     assert counts.shape == (g.num_actions, 4) and counts.sum() == src["transitions"] == 4 * 31
     for m in data["mapping"]:
@@ -127,6 +127,10 @@ def test_genie_actions_name_cli(tiny_model_dir, synthetic_store_dir, tmp_path, c
             assert m["name"].split("#")[0] == src["true_action_names"][m["true_action"]]
             assert m["confidence"] == pytest.approx(m["count"] / counts[m["latent"]].sum(), abs=1e-4)
     assert not list(model.glob(".actions.json*"))  # no temp files left behind
+    # a training RUN folder (holding RUN/model) names the same file, as Genie.from_pretrained reads it
+    (model / "actions.json").unlink()
+    assert main(["actions", "name", str(tmp_path), "--data", str(synthetic_store_dir), "--episodes", "1"]) == 0
+    assert (model / "actions.json").is_file() and not (tmp_path / "actions.json").exists()
 
 
 def test_genie_actions_name_without_labels(untrained_model_dir, synthetic_store_dir, tmp_path, capsys):

@@ -10,8 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
-from fixtures_models import (_tiny_model_cached, one_torch_thread, synthetic_store_dir, tiny_model_dir,  # noqa: F401
-                             untrained_model_dir)
+from fixtures_models import one_torch_thread, synthetic_store_dir, tiny_model_dir, untrained_model_dir  # noqa: F401
 
 from genieworld import GenieEnv
 

@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_models import (_tiny_model_cached, one_torch_thread, synthetic_store_dir, tiny_model_dir,  # noqa: F401
-                             untrained_model_dir)
+from fixtures_models import one_torch_thread, synthetic_store_dir, tiny_model_dir, untrained_model_dir  # noqa: F401
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -625,3 +624,14 @@ def test_cli_play_serves_and_refuses_bad_input(untrained_model_dir, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_bind_address_checks():
+    from genieworld.play.server import resolve_bind, url_for
+
+    assert resolve_bind("127.0.0.1") == ("127.0.0.1", True)
+    assert resolve_bind("localhost")[1] is True
+    assert resolve_bind("::1") == ("::1", True)
+    assert resolve_bind("0.0.0.0") == ("0.0.0.0", False)  # would get the loud warning (never bound here)
+    assert resolve_bind("192.168.1.5") == ("192.168.1.5", False)
+    assert url_for("::1", 8000) == "http://[::1]:8000/" and url_for("127.0.0.1", 80) == "http://127.0.0.1:80/"

@@ -270,11 +270,20 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
                         batch_size: int = 8, device: str = "cpu", genie=None, progress=None) -> dict:
     """Build and write ``MODEL/actions.json`` from the labelled episodes of ``data_dir``.
 
-    Raises :class:`~genieworld.errors.UserError` when the store has no labelled
-    episodes (nothing is written then).  Returns the written dict.
+    ``model_dir`` may be a training RUN folder (its ``RUN/model`` is used, as
+    ``Genie.from_pretrained`` does).  Raises :class:`~genieworld.errors.UserError`
+    when the store has no labelled episodes (nothing is written then).  Returns the
+    written dict plus ``"path"``, the file written.
     """
     from genieworld.data.store import EpisodeStore
 
+    if genie is None:
+        from genieworld.genie import ModelDirError, resolve_model_dir
+
+        try:
+            model_dir = resolve_model_dir(model_dir)  # a training RUN folder names RUN/model
+        except ModelDirError as e:
+            raise UserError(str(e)) from None
     model_dir = Path(model_dir)
     store = EpisodeStore(data_dir)
     labelled = [i for i in range(store.num_episodes) if _has_actions(store, i) and store.episode_length(i) >= 2]
@@ -300,7 +309,8 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     if size is not None and tuple(store.resolution) != (int(size), int(size)):
         raise UserError(f"{data_dir}: frames are {store.resolution[0]}x{store.resolution[1]} but the model "
                         f"expects {size}x{size}")
-    max_frames = getattr(genie, "max_frames", None)
+    # the LAM saw windows of at most its max_frames in training; infer on the same
+    max_frames = getattr(getattr(getattr(genie, "lam", None), "cfg", None), "max_frames", None)
     if isinstance(max_frames, int) and max_frames >= 2:
         window = min(window, max_frames)
     counts = cooccurrence_counts(genie, store, labelled, num_true, window=window, batch_size=batch_size,
@@ -314,5 +324,5 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
                    "true_action_names": list(true_names)},
         "counts": counts.tolist(),
     }
-    write_actions_json(model_dir, data)
-    return data
+    path = write_actions_json(model_dir, data)
+    return {**data, "path": str(path)}

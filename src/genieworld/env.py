@@ -5,7 +5,10 @@
     obs, info = env.reset(seed=0, options={"prompt": "shot.png"})
     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
-or, registered with gymnasium, ``gymnasium.make("genieworld/Genie-v0", model="runs/world/model")``.
+or through gymnasium's registry (the ``genieworld.env:`` prefix imports the module that
+registers the id; after ``import genieworld.env`` plain ``"genieworld/Genie-v0"`` works)::
+
+    env = gymnasium.make("genieworld.env:genieworld/Genie-v0", model="runs/world/model")
 
 * Observations: the generated frames, ``Box(0, 255, (H, W, 3), uint8)`` at the
   model's resolution.  ``reset`` returns the prompt frame itself (resized like
@@ -22,6 +25,9 @@ or, registered with gymnasium, ``gymnasium.make("genieworld/Genie-v0", model="ru
   every channel).  A prompt given to ``reset`` stays the default for later resets.
 * Seeding: ``reset(seed=s)`` seeds ``self.np_random``; each reset draws the world's
   sampling seed from it, so the same seed and actions give the same frames.
+* Memory: each reset starts a new world; a world keeps its episode's history, so
+  memory grows with ``max_episode_steps`` (about 16 KB per step at 64x64), not with
+  the number of episodes.
 """
 
 from __future__ import annotations

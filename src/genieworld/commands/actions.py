@@ -74,5 +74,5 @@ def run_name(args) -> int:
         real = "-" if m["true_action"] is None else src["true_action_names"][m["true_action"]]
         print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  (real action {real}, "
               f"confidence {m['confidence']:.2f}, {m['count']} transitions)", file=sys.stderr)
-    print(json.dumps({"actions_json": str(model / 'actions.json'), "names": data["names"]}))
+    print(json.dumps({"actions_json": data["path"], "names": data["names"]}))
     return 0
