@@ -164,8 +164,13 @@ def _op_group(key: str) -> str:
 
 def run_one(component: str, args, preset, batch: int, seq_len: int, device: torch.device, tmp: Path,
             peak_before: dict) -> dict:
+    from genieworld.train import trainer as trainer_mod
     from genieworld.train.trainer import Trainer
 
+    # the Trainer picks CUDA whenever it exists; the bench honours --device (single process here)
+    trainer_mod.setup_distributed = lambda: (0, 1, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
     task, train_base = build_task(component, preset, seq_len, tmp)
     cfg = replace(train_base, batch_size=batch, seq_len=seq_len, precision=args.precision, compile=args.compile,
@@ -190,6 +195,7 @@ def run_one(component: str, args, preset, batch: int, seq_len: int, device: torc
     out = {
         "bench": "train", "component": component, "preset": preset.name, "device": common.device_info(device),
         "precision": common.resolve_precision(device, args.precision), "compile": args.compile,
+        "tf32": bool(device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32),
         "activation_checkpointing": args.activation_checkpointing, "batch_size": batch, "seq_len": seq_len,
         "params": params, "steps_timed": len(timing["samples_s"]), "step_s": round(step_s, 4),
         "step_s_min": round(timing["min_s"], 4), "step_samples_s": timing["samples_s"],

@@ -50,7 +50,7 @@ ARGS = {
         "cuda": ["--device", "cuda"],
     },
 }
-ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_fvd.py"]
+ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_fvd.py", "bench_play_load.py"]
 
 
 def discover() -> list[str]:
