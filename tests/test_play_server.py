@@ -67,7 +67,7 @@ class FakeGenie:
         self.started = threading.Event()
         self.fail = False
 
-    def world(self, prompt, seed=None):
+    def world(self, prompt, seed=None, **sampling_overrides):
         return FakeWorld(self, prompt, seed)
 
 
@@ -182,20 +182,18 @@ def test_decode_upload_formats_and_refusals():
 
 
 def test_world_history_is_bounded_without_changing_frames(genie, monkeypatch):
-    """Long sessions must not grow without bound; trimming the world's history changes no frame."""
+    """Long sessions must not grow without bound; the server's bounded World gives the same frames."""
     from genieworld.play import server
 
     monkeypatch.setattr(server, "HISTORY_KEEP", 4)
     prompt = np.full((genie.image_size, genie.image_size, 3), 90, dtype=np.uint8)
-    plain, trimmed = genie.world(prompt, seed=4), genie.world(prompt, seed=4)
-    keep = max(4, trimmed._reach() + 2)
-    for i in range(3 * keep):
+    plain = genie.world(prompt, seed=4)
+    bounded = server._new_world(genie, None, prompt, 4)
+    for i in range(40):
         a = (i * 7) % genie.num_actions
-        assert np.array_equal(plain.step(a), trimmed.step(a)), f"step {i}"
-        server._trim_history(trimmed)
-    for name in ("frames", "_tokens", "_actions"):
-        assert len(getattr(trimmed, name)) <= 2 * keep < len(getattr(plain, name))
-    server._trim_history(object())  # anything else is left alone
+        assert np.array_equal(plain.step(a), bounded.step(a)), f"step {i}"
+    assert len(bounded.frames) <= 4 < len(plain.frames)
+    assert len(bounded._tokens) <= max(4, bounded._reach() + 1) + 1
 
 
 # ------------------------------------------------------------------------------------------------ HTTP

@@ -217,28 +217,7 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
     return frame, {"width": w, "height": h, "format": fmt}
 
 
-HISTORY_KEEP = 256  # frames of world history kept per session (see _trim_history)
-
-
-def _trim_history(world) -> None:
-    """Bound a World's per-frame history lists, which otherwise grow with every step.
-
-    ``sampling.World`` keeps every decoded frame, token frame and action of the rollout
-    (about 16 KB per step at 64x64: ~0.6 GB for an hour of play at 10 fps).  Generation
-    needs only the last ``L * (context_frames - 1)`` token frames (``World._reach``), so
-    once a list is twice :data:`HISTORY_KEEP` long its oldest entries are dropped.  A
-    stopgap until World bounds its own history: attributes that are missing or not
-    lists are left alone, and trimming never interrupts play.
-    """
-    try:
-        reach = int(world._reach()) if hasattr(world, "_reach") else 0
-        keep = max(HISTORY_KEEP, reach + 2)
-        for name in ("frames", "_tokens", "_actions"):
-            hist = getattr(world, name, None)
-            if isinstance(hist, list) and len(hist) > 2 * keep:
-                del hist[: len(hist) - keep]
-    except Exception:  # never let housekeeping break a session
-        log.debug("could not trim world history", exc_info=True)
+HISTORY_KEEP = 256  # frames of history a session's World keeps (World(max_history=...)); bounds memory
 
 
 def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float]:
@@ -246,7 +225,6 @@ def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float
         t0 = time.perf_counter()
         frame = session.world.step(action)
         ms = (time.perf_counter() - t0) * 1000
-        _trim_history(session.world)
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise RuntimeError(f"world.step returned {frame.dtype} {frame.shape}, expected uint8 (H, W, 3)")
@@ -254,7 +232,9 @@ def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float
 
 
 def _new_world(genie, session: Session | None, prompt: np.ndarray, seed: int):
-    world = genie.world(prompt, seed=seed)
+    # max_history bounds the frames/tokens/actions a World keeps (~16 KB per step at 64x64
+    # otherwise: ~0.6 GB for an hour of play at 10 fps); generation itself needs only the context.
+    world = genie.world(prompt, seed=seed, max_history=HISTORY_KEEP)
     if session is not None:
         with session.lock:
             session.world = world
