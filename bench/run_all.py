@@ -34,8 +34,8 @@ ARGS = {
         "cuda": ["--component", "all", "--preset", "coinrun-paper", "--steps", "5", "--device", "cuda"],
     },
     "bench_memory.py": {
-        "cpu": [],
-        "cuda": ["--device", "cuda", "--frames", "4,8,16,32,64"],
+        "cpu": ["--baseline-backend", "default,math"],
+        "cuda": ["--device", "cuda", "--frames", "4,8,16,32,64", "--baseline-backend", "default,math"],
     },
     "bench_generate.py": {
         "cpu": ["--quick", "--threads", "2"],
