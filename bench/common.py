@@ -136,7 +136,7 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 1, rep
     return {"median_s": s[len(s) // 2], "min_s": s[0], "samples_s": [round(x, 5) for x in samples]}
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, sizes=(2048, 4096),
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, sizes=(2048, 4096, 8192),
                 repeats: int = 5) -> dict:
     """Best achieved GFLOP/s of square matmuls (same thread count as the caller): the 'peak' we compare to."""
     best = {}
