@@ -212,3 +212,27 @@ def test_generate_cli_bad_model_dir(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "--prompt", "x.png", "--actions", "0", "--out",
                  str(tmp_path / "o.gif")]) == 2
     assert "no genie.json" in capsys.readouterr().err
+
+
+def test_play_uses_play_maskgit_steps_and_eval_keeps_the_default(tmp_path):
+    """`play_maskgit_steps` (fast interactive play) reaches genie play / GenieEnv and survives save/load."""
+    import dataclasses
+
+    import numpy as np
+
+    from fixtures_genie import tiny_genie
+    from genieworld.env import GenieEnv
+    from genieworld.genie import Genie
+    from genieworld.play.server import _new_world
+
+    g = tiny_genie(steps=6)
+    g.sampling = dataclasses.replace(g.sampling, play_maskgit_steps=2)
+    g.save_pretrained(tmp_path / "m")
+    g2 = Genie.from_pretrained(tmp_path / "m")
+    assert g2.sampling.play_maskgit_steps == 2 and g2.sampling.maskgit_steps == 6
+    prompt = np.zeros((16, 16, 3), np.uint8)
+    assert _new_world(g2, None, prompt, 0).sampling.maskgit_steps == 2
+    env = GenieEnv(g2)
+    env.reset(seed=0)
+    assert env._world.sampling.maskgit_steps == 2
+    assert g2.world(prompt, seed=0).sampling.maskgit_steps == 6  # the API default stays the model's

@@ -97,6 +97,9 @@ class SamplingConfig:
     temperature: float = 1.0
     schedule: str = "cosine"  # "cosine" | "linear"
     context_frames: int = 16  # sliding window; defaults to the training length
+    # MaskGIT steps for interactive play (`genie play`, GenieEnv); None = maskgit_steps.
+    # Evaluation always uses maskgit_steps (the paper's 25). See bench/bench_generate.py.
+    play_maskgit_steps: int | None = None
 
 
 @dataclass

@@ -104,7 +104,8 @@ class GenieEnv(gym.Env):
         prompt = self._prompt if self._prompt is not None else self.default_prompt()
         world_seed = int(self.np_random.integers(0, 2**31 - 1))
         world_prompt = prompt[0] if prompt.shape[0] == 1 else prompt
-        self._world = self.genie.world(world_prompt, seed=world_seed)
+        play_kw = self.genie.play_overrides() if hasattr(self.genie, "play_overrides") else {}
+        self._world = self.genie.world(world_prompt, seed=world_seed, **play_kw)
         self._frame = prompt[-1].copy()
         self._steps = 0
         return self._frame.copy(), self._info(world_seed=world_seed)

@@ -307,6 +307,11 @@ class Genie(torch.nn.Module):
         smp = replace(self.sampling, **{k: v for k, v in overrides.items() if k in known and v is not None})
         return smp, world_kw
 
+    def play_overrides(self) -> dict:
+        """Sampling overrides for interactive play: ``sampling.play_maskgit_steps`` when the model sets one."""
+        steps = getattr(self.sampling, "play_maskgit_steps", None)
+        return {"maskgit_steps": steps} if steps else {}
+
     def world(self, prompt, seed: int | None = None, **sampling_overrides):
         """An interactive :class:`~genieworld.sampling.World` started from ``prompt``.
 

@@ -234,7 +234,8 @@ def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float
 def _new_world(genie, session: Session | None, prompt: np.ndarray, seed: int):
     # max_history bounds the frames/tokens/actions a World keeps (~16 KB per step at 64x64
     # otherwise: ~0.6 GB for an hour of play at 10 fps); generation itself needs only the context.
-    world = genie.world(prompt, seed=seed, max_history=HISTORY_KEEP)
+    play_kw = genie.play_overrides() if hasattr(genie, "play_overrides") else {}
+    world = genie.world(prompt, seed=seed, max_history=HISTORY_KEEP, **play_kw)
     if session is not None:
         with session.lock:
             session.world = world

@@ -35,6 +35,7 @@ class ArrayClipLoader:
 
     def _order(self) -> np.ndarray:
         perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.windows))
+        perm = perm[: len(perm) // self.world * self.world]  # equal shares: ranks never drift apart
         return perm[self.rank :: self.world]
 
     def __iter__(self):
