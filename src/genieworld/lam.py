@@ -51,7 +51,7 @@ from torch import nn
 from genieworld.config import LAMConfig
 from genieworld.nn.quantizer import VectorQuantizer
 from genieworld.nn.st_transformer import STTransformer, init_weights
-from genieworld.tokenizer import patchify, to_float_video, unpatchify
+from genieworld.tokenizer import check_video_shape, patchify, to_float_video, unpatchify
 
 
 class LatentActionModel(nn.Module):
@@ -95,11 +95,7 @@ class LatentActionModel(nn.Module):
         return self.cfg.vq.code_dim
 
     def _check_frames(self, frames: torch.Tensor) -> None:
-        c = self.cfg
-        if frames.ndim != 5 or tuple(frames.shape[2:]) != (c.image_size, c.image_size, c.channels):
-            raise ValueError(
-                f"LAM expects frames (B, T, {c.image_size}, {c.image_size}, {c.channels}), got {tuple(frames.shape)}"
-            )
+        check_video_shape(frames, self.cfg.image_size, self.cfg.channels, who="the LAM expects frames")
         if frames.shape[1] < 2:
             raise ValueError(f"LAM needs at least 2 frames to infer an action, got {frames.shape[1]}")
 

@@ -35,6 +35,12 @@ def unpatchify(patches_btnd: torch.Tensor, p: int, h: int, w: int, c: int) -> to
     return rearrange(patches_btnd, "b t (h w) (p1 p2 c) -> b t (h p1) (w p2) c", h=h // p, w=w // p, p1=p, p2=p, c=c)
 
 
+def check_video_shape(video: torch.Tensor, size: int, channels: int, who: str = "expected video") -> None:
+    """Raise a ValueError naming the expected (B, T, size, size, channels) layout."""
+    if video.ndim != 5 or tuple(video.shape[2:]) != (size, size, channels):
+        raise ValueError(f"{who} of shape (B, T, {size}, {size}, {channels}), got {tuple(video.shape)}")
+
+
 def to_float_video(video: torch.Tensor) -> torch.Tensor:
     """uint8 [0,255] or float [0,1] (B, T, H, W, C) -> float32 [0,1]."""
     if video.dtype == torch.uint8:
@@ -68,11 +74,7 @@ class VideoTokenizer(nn.Module):
         return self.cfg.vq.num_codes
 
     def _check_video(self, video: torch.Tensor) -> None:
-        c = self.cfg
-        if video.ndim != 5 or tuple(video.shape[2:]) != (c.image_size, c.image_size, c.channels):
-            raise ValueError(
-                f"expected video of shape (B, T, {c.image_size}, {c.image_size}, {c.channels}), got {tuple(video.shape)}"
-            )
+        check_video_shape(video, self.cfg.image_size, self.cfg.channels)
 
     # ------------------------------------------------------------------ encoder
     def encode_latents(self, video_bthwc: torch.Tensor) -> torch.Tensor:
