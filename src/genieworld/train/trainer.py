@@ -46,6 +46,9 @@ def dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+_OWN_PROCESS_GROUP = False  # True when setup_distributed() created the process group (so fit() tears it down)
+
+
 def setup_distributed() -> tuple[int, int, torch.device]:
     rank, world, local = dist_info()
     if torch.cuda.is_available():
@@ -54,8 +57,19 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
+        global _OWN_PROCESS_GROUP
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        _OWN_PROCESS_GROUP = True
     return rank, world, device
+
+
+def teardown_distributed() -> None:
+    """Destroy the process group this module created; leaving gloo's threads alive at interpreter
+    exit made ranks abort ("terminate called without an active exception") after a finished run."""
+    global _OWN_PROCESS_GROUP
+    if _OWN_PROCESS_GROUP and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_PROCESS_GROUP = False
 
 
 def lr_lambda_factory(cfg: TrainConfig):
@@ -283,6 +297,7 @@ class Trainer:
                 self.task.export(self.run)
         if self.world > 1:
             dist.barrier()
+            teardown_distributed()
         return self.last_logs
 
     def _clip_grad_norm(self, max_norm: float):
