@@ -18,7 +18,8 @@ def main(out: str) -> None:
     m = r["metrics"]
     s = r["settings"]
     secs = r["seconds_per_stage"]
-    train_h = (secs.get("tokenizer", 0) + secs.get("dynamics", 0)) / 3600
+    ts = r.get("training_seconds") or {}
+    train_h = ((ts.get("tokenizer") or secs.get("tokenizer", 0)) + (ts.get("world") or secs.get("dynamics", 0))) / 3600
     p = r["parameters"]
     lat = m.get("latent_actions") or {}
     cb = m.get("codebook_usage", {})

@@ -148,6 +148,13 @@ def run_coinrun(args) -> int:
     return 0
 
 
+def _train_seconds(run: Path) -> float | None:
+    from genieworld.train.checkpoint import latest_checkpoint
+
+    ck = latest_checkpoint(run)
+    return json.loads((ck / "state.json").read_text()).get("wall_time_s") if ck else None
+
+
 def _summary(out: Path, st: _State, preset) -> None:
     import torch
 
@@ -168,6 +175,8 @@ def _summary(out: Path, st: _State, preset) -> None:
         "parameters": {"tokenizer": count_params(genie.tokenizer), "lam": count_params(genie.lam),
                        "dynamics": count_params(genie.dynamics)},
         "seconds_per_stage": st.data["seconds"],
+        # trainers track their own wall time across resumes (the recipe's clock sees only its last run)
+        "training_seconds": {name: _train_seconds(out / name) for name in ("tokenizer", "world")},
         "hardware": {"machine": platform.machine(), "processor": platform.processor(),
                      "torch_threads": torch.get_num_threads(),
                      "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
