@@ -79,10 +79,8 @@ class LatentActionModel(nn.Module):
         self.dec_action = nn.Linear(cfg.vq.code_dim, cfg.decoder.d_model)
         self.decoder = STTransformer(cfg.decoder, n, cfg.max_frames)
         self.dec_out = nn.Linear(cfg.decoder.d_model, patch_dim)
-        vq_state = self.vq.codebook.detach().clone()
-        init_weights(self)
+        init_weights(self)  # linears and embeddings only: the VQ codebook keeps its own init
         with torch.no_grad():
-            self.vq.codebook.copy_(vq_state)
             self.action_query.normal_(0.0, 0.02)
 
     # ------------------------------------------------------------------ shapes

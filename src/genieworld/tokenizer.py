@@ -63,10 +63,7 @@ class VideoTokenizer(nn.Module):
         self.dec_in = nn.Linear(cfg.vq.code_dim, cfg.decoder.d_model)
         self.decoder = STTransformer(cfg.decoder, n, cfg.max_frames)
         self.dec_out = nn.Linear(cfg.decoder.d_model, patch_dim)
-        vq_state = self.vq.codebook.detach().clone()
-        init_weights(self)
-        with torch.no_grad():
-            self.vq.codebook.copy_(vq_state)
+        init_weights(self)  # linears and embeddings only: the VQ codebook keeps its own init
 
     # ------------------------------------------------------------------ shapes
     @property
