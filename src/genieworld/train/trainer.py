@@ -211,6 +211,7 @@ class Trainer:
         else:
             state = load_checkpoint(ck, self.task, self.optimizer, self.scheduler, map_location=self.device)
         self.step = int(state["step"])
+        self.wall_time = float(state.get("wall_time_s", 0.0))
         if "data" in state and hasattr(self.loader, "load_state_dict"):
             self.loader.load_state_dict(state["data"])
         if self.rank == 0:
@@ -241,9 +242,6 @@ class Trainer:
         self._check_run_info()
         self.wall_time = 0.0
         resumed = self.resume()
-        if resumed:
-            ck = latest_checkpoint(self.run)
-            self.wall_time = float(json.loads((ck / "state.json").read_text()).get("wall_time_s", 0.0))
         if self.rank == 0:
             from torch.utils.tensorboard import SummaryWriter
 
