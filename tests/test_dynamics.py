@@ -76,6 +76,33 @@ def test_train_mask_first_frame_never_masked_and_rate_in_range():
         sample_train_mask(1, 2, 3, 0.8, 0.5)
 
 
+def test_clean_prefix_mask_leaves_a_random_number_of_leading_frames_clean():
+    g = torch.Generator().manual_seed(0)
+    mask, rate = sample_train_mask(4000, 6, 64, 0.5, 1.0, generator=g, clean_prefix=True)
+    frame_masked = mask.any(dim=2)  # (B, T)
+    assert not frame_masked[:, 0].any()
+    first = torch.where(frame_masked.any(1), frame_masked.float().argmax(1), torch.full((4000,), 6))
+    # after the first masked frame every later frame is masked at the sample's rate (never clean at p >= 0.5)
+    later = torch.arange(6)[None, :] >= first[:, None]
+    assert bool(frame_masked[later].all())
+    counts = torch.bincount(first, minlength=7)[1:6].float()  # clean prefix 1..5 frames, each ~1/5
+    assert float(counts.min()) > 700 and float(counts.max()) < 900
+    assert int(counts.sum()) == 4000  # the last frame is always a target
+    # the paper's schedule is unchanged when the option is off
+    m0, r0 = sample_train_mask(4000, 6, 64, 0.5, 1.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(r0, rate) and bool(m0[:, 1:].any(dim=2).all())
+
+
+def test_dynamics_loss_uses_the_clean_prefix_option():
+    dyn = DynamicsModel(replace(_dyn().cfg, train_clean_prefix=True)).train()
+    tok, act = _inputs(with_masks=False)
+    torch.manual_seed(7)
+    _, info = dyn.loss(tok, act)
+    torch.manual_seed(7)
+    mask, _ = sample_train_mask(2, 6, 16, 0.5, 1.0, clean_prefix=True)
+    assert torch.equal(info["mask"], mask)
+
+
 def test_loss_counts_masked_positions_only():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 4, 16, 32, generator=g)

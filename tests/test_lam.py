@@ -51,9 +51,10 @@ def test_pixels_are_centred_before_the_patch_embedding():
     assert float(lam._patches(torch.zeros(1, 2, 16, 16, 3)).min()) == -1.0
 
 
-def test_encoder_is_causal_action_k_sees_frames_up_to_k_plus_1():
+@pytest.mark.parametrize("difference", [False, True])
+def test_encoder_is_causal_action_k_sees_frames_up_to_k_plus_1(difference):
     """a_k (transition x_k -> x_{k+1}, 0-based) depends on frames 0..k+1 only, and does depend on x_{k+1}."""
-    lam = _lam()
+    lam = _lam(latent_difference=difference)
     x = _frames(t=6)
     z = lam.encode_latents(x)
     for j in range(1, 6):  # change frames j.. : actions 0..j-2 must not move, action j-1 must
@@ -107,3 +108,32 @@ def test_single_transition_batch_trains_and_inference_is_batch_independent():
     idx_all, _ = lam.encode_actions(x4)
     idx_one, _ = lam.encode_actions(x4[2:3])
     assert torch.equal(idx_all[2:3], idx_one)
+
+
+def test_context_masking_hides_decoder_frames_after_the_first_in_training_only():
+    """With context_mask_rate=1 a training-mode prediction depends on frame 1 and the actions only."""
+    lam = _lam(context_mask_rate=1.0)
+    x = _frames(t=6)
+    _, vec = lam.encode_actions(x)
+    y = x.clone()
+    y[:, 1:] = 255 - y[:, 1:]
+    lam.train()
+    torch.testing.assert_close(lam.decode(y, vec), lam.decode(x, vec), rtol=0, atol=1e-6)
+    z = x.clone()
+    z[:, 0] = 255 - z[:, 0]
+    assert (lam.decode(z, vec) - lam.decode(x, vec)).abs().max() > 1e-4  # frame 1 is never hidden
+    lam.eval()  # inference sees every frame again
+    assert (lam.decode(y, vec)[:, 1:] - lam.decode(x, vec)[:, 1:]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="context_mask_rate"):
+        _lam(context_mask_rate=1.5)
+
+
+def test_difference_readout_cancels_what_a_static_clip_shares():
+    """latent_difference: two clips that each show one unchanging (but different) picture get the
+    same latent actions; the plain readout tells the two pictures apart."""
+    still = _frames(b=2, t=1).expand(2, 5, 16, 16, 3).contiguous()
+    with torch.no_grad():
+        same = _lam(latent_difference=True).encode_latents(still)
+        plain = _lam(latent_difference=False).encode_latents(still)
+    torch.testing.assert_close(same[0], same[1], rtol=0, atol=1e-5)
+    assert (plain[0] - plain[1]).abs().max() > 1e-3

@@ -73,6 +73,14 @@ class LAMConfig:
     encoder: STConfig = field(default_factory=STConfig)
     decoder: STConfig = field(default_factory=STConfig)
     vq: VQConfig = field(default_factory=lambda: VQConfig(num_codes=8, code_dim=32, dead_code_steps=50))
+    # Training only: each decoder context frame after the first is replaced by a learned mask
+    # embedding with this probability, so the decoder must carry motion through the actions
+    # (TinyWorlds-style guard against a LAM that copies x_t and ignores its action). 0 = paper.
+    context_mask_rate: float = 0.0
+    # The latent action of x_t -> x_{t+1} is the *change* of the per-frame action readout between
+    # frames t and t+1 instead of the readout at t+1 alone, so what a whole clip shares (the
+    # level's look) cancels and cannot become the "action". False = paper.
+    latent_difference: bool = False
 
     @property
     def num_actions(self) -> int:
@@ -89,6 +97,10 @@ class DynamicsConfig:
     action_injection: str = "add"  # "add" (paper) or "prepend" (one action token per frame)
     mask_rate_min: float = 0.5
     mask_rate_max: float = 1.0
+    # Training only: per sample a random number of leading frames (1..T-1) stays unmasked, so the
+    # model also learns the play-time situation (a fully clean past, the next frame masked).
+    # False = paper (only frame 1 is clean; every later frame is masked at the sample's rate).
+    train_clean_prefix: bool = False
 
 
 @dataclass

@@ -25,6 +25,20 @@ Loss: MSE(prediction, x_{2:T}) + VQ loss (codebook + beta * commitment).  ``code
 ``perplexity`` are reported for logging.  The decoder also sees x_t, so it may ignore the
 action when nothing moves (as in the paper).
 
+Difference readout (``latent_difference``, not in the paper).  With a small batch the pre-VQ
+standardisation sees few clips, and the largest variation between latents is *which clip*
+they come from (the level's colours), not what happened: in our first CoinRun run the LAM
+gave every transition of a clip the same code (perplexity exactly 2.0 on batches of 2 clips).
+Reading the action as readout(t+1) - readout(t) cancels what consecutive frames share.
+
+Context masking (``context_mask_rate`` > 0, training only, not in the paper).  A decoder that
+sees x_t can predict x_{t+1} by copying it and learn to ignore the action (the collapse that
+peers report, and that our first CoinRun run showed: 3 of 6 codes used, NMI 0.02 against the
+true actions).  With this option every decoder context frame after the first is replaced, with
+that probability, by a learned mask embedding, so the actions must carry the motion across the
+hidden frames (TinyWorlds masks all frames but the first).  Play never runs the decoder, so
+this changes training only.
+
 Collapse.  At initialisation the action token's output is dominated by what every frame
 shares (its learned query and spatial position embedding), so all latent actions point the
 same way (cosine similarity > 0.999), all map to one code, the decoder learns to ignore it
@@ -76,6 +90,10 @@ class LatentActionModel(nn.Module):
         self.vq = VectorQuantizer(cfg.vq)
         # decoder
         self.dec_in = nn.Linear(patch_dim, cfg.decoder.d_model)
+        if not 0.0 <= cfg.context_mask_rate <= 1.0:
+            raise ValueError(f"LAM context_mask_rate must be in [0, 1], got {cfg.context_mask_rate}")
+        # Learned stand-in for a hidden decoder context frame (used only when context_mask_rate > 0).
+        self.dec_mask = nn.Parameter(torch.zeros(cfg.decoder.d_model)) if cfg.context_mask_rate > 0 else None
         self.dec_action = nn.Linear(cfg.vq.code_dim, cfg.decoder.d_model)
         self.decoder = STTransformer(cfg.decoder, n, cfg.max_frames)
         self.dec_out = nn.Linear(cfg.decoder.d_model, patch_dim)
@@ -110,7 +128,9 @@ class LatentActionModel(nn.Module):
         q = self.action_query.to(x.dtype).expand(b, t, 1, -1)
         h = self.encoder(torch.cat([q, x], dim=2))  # (B, T, N+1, d)
         # The action token of frame t+1 has seen x_1..x_{t+1}: it carries the action x_t -> x_{t+1}.
-        z = self.enc_out(h[:, 1:, 0])  # (B, T-1, code_dim)
+        r = self.enc_out(h[:, :, 0])  # (B, T, code_dim): per-frame readout
+        # latent_difference: subtract frame t's readout (it has seen x_1..x_t only, so causality holds)
+        z = r[:, 1:] - r[:, :-1] if self.cfg.latent_difference else r[:, 1:]  # (B, T-1, code_dim)
         return self._standardize(z)
 
     def _standardize(self, z: torch.Tensor) -> torch.Tensor:
@@ -153,6 +173,12 @@ class LatentActionModel(nn.Module):
         if frames.shape[1] < n_act:
             raise ValueError(f"{n_act} actions need at least {n_act} context frames, got {frames.shape[1]}")
         x = self.dec_in(self._patches(frames[:, :n_act]))  # (B, T-1, N, d)
+        if self.training and self.dec_mask is not None and n_act > 1:
+            # Hide context frames 2..T-1 (never frame 1) independently: the prediction of x_{k+2}
+            # must then bridge the gap from the last visible frame with the actions in between.
+            hide_bt = torch.rand(x.shape[0], n_act, device=x.device) < c.context_mask_rate
+            hide_bt[:, 0] = False
+            x = torch.where(hide_bt[:, :, None, None], self.dec_mask.to(x.dtype), x)
         x = x + self.dec_action(action_vectors.to(x.dtype))[:, :, None, :]
         y = self.dec_out(self.decoder(x))
         return unpatchify(torch.sigmoid(y), c.patch_size, c.image_size, c.image_size, c.channels)
