@@ -102,7 +102,8 @@ def write_outputs(model_dir: Path, out: Path) -> dict:
     prompt = video[:, :1].expand(n_act, 1, *video.shape[2:]).contiguous()
     actions = torch.arange(n_act)[:, None].expand(n_act, steps).contiguous()
     t0 = time.perf_counter()
-    frames = genie.rollout(prompt, actions, seed=0)  # (A, 1+steps, H, W, 3)
+    # the play settings (e.g. fewer MaskGIT steps), so the GIF shows what `genie play` will show
+    frames = genie.rollout(prompt, actions, seed=0, **genie.play_overrides())  # (A, 1+steps, H, W, 3)
     gen_s = time.perf_counter() - t0
     grid = np.concatenate(list(frames.numpy()), axis=1)  # stack rows vertically: (T, A*H, W, 3)
     save_gif(grid, out / "rollout.gif", scale=3, fps=5)
