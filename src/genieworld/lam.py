@@ -37,7 +37,8 @@ peers report, and that our first CoinRun run showed: 3 of 6 codes used, NMI 0.02
 true actions).  With this option every decoder context frame after the first is replaced, with
 that probability, by a learned mask embedding, so the actions must carry the motion across the
 hidden frames (TinyWorlds masks all frames but the first).  Play never runs the decoder, so
-this changes training only.
+this changes training only.  (In 600-step LAM-only tests on CoinRun, rates 0.5-1.0 did not
+make the actions track the camera's motion; it is kept as an option, not a cure.)
 
 Collapse.  At initialisation the action token's output is dominated by what every frame
 shares (its learned query and spatial position embedding), so all latent actions point the
