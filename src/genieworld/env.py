@@ -53,7 +53,7 @@ class GenieEnv(gym.Env):
             from genieworld.genie import Genie
 
             model = Genie.from_pretrained(model, device=device)
-        for attr in ("num_actions", "image_size", "world"):
+        for attr in ("num_actions", "image_size", "world", "prepare_prompt"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a Genie or a model directory path, got {type(model).__name__}")
         if int(max_episode_steps) < 1:
@@ -76,21 +76,10 @@ class GenieEnv(gym.Env):
 
     # -- prompts
     def _prepare(self, prompt) -> np.ndarray:
-        """uint8 prompt frames ``(T, H, W, 3)`` at the model's resolution."""
-        from genieworld.data.video import load_image, prepare_frame
-
-        if isinstance(prompt, (str, os.PathLike, bytes, bytearray, memoryview)):
-            prompt = load_image(prompt)
-        if not isinstance(prompt, np.ndarray):  # PIL image
-            return prepare_frame(prompt, self.image_size)[None]
-        arr = np.asarray(prompt)
-        if arr.dtype != np.uint8:
-            raise ValueError(f"prompt arrays must be uint8, got {arr.dtype}")
-        if arr.ndim == 4:
-            if arr.shape[0] < 1:
-                raise ValueError("empty prompt")
-            return np.stack([prepare_frame(f, self.image_size) for f in arr])
-        return prepare_frame(arr, self.image_size)[None]
+        """uint8 prompt frames ``(T, H, W, 3)`` at the model's resolution (:meth:`Genie.prepare_prompt`)."""
+        if isinstance(prompt, np.ndarray) and prompt.dtype != np.uint8:  # the env takes pixels, not [0, 1] floats
+            raise ValueError(f"prompt arrays must be uint8, got {prompt.dtype}")
+        return self.genie.prepare_prompt(prompt).cpu().numpy()
 
     def default_prompt(self) -> np.ndarray:
         return np.full((1, self.image_size, self.image_size, 3), DEFAULT_PROMPT_VALUE, dtype=np.uint8)

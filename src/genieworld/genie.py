@@ -287,10 +287,10 @@ class Genie(torch.nn.Module):
         return self.tokenizer.encode(self.prepare_prompt(prompt)[None])
 
     def _check_video(self, frames) -> torch.Tensor:
+        from genieworld.tokenizer import check_video_shape
+
         frames = torch.as_tensor(frames, device=self.device)
-        s = self.image_size
-        if frames.ndim != 5 or tuple(frames.shape[2:]) != (s, s, 3):
-            raise ValueError(f"expected frames (B, T, {s}, {s}, 3), got {tuple(frames.shape)}")
+        check_video_shape(frames, self.image_size, 3, who="expected frames")
         if frames.dtype != torch.uint8:
             raise ValueError(f"expected uint8 frames, got {frames.dtype}")
         return frames
