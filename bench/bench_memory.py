@@ -136,9 +136,6 @@ def _backend(name: str):
 
 
 # ----------------------------------------------------------------------------- parent
-_LAST_ST: list = []  # ST points of the first backend, reused for the ratios of the next ones
-
-
 def attention_matrix_gib(arch: str, frames: int, args, cfg) -> float:
     """Bytes of ONE materialised fp32 attention-score tensor, times layers*2 attention layers (rough)."""
     if arch == "st":
@@ -171,15 +168,16 @@ def main(argv=None) -> int:
         arch, t = args.point.split(",")
         print(json.dumps(measure_point(arch, int(t), args)), flush=True)
         return 0
-    backends = args.baseline_backend.split(",")
-    for i, backend in enumerate(backends):
+    st_points = None  # measured with the first backend, reused for the ratios of the next ones
+    for backend in args.baseline_backend.split(","):
         args.baseline_backend = backend
-        run_backend(args, skip_st=i > 0)
+        st_points = run_backend(args, st_points)
     return 0
 
 
-def run_backend(args, skip_st: bool = False) -> None:
-    """Measure every point for one baseline backend; the ST points are measured once (first backend)."""
+def run_backend(args, st_points: list | None = None) -> list:
+    """Measure every point for one baseline backend and return the ST points; given ``st_points``
+    (from an earlier backend) the ST-transformer is not measured again."""
 
     from genieworld.config import load_preset
 
@@ -193,7 +191,7 @@ def run_backend(args, skip_st: bool = False) -> None:
                    "--baseline-backend", args.baseline_backend]
     if args.threads:
         passthrough += ["--threads", str(args.threads)]
-    for arch in ("full",) if skip_st else ("st", "full"):
+    for arch in ("full",) if st_points else ("st", "full"):
         for t in frames:
             est = attention_matrix_gib(arch, t, args, base)
             if args.baseline_backend == "math" or arch == "st":
@@ -216,7 +214,7 @@ def run_backend(args, skip_st: bool = False) -> None:
         for p in ok:
             p["mib_per_frame"] = round(p["peak_step_mib"] / p["frames"], 2)
     ratio = {}
-    for st, fu in zip(points["st"] or _LAST_ST, points["full"]):
+    for st, fu in zip(points["st"] or st_points, points["full"]):
         if "peak_step_mib" in st and "peak_step_mib" in fu:
             ratio[str(st["frames"])] = round(fu["peak_step_mib"] / st["peak_step_mib"], 2)
     emit({"bench": "memory", "device": common.device_info(device), "preset": args.preset, "model_shape": args.model,
@@ -224,8 +222,7 @@ def run_backend(args, skip_st: bool = False) -> None:
                      "batch": args.batch}, "baseline_backend": args.baseline_backend,
           "st_transformer": points["st"] or "see the first object", "full_attention": points["full"],
           "full_over_st": ratio})
-    if points["st"]:
-        _LAST_ST[:] = points["st"]
+    return points["st"] or st_points
 
 
 if __name__ == "__main__":
