@@ -6,8 +6,6 @@ import argparse
 import os
 from pathlib import Path
 
-import numpy as np
-
 from genieworld.errors import UserError
 
 HELP = """\
@@ -65,41 +63,6 @@ def parse_actions(text: str, num_actions: int, names: list[str] | None = None) -
     return out
 
 
-def upscale(frames_thwc: np.ndarray, k: int) -> np.ndarray:
-    """Nearest-neighbour upscaling by an integer factor."""
-    if k == 1:
-        return frames_thwc
-    return frames_thwc.repeat(k, axis=1).repeat(k, axis=2)
-
-
-def write_gif(frames_thwc: np.ndarray, path: Path, fps: float) -> None:
-    from PIL import Image
-
-    ims = [Image.fromarray(f) for f in frames_thwc]
-    ims[0].save(path, format="GIF", save_all=True, append_images=ims[1:], duration=max(1, round(1000 / fps)),
-                loop=0, optimize=False)
-
-
-def write_mp4(frames_thwc: np.ndarray, path: Path, fps: float) -> None:
-    from fractions import Fraction
-
-    import av
-
-    t, h, w, _ = frames_thwc.shape
-    ph, pw = h + h % 2, w + w % 2  # yuv420p needs even sizes
-    if (ph, pw) != (h, w):
-        frames_thwc = np.pad(frames_thwc, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": "18"}
-        for f in frames_thwc:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
 def _device(name: str):
     import torch
 
@@ -146,6 +109,8 @@ def run_generate(args) -> int:
 
     video = genie.rollout(prompt[None], torch.tensor([actions]), seed=args.seed,
                           **{k: v for k, v in overrides.items() if v is not None})[0].numpy()
+    from genieworld.media import upscale, write_gif, write_mp4
+
     video = upscale(video, args.scale)
     tmp = out.with_name(f".{out.name}.tmp{kind}")
     try:

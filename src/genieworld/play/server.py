@@ -148,42 +148,21 @@ def encode_png(frame: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
-    return frame if scale == 1 else np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
-
-
 def encode_recording(frames: list[np.ndarray], fmt: str, fps: float = 10.0, scale: int = 4) -> bytes:
     """Encode frames (uint8 HxWx3) as ``mp4`` (H.264, PyAV) or ``gif`` (Pillow), upscaled ``scale`` x (nearest)."""
+    from genieworld.media import upscale, write_gif, write_mp4
+
     if not frames:
         raise ValueError("no frames")
-    frames = [_upscale(np.asarray(f, dtype=np.uint8), scale) for f in frames]
+    if fmt not in ("gif", "mp4"):
+        raise ValueError(f"unknown format {fmt!r}")
+    video = upscale(np.stack([np.asarray(f, dtype=np.uint8) for f in frames]), scale)
+    buf = io.BytesIO()
     if fmt == "gif":
-        images = [Image.fromarray(f, "RGB") for f in frames]
-        buf = io.BytesIO()
-        images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=max(20, round(1000 / fps)),
-                       loop=0, optimize=False)
-        return buf.getvalue()
-    if fmt == "mp4":
-        import av
-        from fractions import Fraction
-
-        h, w = frames[0].shape[:2]
-        pad_h, pad_w = h % 2, w % 2  # yuv420p needs even sizes
-        buf = io.BytesIO()
-        with av.open(buf, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = w + pad_w, h + pad_h
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": "16", "preset": "veryfast"}
-            for f in frames:
-                if pad_h or pad_w:
-                    f = np.pad(f, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        return buf.getvalue()
-    raise ValueError(f"unknown format {fmt!r}")
+        write_gif(video, buf, fps, min_frame_ms=20)
+    else:
+        write_mp4(video, buf, fps, crf=16, preset="veryfast", max_rate_denominator=1001)
+    return buf.getvalue()
 
 
 def decode_upload(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, dict]:
