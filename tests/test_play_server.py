@@ -70,6 +70,9 @@ class FakeGenie:
     def world(self, prompt, seed=None, **sampling_overrides):
         return FakeWorld(self, prompt, seed)
 
+    def play_overrides(self):
+        return {}
+
 
 def png_array(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -53,7 +53,7 @@ class GenieEnv(gym.Env):
             from genieworld.genie import Genie
 
             model = Genie.from_pretrained(model, device=device)
-        for attr in ("num_actions", "image_size", "world", "prepare_prompt"):
+        for attr in ("num_actions", "image_size", "world", "prepare_prompt", "play_overrides"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a Genie or a model directory path, got {type(model).__name__}")
         if int(max_episode_steps) < 1:
@@ -93,8 +93,7 @@ class GenieEnv(gym.Env):
         prompt = self._prompt if self._prompt is not None else self.default_prompt()
         world_seed = int(self.np_random.integers(0, 2**31 - 1))
         world_prompt = prompt[0] if prompt.shape[0] == 1 else prompt
-        play_kw = self.genie.play_overrides() if hasattr(self.genie, "play_overrides") else {}
-        self._world = self.genie.world(world_prompt, seed=world_seed, **play_kw)
+        self._world = self.genie.world(world_prompt, seed=world_seed, **self.genie.play_overrides())
         self._frame = prompt[-1].copy()
         self._steps = 0
         return self._frame.copy(), self._info(world_seed=world_seed)

@@ -213,8 +213,7 @@ def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float
 def _new_world(genie, session: Session | None, prompt: np.ndarray, seed: int):
     # max_history bounds the frames/tokens/actions a World keeps (~16 KB per step at 64x64
     # otherwise: ~0.6 GB for an hour of play at 10 fps); generation itself needs only the context.
-    play_kw = genie.play_overrides() if hasattr(genie, "play_overrides") else {}
-    world = genie.world(prompt, seed=seed, max_history=HISTORY_KEEP, **play_kw)
+    world = genie.world(prompt, seed=seed, max_history=HISTORY_KEEP, **genie.play_overrides())
     if session is not None:
         with session.lock:
             session.world = world
@@ -443,17 +442,10 @@ class Connection:
             return False
 
     async def send_frame(self, meta: dict, png: bytes) -> bool:
-        if not self.open:
-            return False
-        try:
-            async with self.send_lock:
-                await self.ws.send_text(json.dumps(meta))
-                await self.ws.send_bytes(png)
+        ok = await self._send(json.dumps(meta), png)
+        if ok:
             self.state.stats["frames"] += 1
-            return True
-        except Exception:
-            self.open = False
-            return False
+        return ok
 
     async def send_error(self, code: str, message: str, msg_id=None) -> None:
         self.state.stats["errors"] += 1

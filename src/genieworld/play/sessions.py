@@ -120,12 +120,10 @@ class Session:
     seed: int
     max_frames: int
     max_pending: int
-    created: float = field(default_factory=time.monotonic)
     last_active: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     attached: Any = None           # the connection currently playing this session, if any
     steps: int = 0                 # frames generated since the last reset
-    total_steps: int = 0
     closed: bool = False
 
     def __post_init__(self):
@@ -138,7 +136,6 @@ class Session:
     def record(self, frame: np.ndarray) -> None:
         self.frames.append(frame)
         self.steps += 1
-        self.total_steps += 1
 
     def restart_recording(self, prompt: np.ndarray, prompt_id: str, seed: int) -> None:
         self.prompt, self.prompt_id, self.seed = prompt, prompt_id, seed
@@ -170,7 +167,6 @@ class SessionManager:
         self.on_evict = on_evict
         self._sessions: "OrderedDict[str, Session]" = OrderedDict()
         self._reserved = 0
-        self.evicted = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -183,9 +179,6 @@ class SessionManager:
             return None
         return self._sessions.get(sid)
 
-    def sessions(self) -> list[Session]:
-        return list(self._sessions.values())
-
     def new_id(self) -> str:
         while True:
             sid = secrets.token_urlsafe(12)
@@ -197,7 +190,6 @@ class SessionManager:
         if s is not None:
             s.closed = True
             s.queue.clear()
-            self.evicted += 1
             if self.on_evict is not None:
                 self.on_evict(s, reason)
         return s
