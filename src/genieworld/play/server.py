@@ -526,7 +526,7 @@ class Connection:
             except TooManySessions as e:
                 st.stats["rejected_sessions"] += 1
                 await self.send_error("too_many_sessions", str(e))
-                await self.close(1013, "too many sessions")
+                await self.close(self.CLOSE_CODES["too_many_sessions"], "too many sessions")
                 return
             except BadMessage as e:
                 await self.send_error(e.code, str(e))
