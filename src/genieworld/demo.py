@@ -58,10 +58,9 @@ def train_tiny(out: Path) -> Path:
 
 
 def save_gif(frames_thwc: np.ndarray, path: Path, scale: int = 4, fps: int = 8) -> None:
-    from PIL import Image
+    from genieworld.media import upscale, write_gif
 
-    imgs = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames_thwc]
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    write_gif(upscale(np.asarray(frames_thwc, dtype=np.uint8), scale), path, fps)
 
 
 def held_out_clip(model_dir: Path, out: Path, length: int = 16) -> np.ndarray:
