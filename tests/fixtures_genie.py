@@ -36,11 +36,12 @@ def tiny_tokenizer_cfg(size: int = 16, patch: int = 4, codes: int = 32, max_fram
 
 def tiny_lam_cfg(size: int = 16, patch: int = 4, actions: int = 4, code_dim: int = 8, max_frames: int = 8,
                  d_model: int = 32, layers: int = 1, context_mask_rate: float = 0.0,
-                 latent_difference: bool = False) -> LAMConfig:
+                 latent_difference: bool = False, residual_decoder: bool = False) -> LAMConfig:
     return LAMConfig(image_size=size, patch_size=patch, max_frames=max_frames, encoder=tiny_st(d_model, layers),
                      decoder=tiny_st(d_model, layers),
                      vq=VQConfig(num_codes=actions, code_dim=code_dim, dead_code_steps=10),
-                     context_mask_rate=context_mask_rate, latent_difference=latent_difference)
+                     context_mask_rate=context_mask_rate, latent_difference=latent_difference,
+                     residual_decoder=residual_decoder)
 
 
 def tiny_dyn_cfg(codes: int = 32, tokens: int = 16, action_dim: int = 8, max_frames: int = 8, injection: str = "add",

@@ -57,3 +57,40 @@ def test_atari_smoke(tmp_path):
         f, a = s.read_frames(i), s.read_actions(i)
         assert f.shape == (31, 32, 32, 3) and len(a) == 30 and 0 <= a.min() and a.max() < 6
     assert s.verify() == []
+
+
+def test_coinrun_frame_skip_holds_each_action_and_records_every_kth_frame(tmp_path):
+    def mean_change(path):
+        s = EpisodeStore(path)
+        diffs = [np.square(np.diff(s.read_frames(i).astype(np.float32) / 255, axis=0)).mean()
+                 for i in range(s.num_episodes) if s.episode_length(i) > 1]
+        return float(np.mean(diffs)), s
+
+    generate_coinrun(tmp_path / "k1", levels=2, start_level=5, steps_per_level=40, progress=False)
+    generate_coinrun(tmp_path / "k4", levels=2, start_level=5, steps_per_level=40, progress=False, frame_skip=4)
+    d1, s1 = mean_change(tmp_path / "k1")
+    d4, s4 = mean_change(tmp_path / "k4")
+    assert s4.extra["coinrun"]["frame_skip"] == 4 and "held 4 steps" in s4.extra["coinrun"]["policy"]
+    assert s4.fps == s1.fps / 4
+    # steps_per_level counts recorded transitions, whatever the skip
+    assert 2 * 40 - 2 <= sum(len(s4.read_actions(i)) for i in range(s4.num_episodes)) <= 2 * 40
+    assert d4 > 1.5 * d1, (d4, d1)  # four game steps per transition move the picture further than one
+    # replaying the recorded actions, each held 4 steps, in the same game reproduces the recorded frames
+    from procgen import ProcgenGym3Env
+
+    from genieworld.data.coinrun import _rand_seed
+
+    env = ProcgenGym3Env(num=1, env_name="coinrun", num_levels=1, start_level=5, distribution_mode="hard",
+                         rand_seed=_rand_seed(0, 5))
+    ep = next(i for i in range(s4.num_episodes) if s4.episode_meta(i)["level"] == 5)
+    frames, actions = s4.read_frames(ep), s4.read_actions(ep)
+    assert len(actions) == 40
+    np.testing.assert_array_equal(env.observe()[1]["rgb"][0], frames[0])
+    for t, a in enumerate(actions):
+        for _ in range(4):
+            env.act(np.array([a], dtype=np.int32))
+        np.testing.assert_array_equal(env.observe()[1]["rgb"][0], frames[t + 1])
+    with pytest.raises(StoreError, match="frame_skip"):
+        generate_coinrun(tmp_path / "k1", levels=1, start_level=9, steps_per_level=40, progress=False, frame_skip=4)
+    with pytest.raises(ValueError, match="frame_skip"):
+        generate_coinrun(tmp_path / "k0", levels=1, steps_per_level=40, progress=False, frame_skip=0)

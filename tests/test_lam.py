@@ -137,3 +137,23 @@ def test_difference_readout_cancels_what_a_static_clip_shares():
         plain = _lam(latent_difference=False).encode_latents(still)
     torch.testing.assert_close(same[0], same[1], rtol=0, atol=1e-5)
     assert (plain[0] - plain[1]).abs().max() > 1e-3
+
+
+def test_residual_decoder_predicts_the_change_from_the_last_visible_frame():
+    """residual_decoder: with a zero output layer the prediction of x_{k+2} is exactly x_{k+1}
+    (or, with context masking in training, the last frame the decoder was allowed to see)."""
+    lam = _lam(residual_decoder=True)
+    torch.nn.init.zeros_(lam.dec_out.weight)
+    torch.nn.init.zeros_(lam.dec_out.bias)
+    x = _frames(t=6)
+    _, vec = lam.encode_actions(x)
+    torch.testing.assert_close(lam.decode(x, vec), x[:, :-1].float() / 255, rtol=0, atol=1e-6)
+    plain = _lam(residual_decoder=False)
+    torch.nn.init.zeros_(plain.dec_out.weight)
+    torch.nn.init.zeros_(plain.dec_out.bias)
+    torch.testing.assert_close(plain.decode(x, vec), torch.full_like(x[:, :-1], 0.5, dtype=torch.float32))
+    masked = _lam(residual_decoder=True, context_mask_rate=1.0).train()
+    torch.nn.init.zeros_(masked.dec_out.weight)
+    torch.nn.init.zeros_(masked.dec_out.bias)
+    first = (x[:, :1].float() / 255).expand(-1, 5, -1, -1, -1)
+    torch.testing.assert_close(masked.decode(x, vec), first, rtol=0, atol=1e-6)  # only frame 1 is visible

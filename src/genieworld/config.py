@@ -81,6 +81,9 @@ class LAMConfig:
     # frames t and t+1 instead of the readout at t+1 alone, so what a whole clip shares (the
     # level's look) cancels and cannot become the "action". False = paper.
     latent_difference: bool = False
+    # The decoder predicts the change x_{t+1} - x_t (added to x_t) instead of x_{t+1} itself, so
+    # "copy the last frame" costs nothing and the loss is all about what moved. False = paper.
+    residual_decoder: bool = False
 
     @property
     def num_actions(self) -> int:

@@ -110,8 +110,11 @@ def register(sub) -> None:
     pc.add_argument("out", metavar="OUT", help="store folder (created, or resumed/extended)")
     pc.add_argument("--levels", type=int, default=100, help="number of level seeds (default 100; paper 10000)")
     pc.add_argument("--start-level", type=int, default=0, help="first level seed (default 0)")
-    pc.add_argument("--steps-per-level", type=int, default=1000, help="environment steps per level (default 1000, as the paper)")
+    pc.add_argument("--steps-per-level", type=int, default=1000, help="environment steps per level (default 1000, as the paper); with --frame-skip K, recorded transitions")
     pc.add_argument("--mode", choices=["hard", "easy"], default="hard", help="Procgen distribution mode (default hard, as the paper)")
+    pc.add_argument("--frame-skip", type=int, default=1,
+                    help="hold each random action for K game steps and record every K-th frame (default 1, as the paper; "
+                         "the cpu recipe uses 4 so that one transition shows its action)")
     pc.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
     pc.add_argument("--no-progress", action="store_true", help="no progress bar")
     pc.set_defaults(func=cmd_coinrun)
@@ -181,7 +184,7 @@ def cmd_coinrun(args) -> int:
     try:
         summary = generate_coinrun(args.out, levels=args.levels, start_level=args.start_level,
                                    steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, frame_skip=args.frame_skip)
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)

@@ -27,8 +27,12 @@ last checkpoint). The model directory is OUT/world/model.
 
 Default sizes per preset (override with the flags):
   tiny           20 levels x 200 steps, tokenizer/dynamics steps from the preset (minutes)
-  cpu            500 levels x 500 steps (250k frames); the preset's steps (~2 h on 2 cores)
-  coinrun-paper  10000 levels x 1000 steps (the paper's 10M frames; GPU)
+  cpu            500 levels x 500 steps (250k frames), frame skip 4; the preset's steps (~2 h on 2 cores)
+  coinrun-paper  10000 levels x 1000 steps (the paper's 10M frames), frame skip 1; GPU
+
+Frame skip K (not in the paper) holds each random action for K game steps and records every
+K-th frame. The cpu recipe uses 4: at 1, one step of CoinRun's random agent barely shows its
+action (see `genie data coinrun --help`), which a small CPU model cannot pick up.
 
 examples:
   genie recipe coinrun --preset tiny --out runs/recipe-tiny
@@ -36,6 +40,7 @@ examples:
 """
 
 DEFAULT_SIZES = {"tiny": (20, 200, 4, 200), "cpu": (500, 500, 20, 500), "coinrun-paper": (10000, 1000, 100, 1000)}
+DEFAULT_FRAME_SKIP = {"tiny": 1, "cpu": 4, "coinrun-paper": 1}
 TEST_START_LEVEL = 100_000
 STAGES = ("data-train", "data-test", "tokenizer", "dynamics", "name-actions", "eval", "summary")
 
@@ -51,6 +56,8 @@ def register(sub) -> None:
     c.add_argument("--levels", type=int, help="training levels (default: per preset)")
     c.add_argument("--steps-per-level", type=int, help="environment steps recorded per training level")
     c.add_argument("--test-levels", type=int, help="held-out evaluation levels")
+    c.add_argument("--frame-skip", type=int, help="game steps per recorded frame, each action held that long "
+                                                  "(default: 4 for cpu, 1 otherwise)")
     c.add_argument("--tokenizer-steps", type=int, help="override the preset's tokenizer training steps")
     c.add_argument("--dynamics-steps", type=int, help="override the preset's dynamics training steps")
     c.add_argument("--eval-episodes", type=int, default=32, help="held-out episodes for `genie eval` (default 32)")
@@ -66,7 +73,7 @@ class _State:
         self.path = out / "recipe.json"
         if self.path.exists():
             self.data = json.loads(self.path.read_text())
-            old = self.data.get("settings", {})
+            old = {"frame_skip": 1, **self.data.get("settings", {})}  # recipes from before frame_skip used 1
             diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
             if diff:
                 raise UserError(f"{out} holds a recipe with other settings {diff} (old, new); use another --out")
@@ -110,6 +117,7 @@ def run_coinrun(args) -> int:
         "test_levels": args.test_levels or tlv, "test_steps_per_level": tspl, "seed": args.seed,
         "tokenizer_steps": args.tokenizer_steps or preset.tokenizer_train.steps,
         "dynamics_steps": args.dynamics_steps or preset.dynamics_train.steps,
+        "frame_skip": args.frame_skip or DEFAULT_FRAME_SKIP.get(args.preset, 1),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,10 +129,12 @@ def run_coinrun(args) -> int:
     s = settings
     steps = {
         "data-train": lambda: _cli("data", "coinrun", str(train), "--levels", str(s["levels"]), "--start-level", "0",
-                                   "--steps-per-level", str(s["steps_per_level"]), "--seed", str(s["seed"])),
+                                   "--steps-per-level", str(s["steps_per_level"]), "--seed", str(s["seed"]),
+                                   "--frame-skip", str(s["frame_skip"])),
         "data-test": lambda: _cli("data", "coinrun", str(test), "--levels", str(s["test_levels"]),
                                   "--start-level", str(TEST_START_LEVEL), "--steps-per-level",
-                                  str(s["test_steps_per_level"]), "--seed", str(s["seed"] + 1)),
+                                  str(s["test_steps_per_level"]), "--seed", str(s["seed"] + 1),
+                                  "--frame-skip", str(s["frame_skip"])),
         "tokenizer": lambda: _cli("train", "tokenizer", "--data", str(train), "--out", str(tok), "--preset", args.preset,
                                   "--steps", str(s["tokenizer_steps"]), "--seed", str(s["seed"]), *quiet),
         "dynamics": lambda: _cli("train", "dynamics", "--data", str(train), "--tokenizer", str(tok), "--out", str(world),

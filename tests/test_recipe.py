@@ -1,0 +1,52 @@
+"""`genie recipe coinrun`: every stage runs once, the run resumes at the stage it reached, and a
+folder holding other settings is refused by name."""
+
+from __future__ import annotations
+
+import json
+
+from genieworld.cli import main
+from genieworld.data.store import EpisodeStore
+from genieworld.genie import Genie
+
+ARGS = ["recipe", "coinrun", "--preset", "tiny", "--levels", "2", "--steps-per-level", "40", "--test-levels", "1",
+        "--tokenizer-steps", "3", "--dynamics-steps", "3", "--eval-episodes", "1", "--no-fvd", "--no-progress"]
+STAGES = ["data-train", "data-test", "tokenizer", "dynamics", "name-actions", "eval", "summary"]
+
+
+def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(ARGS + ["--out", str(out), "--frame-skip", "2"]) == 0
+    state = json.loads((out / "recipe.json").read_text())
+    assert list(state["done"]) == STAGES
+    assert state["settings"]["frame_skip"] == 2
+    assert EpisodeStore(out / "data" / "train").extra["coinrun"]["frame_skip"] == 2
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["frame_skip"] == 2 and results["data"]["train_levels"] == [0, 2]
+    genie = Genie.from_pretrained(out / "world" / "model")
+    assert results["parameters"]["dynamics"] == sum(p.numel() for p in genie.dynamics.parameters())
+    assert (out / "report" / "metrics.json").is_file()
+    capsys.readouterr()
+
+    # a rerun skips everything
+    assert main(ARGS + ["--out", str(out), "--frame-skip", "2"]) == 0
+    log = capsys.readouterr().out
+    assert all(f"[recipe] {s}: done earlier, skipping" in log for s in STAGES)
+    assert "[recipe] genie " not in log
+
+    # interrupted after training: only the stages it had not reached run again
+    state["done"] = {k: v for k, v in state["done"].items() if k not in ("eval", "summary")}
+    (out / "recipe.json").write_text(json.dumps(state))
+    (out / "results.json").unlink()
+    assert main(ARGS + ["--out", str(out), "--frame-skip", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "[recipe] genie eval" in log and "[recipe] genie train" not in log and "[recipe] genie data" not in log
+    assert (out / "results.json").is_file()
+
+    # other settings in the same folder: refused, naming the setting, nothing touched
+    before = (out / "recipe.json").read_text()
+    assert main(ARGS + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "frame_skip" in err and "other settings" in err
+    assert (out / "recipe.json").read_text() == before
+
