@@ -85,8 +85,14 @@ def test_mismatched_parts_fail_with_a_message_naming_the_mismatch(model_dir):
     shutil.copytree(lam_dir, path / "lam")
 
     (path / "actions.json").write_text(json.dumps({"names": ["left", "right"]}))
-    with pytest.raises(ModelDirError, match="actions.json names 2 actions but the LAM has 4"):
+    with pytest.raises(ModelDirError, match="actions.json: 2 names for 4 latent actions"):
         Genie.from_pretrained(path)
+    # names reach a web page: the same rules as the play server's reader, named in the error
+    for bad, why in ((["<img src=x onerror=alert(1)>", "b", "c", "d"], "name 0"), (["a", "a", "c", "d"], "duplicate"),
+                     (["a", None, "c", "d"], "name 1 is a NoneType")):
+        (path / "actions.json").write_text(json.dumps({"names": bad}))
+        with pytest.raises(ModelDirError, match=why):
+            Genie.from_pretrained(path)
     (path / "actions.json").write_text(json.dumps({"names": ["left", "right", "up", "down"]}))
     assert Genie.from_pretrained(path).action_names == ["left", "right", "up", "down"]
 
@@ -111,8 +117,10 @@ def test_action_names_default_and_properties():
     assert genie.action_names == ["0", "1", "2", "3"]
     genie.action_names = ["a", "b", "c", "d"]
     assert genie.action_names == ["a", "b", "c", "d"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 names for 4"):
         genie.action_names = ["a"]
+    with pytest.raises(ValueError, match="name 3"):
+        genie.action_names = ["a", "b", "c", "</script>"]
 
 
 # ----------------------------------------------------------------------------- prompts and inference

@@ -46,7 +46,7 @@ import numpy as np
 
 from genieworld.errors import UserError
 
-__all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names",
+__all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
            "cooccurrence_counts", "name_from_counts", "write_actions_json", "default_key_map",
            "name_latent_actions"]
 
@@ -96,19 +96,29 @@ def true_action_names(store) -> list[str] | None:
     return names[:n]
 
 
-def _clean_names(names: Any, num_actions: int) -> list[str] | None:
-    if not isinstance(names, list) or len(names) != num_actions:
-        return None
+def check_action_names(names: Any, num_actions: int) -> list[str]:
+    """THE validation of action names (they end up in a web page and on key bindings).
+
+    Returns the names stripped; raises ``ValueError`` naming the problem unless ``names`` is a
+    list of ``num_actions`` distinct strings (or integers) of 1-40 letters, digits, spaces or
+    ``. : + # ( ) / - _``.  Both readers of ``actions.json`` use it: :func:`load_action_names`
+    (falls back to numbers) and :meth:`genieworld.genie.Genie.from_pretrained` (refuses the model).
+    """
+    if not isinstance(names, list):
+        raise ValueError(f"expected a list of {num_actions} names, got {type(names).__name__}")
+    if len(names) != num_actions:
+        raise ValueError(f"{len(names)} names for {num_actions} latent actions")
     out = []
-    for x in names:
+    for i, x in enumerate(names):
         if not isinstance(x, (str, int)) or isinstance(x, bool):
-            return None
-        s = str(x).strip()
-        if not _NAME_OK.match(s):
-            return None
-        out.append(s)
-    if len(set(out)) != len(out):
-        return None
+            raise ValueError(f"name {i} is a {type(x).__name__}, not a string")
+        name = str(x).strip()
+        if not _NAME_OK.match(name):
+            raise ValueError(f"name {i} {name[:60]!r}: use 1-40 letters, digits, spaces or . : + # ( ) / - _")
+        out.append(name)
+    dup = sorted({n for n in out if out.count(n) > 1})
+    if dup:
+        raise ValueError(f"duplicate names {dup}")
     return out
 
 
@@ -126,8 +136,10 @@ def load_action_names(model_dir, num_actions: int) -> list[str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return default
-    names = _clean_names(data.get("names") if isinstance(data, dict) else None, num_actions)
-    return names or default
+    try:
+        return check_action_names(data.get("names") if isinstance(data, dict) else None, num_actions)
+    except ValueError:
+        return default
 
 
 def default_key_map(names: Sequence[str]) -> dict[str, int]:

@@ -112,14 +112,17 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _read_action_names(path: Path) -> list[str] | None:
+def _read_action_names(path: Path, num_actions: int) -> list[str] | None:
+    """Names from ``actions.json``, validated like every other reader (:func:`~genieworld.actions.check_action_names`)."""
+    from genieworld.actions import check_action_names
+
     if not path.exists():
         return None
-    data = _read_json(path)
-    names = data.get("names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ModelDirError(f"{path}: expected {{\"names\": [\"...\", ...]}} with one string per latent action")
-    return names
+    try:
+        return check_action_names(_read_json(path).get("names"), num_actions)
+    except ValueError as e:
+        raise ModelDirError(f"{path}: {e} (expected {{\"names\": [\"...\", ...]}}, one per latent action; "
+                            "`genie actions name` writes it)") from None
 
 
 def resolve_model_dir(path) -> Path:
@@ -196,9 +199,9 @@ class Genie(torch.nn.Module):
     @action_names.setter
     def action_names(self, names: list[str] | None) -> None:
         if names is not None:
-            names = [str(n) for n in names]
-            if len(names) != self.num_actions:
-                raise ValueError(f"{len(names)} names for {self.num_actions} latent actions")
+            from genieworld.actions import check_action_names
+
+            names = check_action_names(list(names), self.num_actions)
         self._action_names = names
 
     @property
@@ -233,7 +236,7 @@ class Genie(torch.nn.Module):
         classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (LatentActionModel, LAMConfig),
                    "dynamics": (DynamicsModel, DynamicsConfig)}
         cfgs = {name: load_config(cfg_cls, root / name) for name, (_, cfg_cls) in classes.items()}
-        names = _read_action_names(root / ACTIONS_JSON)
+        names = _read_action_names(root / ACTIONS_JSON, cfgs["lam"].vq.num_codes)
         try:
             check_compatible(cfgs["tokenizer"], cfgs["lam"], cfgs["dynamics"], sampling, meta.get("num_actions"), names)
         except ModelDirError as e:
