@@ -182,6 +182,11 @@ def test_decode_upload_formats_and_refusals():
         decode_upload(b"", 16, 10**6)
     with pytest.raises(ValueError):
         decode_upload(image_bytes("PNG")[:60], 16, 10**6)  # truncated
+    for fmt in ("PCX", "ICO", "TGA"):  # formats Pillow reads that uploads do not accept
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (9, 99, 199)).save(buf, format=fmt)
+        with pytest.raises(ValueError, match="not a supported image"):
+            decode_upload(buf.getvalue(), 16, 10**6)
 
 
 def test_world_history_is_bounded_without_changing_frames(genie, monkeypatch):
@@ -593,8 +598,12 @@ def test_cli_play_serves_and_refuses_bad_input(untrained_model_dir, tmp_path):
     assert main(["play", str(tmp_path / "missing")]) == 2
     assert main(["play", str(untrained_model_dir), "--max-sessions", "0"]) == 2
     assert main(["play", str(untrained_model_dir), "--port", "70000"]) == 2
+    # a training RUN folder works too, and its RUN/model/actions.json names the buttons
+    run = tmp_path / "run"
+    shutil.copytree(untrained_model_dir, run / "model")
+    (run / "model" / "actions.json").write_text(json.dumps({"names": ["LEFT", "RIGHT", "UP", "NOOP"]}))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "genieworld.cli", "play", str(untrained_model_dir), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "genieworld.cli", "play", str(run), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url, lines, deadline = None, [], time.monotonic() + 120
@@ -615,6 +624,7 @@ def test_cli_play_serves_and_refuses_bad_input(untrained_model_dir, tmp_path):
             except httpx.TransportError:
                 time.sleep(0.1)
         assert r.status_code == 200 and r.json()["num_actions"] == 4
+        assert r.json()["action_names"] == ["LEFT", "RIGHT", "UP", "NOOP"], r.json()
         assert httpx.get(url, timeout=5, headers={"Host": "attacker.example"}).status_code == 400
         assert "WARNING" not in "".join(lines)
     finally:

@@ -86,14 +86,16 @@ def run_play(args) -> int:
         host, loopback = resolve_bind(args.host)
     except ValueError as e:
         raise UserError(str(e)) from None
-    model = Path(args.model)
-    if not model.is_dir():
-        raise UserError(f"{model}: not a model directory")
     if args.data is not None and not Path(args.data).is_dir():
         raise UserError(f"--data {args.data}: not a folder")
 
-    from genieworld.genie import Genie, ModelDirError
+    from genieworld.genie import Genie, ModelDirError, resolve_model_dir
     from genieworld.utils import default_device
+
+    try:
+        model = resolve_model_dir(args.model)  # MODEL, or a training RUN folder holding RUN/model
+    except ModelDirError as e:
+        raise UserError(str(e)) from None
 
     device = args.device or str(default_device())
     if args.threads is not None and args.threads < 1:

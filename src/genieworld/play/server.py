@@ -169,9 +169,10 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
     """Decode an uploaded image safely and resize it like ingestion.
 
     Only Pillow's image decoders in :data:`UPLOAD_FORMATS` are tried; the pixel count
-    is read from the header and checked *before* any pixel is decoded.
+    is read from the header and checked *before* any pixel is decoded, and the image
+    is decoded once, by the decoder that read that header.
     """
-    from genieworld.data.video import load_image, prepare_frame
+    from genieworld.data.video import prepare_pil
 
     if not data:
         raise UploadError(400, "empty upload")
@@ -179,20 +180,19 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as im:
             w, h = im.size
             fmt = im.format
+            if w < 1 or h < 1:
+                raise UploadError(415, "empty image")
+            if w * h > max_pixels:
+                raise UploadError(413, f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
+            im.load()
+            frame = prepare_pil(im, size)
+    except UploadError:
+        raise
     except Image.DecompressionBombError:
         raise UploadError(413, f"image has more pixels than the limit ({max_pixels})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as e:
         raise UploadError(415, f"not a supported image ({type(e).__name__}); send PNG, JPEG, GIF, BMP, WebP "
                                f"or TIFF") from None
-    if w < 1 or h < 1:
-        raise UploadError(415, "empty image")
-    if w * h > max_pixels:
-        raise UploadError(413, f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
-    try:
-        img = load_image(data)
-        frame = prepare_frame(img, size)
-    except (ValueError, Image.DecompressionBombError, MemoryError) as e:
-        raise UploadError(415, f"could not decode the image ({e})") from None
     return frame, {"width": w, "height": h, "format": fmt}
 
 
