@@ -32,6 +32,28 @@ def _inputs(b=2, t=6, seed=0, with_masks=True):
     return tok, act
 
 
+# ----------------------------------------------------------------------------- tied output layer
+def test_tied_head_reads_the_token_embedding_and_is_saved_once(tmp_path):
+    from genieworld.genie import load_component
+    from genieworld.config import DynamicsConfig
+
+    dyn = DynamicsModel(replace(tiny_dyn_cfg(codes=32, d_model=64), tie_embeddings=True)).eval()
+    emb = dyn.token_embed.weight
+    # an embedding row fed to the head scores highest for its own code: the head IS the embedding
+    logits = dyn.head(emb[:32])
+    assert (logits.argmax(-1) == torch.arange(32)).all()
+    with torch.no_grad():
+        emb[5] += 1.0  # changing the embedding changes the head
+    assert dyn.head(emb[5:6]).argmax() == 5 and torch.equal(dyn.head.weight[5], emb[5])
+    assert "head.weight" not in dyn.state_dict() and "head.bias" in dyn.state_dict()
+    tok, act = _inputs()
+    save_component(dyn, dyn.cfg, tmp_path / "dyn")
+    back = load_component(DynamicsModel, DynamicsConfig, tmp_path / "dyn").eval()
+    torch.testing.assert_close(back(tok, act), dyn(tok, act), rtol=0, atol=0)
+    untied = DynamicsModel(tiny_dyn_cfg(codes=32, d_model=64))
+    assert "head.weight" in untied.state_dict()
+
+
 # ----------------------------------------------------------------------------- mask token
 def test_mask_token_is_not_a_code():
     dyn = _dyn()

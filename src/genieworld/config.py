@@ -104,6 +104,10 @@ class DynamicsConfig:
     # model also learns the play-time situation (a fully clean past, the next frame masked).
     # False = paper (only frame 1 is clean; every later frame is masked at the sample's rate).
     train_clean_prefix: bool = False
+    # The output layer reuses the token embedding (logits = h @ E^T + b, as MaskGIT's BERT-style
+    # head does), so "the token I attended to" maps straight back to its own id. False = a separate
+    # linear head (the paper does not say which).
+    tie_embeddings: bool = False
 
 
 @dataclass

@@ -99,6 +99,28 @@ def masked_cross_entropy(logits_btnv: torch.Tensor, targets_btn: torch.Tensor, m
     return loss, acc.detach()
 
 
+class TiedHead(nn.Module):
+    """Output layer sharing the token embedding (``DynamicsConfig.tie_embeddings``): logits over the
+    V real codes = h @ E[:V]^T + bias; the mask row of E is never a target.
+
+    The embedding is held outside the module tree, so the shared matrix is saved once (as
+    ``token_embed.weight``) and this module's own state is just ``bias``.
+    """
+
+    def __init__(self, embed: nn.Embedding, num_codes: int):
+        super().__init__()
+        self._embed = (embed,)  # a tuple, not a submodule: no second copy in state_dict
+        self.out_features = num_codes
+        self.bias = nn.Parameter(torch.zeros(num_codes))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._embed[0].weight[: self.out_features]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype))
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -117,7 +139,7 @@ class DynamicsModel(nn.Module):
         self.no_action = nn.Parameter(torch.zeros(d))
         s = cfg.tokens_per_frame + (1 if self.prepend else 0)
         self.transformer = STTransformer(cfg.transformer, s, cfg.max_frames)
-        self.head = nn.Linear(d, cfg.num_codes)
+        self.head = TiedHead(self.token_embed, cfg.num_codes) if cfg.tie_embeddings else nn.Linear(d, cfg.num_codes)
         init_weights(self)
         with torch.no_grad():
             self.no_action.normal_(0.0, 0.02)
