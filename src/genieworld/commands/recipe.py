@@ -130,11 +130,11 @@ def run_coinrun(args) -> int:
     steps = {
         "data-train": lambda: _cli("data", "coinrun", str(train), "--levels", str(s["levels"]), "--start-level", "0",
                                    "--steps-per-level", str(s["steps_per_level"]), "--seed", str(s["seed"]),
-                                   "--frame-skip", str(s["frame_skip"])),
+                                   "--frame-skip", str(s["frame_skip"]), *quiet),
         "data-test": lambda: _cli("data", "coinrun", str(test), "--levels", str(s["test_levels"]),
                                   "--start-level", str(TEST_START_LEVEL), "--steps-per-level",
                                   str(s["test_steps_per_level"]), "--seed", str(s["seed"] + 1),
-                                  "--frame-skip", str(s["frame_skip"])),
+                                  "--frame-skip", str(s["frame_skip"]), *quiet),
         "tokenizer": lambda: _cli("train", "tokenizer", "--data", str(train), "--out", str(tok), "--preset", args.preset,
                                   "--steps", str(s["tokenizer_steps"]), "--seed", str(s["seed"]), *quiet),
         "dynamics": lambda: _cli("train", "dynamics", "--data", str(train), "--tokenizer", str(tok), "--out", str(world),
