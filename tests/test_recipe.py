@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
+
 from genieworld.cli import main
 from genieworld.data.store import EpisodeStore
 from genieworld.genie import Genie
@@ -25,7 +27,11 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     assert results["settings"]["frame_skip"] == 2 and results["data"]["train_levels"] == [0, 2]
     genie = Genie.from_pretrained(out / "world" / "model")
     assert results["parameters"]["dynamics"] == sum(p.numel() for p in genie.dynamics.parameters())
-    assert (out / "report" / "metrics.json").is_file()
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert not [w for w in metrics["warnings"] if "frame skip" in w]  # test data recorded like the training data
+    # the model records what it was trained on, so prompts and test data can be recorded the same way
+    assert genie.provenance["frame_skip"] == 2
+    assert genie.provenance["data"] == str((out / "data" / "train").resolve())
     capsys.readouterr()
 
     # a rerun skips everything
@@ -50,3 +56,23 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     assert "frame_skip" in err and "other settings" in err
     assert (out / "recipe.json").read_text() == before
 
+
+
+def test_eval_warns_when_the_test_data_has_another_frame_skip(tiny_model_dir, tmp_path, capsys):
+    from genieworld.data.coinrun import frame_skip_of
+
+    model = tmp_path / "model"
+    genie = Genie.from_pretrained(tiny_model_dir)
+    genie.provenance["frame_skip"] = 4
+    genie.save_pretrained(model)
+    data = tmp_path / "skip1"
+    assert main(["data", "coinrun", str(data), "--levels", "1", "--start-level", "100000", "--steps-per-level", "20",
+                 "--no-progress"]) == 0
+    assert frame_skip_of(data) == 1
+    capsys.readouterr()
+    assert main(["eval", str(model), "--data", str(data), "--episodes", "1", "--horizon", "5", "--no-fvd",
+                 "--no-progress", "--device", "cpu", "--out", str(tmp_path / "report")]) == 0
+    err = capsys.readouterr().err
+    assert "frame skip 4" in err and "--frame-skip 4" in err
+    warnings = json.loads((tmp_path / "report" / "metrics.json").read_text())["warnings"]
+    assert any("frame skip 4" in w for w in warnings)

@@ -63,25 +63,37 @@ def save_gif(frames_thwc: np.ndarray, path: Path, scale: int = 4, fps: int = 8) 
     write_gif(upscale(np.asarray(frames_thwc, dtype=np.uint8), scale), path, fps)
 
 
-def held_out_clip(model_dir: Path, out: Path, length: int = 16) -> np.ndarray:
-    """A real clip from held-out levels (the demo's test store), else a fresh CoinRun clip."""
-    store_dir = out / "data" / "coinrun-test"
-    if (store_dir / "manifest.json").exists():
-        from genieworld.data.store import EpisodeStore
+def model_frame_skip(genie) -> int:
+    """The CoinRun frame skip the model's training data was recorded with (genie.json provenance), 1 if unknown."""
+    skip = genie.provenance.get("frame_skip", 1)
+    return skip if isinstance(skip, int) and not isinstance(skip, bool) and 1 <= skip <= 64 else 1
 
-        store = EpisodeStore(store_dir)
-        for i in range(store.num_episodes):
-            if store.episode_length(i) >= length:
-                return store.read_frames(i, 0, length)
-    from procgen import ProcgenGym3Env
 
-    env = ProcgenGym3Env(num=1, env_name="coinrun", distribution_mode="hard", start_level=100000, num_levels=1)
-    rng = np.random.default_rng(0)
-    frames = []
-    for _ in range(length):
-        frames.append(env.observe()[1]["rgb"][0].copy())
-        env.act(rng.integers(0, 15, size=1))
-    return np.stack(frames)
+def held_out_clip(out: Path, frame_skip: int = 1, length: int = 16) -> np.ndarray:
+    """A real clip from held-out levels (100000 on), recorded with ``frame_skip`` like the model's
+    training data: from the demo's test store when it matches, else from a small store recorded now."""
+    from genieworld.data.coinrun import frame_skip_of, generate_coinrun
+    from genieworld.data.store import EpisodeStore, StoreError
+
+    fresh = out / "data" / f"coinrun-heldout-skip{frame_skip}"
+    for attempt in range(2):
+        for store_dir in (out / "data" / "coinrun-test", fresh):
+            if not (store_dir / "manifest.json").exists():
+                continue
+            try:
+                if frame_skip_of(store_dir) != frame_skip:
+                    continue
+                store = EpisodeStore(store_dir)
+            except StoreError as e:
+                log(f"skipping {store_dir}: {e}")
+                continue
+            for i in range(store.num_episodes):
+                if store.episode_length(i) >= length:
+                    return store.read_frames(i, 0, length)
+        if attempt == 0:
+            generate_coinrun(fresh, levels=4, start_level=100000, steps_per_level=4 * length,
+                             frame_skip=frame_skip, progress=False)
+    raise SystemExit(f"[demo] no held-out CoinRun episode of {length} frames in {fresh}")
 
 
 def write_outputs(model_dir: Path, out: Path) -> dict:
@@ -89,7 +101,8 @@ def write_outputs(model_dir: Path, out: Path) -> dict:
     from genieworld.genie import Genie
 
     genie = Genie.from_pretrained(model_dir)
-    clip = held_out_clip(model_dir, out)
+    frame_skip = model_frame_skip(genie)
+    clip = held_out_clip(out, frame_skip)
     video = torch.from_numpy(clip)[None]
     with torch.no_grad():
         recon = genie.tokenizer.decode(genie.tokenizer.encode(video))
@@ -117,6 +130,7 @@ def write_outputs(model_dir: Path, out: Path) -> dict:
         "generation_psnr_db_t4": float(psnr(gen_real[:, 3], real[:, 3]).mean()),
         "generation_psnr_db_t16": float(psnr(gen_real[:, -1], real[:, -1]).mean()),
         "num_actions": n_act,
+        "frame_skip": frame_skip,
         "seconds_per_generated_frame": gen_s / (n_act * steps),
         "note": "one held-out clip; run `genie eval` for the full protocol (PSNR/SSIM per step, ΔtPSNR, FVD, NMI)",
     }

@@ -150,6 +150,7 @@ def run_dynamics(args) -> int:
         raise UserError(str(e)) from None
     loader = _open_data(args, cfg, rank, world)
     _check_resolution(loader, task.tokenizer.cfg.image_size, args.data)
+    task.data_provenance = _data_provenance(loader, args.data)
     info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
     return _fit(task, loader, cfg, args, info, "model")
@@ -166,6 +167,19 @@ def _fit(task, loader, cfg, args, info: dict, export_name: str) -> int:
     if trainer.rank == 0:
         _print_done(args.out, export_name, trainer.step, cfg.steps, logs)
     return 0
+
+
+def _data_provenance(loader, data) -> dict:
+    """The training data as recorded in the model's genie.json: its path and, for CoinRun
+    stores, the frame skip (prompts for the model should be recorded the same way)."""
+    from genieworld.data.coinrun import frame_skip_of
+
+    prov = {"data": str(Path(data).resolve())}
+    store = getattr(loader, "store", None)
+    skip = frame_skip_of(store) if store is not None else None
+    if skip is not None:
+        prov["frame_skip"] = skip
+    return prov
 
 
 def _check_resolution(loader, size: int, data) -> None:

@@ -39,7 +39,7 @@ import numpy as np
 from genieworld.data.store import EpisodeStore, EpisodeWriter, StoreError
 from genieworld.data.streamer import EpisodeStreamer
 
-__all__ = ["generate_coinrun", "levels_of", "level_overlap", "COINRUN_ACTIONS", "COINRUN_FPS"]
+__all__ = ["generate_coinrun", "levels_of", "level_overlap", "frame_skip_of", "COINRUN_ACTIONS", "COINRUN_FPS"]
 
 COINRUN_ACTIONS = 15
 COINRUN_FPS = 15.0  # nominal: one frame per environment step
@@ -160,6 +160,17 @@ def levels_of(store: EpisodeStore | str | os.PathLike) -> set[int]:
         if lv is not None:
             out.add(int(lv))
     return out
+
+
+def frame_skip_of(store: EpisodeStore | str | os.PathLike) -> int | None:
+    """The frame skip a CoinRun store was recorded with (1 for stores from before the setting
+    existed); None for stores that are not CoinRun recordings."""
+    if not isinstance(store, EpisodeStore):
+        store = EpisodeStore(store)
+    settings = store.extra.get("coinrun")
+    if not isinstance(settings, dict):
+        return None
+    return int(settings.get("frame_skip", 1))
 
 
 def level_overlap(train, test) -> set[int]:

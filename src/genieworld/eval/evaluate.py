@@ -72,6 +72,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from genieworld.data.coinrun import frame_skip_of
 from genieworld.errors import UserError
 from genieworld.eval.metrics import PSNR_MAX_DB, codebook_usage, confusion_table, nmi, psnr, purity, ssim
 
@@ -478,6 +479,11 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
                            data_path or str(store.path))
     if overlap["warning"]:
         warn(overlap["warning"])
+    model_skip, store_skip = getattr(genie, "provenance", {}).get("frame_skip"), frame_skip_of(store)
+    if model_skip is not None and store_skip is not None and model_skip != store_skip:
+        warn(f"the model was trained on CoinRun recorded with frame skip {model_skip}, but this store uses "
+             f"{store_skip}: generation metrics are not comparable (record the test levels with "
+             f"`genie data coinrun --frame-skip {model_skip}`)")
 
     refs = select_clips(store.episode_lengths, cfg.episodes, cfg.horizon, cfg.seed, cfg.clips_per_episode)
     n_eligible = int((store.episode_lengths >= cfg.horizon).sum())

@@ -63,6 +63,7 @@ class DynamicsTask(TrainTask):
         ctx = dyn_cfg.max_frames if sampling is None else min(sampling.context_frames, dyn_cfg.max_frames)
         self.sampling = replace(sampling or SamplingConfig(), context_frames=ctx)
         self.tokenizer_source = tokenizer_source
+        self.data_provenance: dict = {}  # what the model was trained on, written to genie.json
 
     @property
     def tokenizer(self) -> VideoTokenizer:
@@ -105,6 +106,7 @@ class DynamicsTask(TrainTask):
     def export(self, run_dir: Path) -> None:
         """Write the self-contained model directory RUN/model (see :mod:`genieworld.genie`)."""
         prov = {"tokenizer": self.tokenizer_source} if self.tokenizer_source else {}
+        prov.update(self.data_provenance)
         save_model_dir(Path(run_dir) / "model", self.tokenizer, self.lam, self.dynamics, self.sampling,
                        provenance=prov)
 
