@@ -52,7 +52,8 @@ def register(sub) -> None:
     c = rsub.add_parser("coinrun", help="the paper's CoinRun case study", description=HELP,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--out", required=True, help="recipe folder (created, or resumed)")
-    c.add_argument("--preset", default="cpu", help="tiny | cpu | coinrun-paper (default: cpu)")
+    c.add_argument("--preset", default="cpu", help="tiny | cpu | coinrun-paper, or a preset .json file "
+                   "(data sizes as for cpu, frame skip 1 unless given) (default: cpu)")
     c.add_argument("--levels", type=int, help="training levels (default: per preset)")
     c.add_argument("--steps-per-level", type=int, help="environment steps recorded per training level")
     c.add_argument("--test-levels", type=int, help="held-out evaluation levels")
