@@ -76,3 +76,20 @@ def test_eval_warns_when_the_test_data_has_another_frame_skip(tiny_model_dir, tm
     assert "frame skip 4" in err and "--frame-skip 4" in err
     warnings = json.loads((tmp_path / "report" / "metrics.json").read_text())["warnings"]
     assert any("frame skip 4" in w for w in warnings)
+
+
+def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
+    from dataclasses import asdict
+
+    from genieworld.config import configs_dir, load_preset
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    cpu = flat(asdict(load_preset("cpu")))
+    old = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
+    changed = {k for k in cpu if cpu[k] != old.get(k)} - {"name"}
+    assert changed == {"lam.context_mask_rate", "lam.residual_decoder", "dynamics.tie_embeddings"}
