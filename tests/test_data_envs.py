@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genieworld.data.coinrun import generate_coinrun, level_overlap, levels_of
-from genieworld.data.store import EpisodeStore, StoreError
+from genieworld.data.coinrun import frame_skip_of, generate_coinrun, level_overlap, levels_of
+from genieworld.data.store import EpisodeStore, EpisodeWriter, StoreError
 
 
 def test_coinrun_small_generation_and_resume(tmp_path):
@@ -71,6 +71,7 @@ def test_coinrun_frame_skip_holds_each_action_and_records_every_kth_frame(tmp_pa
     d1, s1 = mean_change(tmp_path / "k1")
     d4, s4 = mean_change(tmp_path / "k4")
     assert s4.extra["coinrun"]["frame_skip"] == 4 and "held 4 steps" in s4.extra["coinrun"]["policy"]
+    assert frame_skip_of(s4) == 4 and frame_skip_of(tmp_path / "k1") == 1
     assert s4.fps == s1.fps / 4
     # steps_per_level counts recorded transitions, whatever the skip
     assert 2 * 40 - 2 <= sum(len(s4.read_actions(i)) for i in range(s4.num_episodes)) <= 2 * 40
@@ -94,3 +95,12 @@ def test_coinrun_frame_skip_holds_each_action_and_records_every_kth_frame(tmp_pa
         generate_coinrun(tmp_path / "k1", levels=1, start_level=9, steps_per_level=40, progress=False, frame_skip=4)
     with pytest.raises(ValueError, match="frame_skip"):
         generate_coinrun(tmp_path / "k0", levels=1, steps_per_level=40, progress=False, frame_skip=0)
+
+
+@pytest.mark.parametrize("extra, expected", [({}, None), ({"coinrun": {"mode": "hard"}}, 1),
+                                             ({"coinrun": {"frame_skip": 3}}, 3), ({"coinrun": {"frame_skip": "4"}}, None),
+                                             ({"coinrun": {"frame_skip": 0}}, None), ({"coinrun": "x"}, None)])
+def test_frame_skip_of_reads_only_valid_coinrun_settings(tmp_path, extra, expected):
+    with EpisodeWriter(tmp_path / "s", resolution=(8, 8), source="unit", extra_manifest=extra) as w:
+        w.add_episode(np.zeros((3, 8, 8, 3), np.uint8))
+    assert frame_skip_of(tmp_path / "s") == expected

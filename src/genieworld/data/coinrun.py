@@ -164,13 +164,14 @@ def levels_of(store: EpisodeStore | str | os.PathLike) -> set[int]:
 
 def frame_skip_of(store: EpisodeStore | str | os.PathLike) -> int | None:
     """The frame skip a CoinRun store was recorded with (1 for stores from before the setting
-    existed); None for stores that are not CoinRun recordings."""
+    existed); None for stores that are not CoinRun recordings or hold no valid value."""
     if not isinstance(store, EpisodeStore):
         store = EpisodeStore(store)
     settings = store.extra.get("coinrun")
     if not isinstance(settings, dict):
         return None
-    return int(settings.get("frame_skip", 1))
+    skip = settings.get("frame_skip", 1)
+    return skip if isinstance(skip, int) and not isinstance(skip, bool) and skip >= 1 else None
 
 
 def level_overlap(train, test) -> set[int]:

@@ -480,7 +480,7 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
     if overlap["warning"]:
         warn(overlap["warning"])
     model_skip, store_skip = getattr(genie, "provenance", {}).get("frame_skip"), frame_skip_of(store)
-    if model_skip is not None and store_skip is not None and model_skip != store_skip:
+    if isinstance(model_skip, int) and store_skip is not None and model_skip != store_skip:
         warn(f"the model was trained on CoinRun recorded with frame skip {model_skip}, but this store uses "
              f"{store_skip}: generation metrics are not comparable (record the test levels with "
              f"`genie data coinrun --frame-skip {model_skip}`)")
