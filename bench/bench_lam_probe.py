@@ -22,7 +22,7 @@ ones, or ``--eval-data``) and reports:
 
 ``--continuous`` bypasses the quantiser (the decoder gets the continuous latent): if even that
 stays near copying, the codebook is not what fails. This is the probe behind the LAM findings in
-README's Results section (600 steps take ~3 minutes on one core at batch 2).
+README's Results section (600 steps at batch 2 took 90 s on one core of our 2-core machine).
 """
 
 from __future__ import annotations
