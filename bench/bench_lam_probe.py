@@ -69,15 +69,19 @@ def apply_sets(cfg, sets: dict):
 
 
 def camera_moves(frames_thwc: np.ndarray, max_dx: int, max_dy: int) -> np.ndarray:
-    """(T-1, 2) sign of the horizontal and vertical whole-pixel shift that best maps frame t onto t+1."""
+    """(T-1, 2): direction (-1, 0, +1) in which the picture moved from frame t to t+1, horizontally
+    (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other."""
     g = frames_thwc.astype(np.float32).mean(-1) / 255  # (T, H, W)
     a, b = g[:-1], g[1:]
     m = max(max_dx, max_dy)
     h, w = g.shape[1:]
     target = b[:, m:h - m, m:w - m]
-    ex = np.stack([np.abs(target - a[:, m:h - m, m + d:w - m + d]).mean((1, 2)) for d in range(-max_dx, max_dx + 1)], 1)
-    ey = np.stack([np.abs(target - a[:, m + d:h - m + d, m:w - m]).mean((1, 2)) for d in range(-max_dy, max_dy + 1)], 1)
-    return np.stack([np.sign(ex.argmin(1) - max_dx), np.sign(ey.argmin(1) - max_dy)], 1).astype(np.int64)
+    kx = 2 * max_dx + 1
+    err = np.stack([np.abs(target - a[:, m + dy:h - m + dy, m + dx:w - m + dx]).mean((1, 2))
+                    for dy in range(-max_dy, max_dy + 1) for dx in range(-max_dx, max_dx + 1)], 1)
+    best = err.argmin(1)  # the d with x_{t+1}(p) = x_t(p + d): the picture moved by -d
+    d = np.stack([best % kx - max_dx, best // kx - max_dy], 1)
+    return -np.sign(d).astype(np.int64)
 
 
 def main(argv=None) -> int:
