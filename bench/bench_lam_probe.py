@@ -3,6 +3,8 @@
     PYTHONPATH=src python bench/bench_lam_probe.py --data runs/coinrun-cpu/data/train
     PYTHONPATH=src python bench/bench_lam_probe.py --data DATA --set lam.residual_decoder=false --batch-size 8
     PYTHONPATH=src python bench/bench_lam_probe.py --data DATA --continuous        # no quantisation
+    PYTHONPATH=src python bench/bench_lam_probe.py --data DATA --device cuda --steps 20000 --batch-size 32
+                                     # the longer test a GPU allows (not yet run on one)
 
 Trains the preset's LAM alone (AdamW, linear warm-up over 100 steps, the preset's learning rate)
 for ``--steps`` steps on random windows of an episode store with ground-truth actions, then
@@ -40,7 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_info  # noqa: E402
+from common import device_info, pick_device  # noqa: E402
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-episodes", type=int, default=40)
     ap.add_argument("--max-shift-x", type=int, default=6)
     ap.add_argument("--max-shift-y", type=int, default=10)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -116,7 +119,8 @@ def main(argv=None) -> int:
     preset = load_preset(args.preset)
     sets = parse_sets(args.set)
     cfg = apply_sets(replace(preset.lam, max_frames=max(preset.lam.max_frames, args.seq_len)), sets)
-    lam = LatentActionModel(cfg)
+    device = pick_device(args.device)
+    lam = LatentActionModel(cfg).to(device)
     if args.continuous:
         quantise = lam.vq.forward
 
@@ -134,7 +138,7 @@ def main(argv=None) -> int:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / 100)
-        frames = torch.as_tensor(np.asarray(next(batches)["frames"]))
+        frames = torch.as_tensor(np.asarray(next(batches)["frames"])).to(device)
         _, info = lam(frames)
         opt.zero_grad(set_to_none=True)
         info["loss"].backward()
@@ -160,8 +164,8 @@ def main(argv=None) -> int:
                 clip = frames[s:s + args.seq_len]
                 if len(clip) < 2:
                     break
-                idx, _ = lam.encode_actions(torch.from_numpy(np.ascontiguousarray(clip))[None])
-                codes += idx[0].tolist()
+                idx, _ = lam.encode_actions(torch.from_numpy(np.ascontiguousarray(clip))[None].to(device))
+                codes += idx[0].cpu().tolist()
                 acts = actions[s:s + len(clip) - 1] if actions is not None else np.full(len(clip) - 1, -1)
                 true += np.asarray(acts).tolist()
                 moves.append(camera_moves(clip, args.max_shift_x, args.max_shift_y))
@@ -191,7 +195,7 @@ def main(argv=None) -> int:
         "nmi_camera_xy": round(float(nmi(codes, moves[:, 0] * 3 + moves[:, 1])), 4),
         "nmi_camera_xy_shuffled": round(float(nmi(shuffled, moves[:, 0] * 3 + moves[:, 1])), 4),
         "codes": per_code,
-        "device": device_info("cpu"),
+        "device": device_info(device),
     }
     print(json.dumps(result))
     return 0
