@@ -75,8 +75,9 @@ def camera_moves(frames_thwc: np.ndarray, max_dx: int, max_dy: int) -> np.ndarra
     (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other."""
     g = frames_thwc.astype(np.float32).mean(-1) / 255  # (T, H, W)
     a, b = g[:-1], g[1:]
-    m = max(max_dx, max_dy)
     h, w = g.shape[1:]
+    max_dx, max_dy = min(max_dx, w // 4), min(max_dy, h // 4)  # keep half the frame to compare
+    m = max(max_dx, max_dy)
     target = b[:, m:h - m, m:w - m]
     kx = 2 * max_dx + 1
     err = np.stack([np.abs(target - a[:, m + dy:h - m + dy, m + dx:w - m + dx]).mean((1, 2))
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
     with torch.no_grad():
         for ep in eps:
             frames, actions, _ = store.read_episode(ep)
-            frames = frames[:161]  # at most 10 windows of 16 frames per episode
+            frames = frames[: 10 * (args.seq_len - 1) + 1]  # at most 10 windows per episode
             for s in range(0, len(frames) - 1, args.seq_len - 1):
                 clip = frames[s:s + args.seq_len]
                 if len(clip) < 2:
