@@ -65,8 +65,10 @@ def save_gif(frames_thwc: np.ndarray, path: Path, scale: int = 4, fps: int = 8) 
 
 def model_frame_skip(genie) -> int:
     """The CoinRun frame skip the model's training data was recorded with (genie.json provenance), 1 if unknown."""
-    skip = genie.provenance.get("frame_skip", 1)
-    return skip if isinstance(skip, int) and not isinstance(skip, bool) and 1 <= skip <= 64 else 1
+    from genieworld.data.coinrun import valid_frame_skip
+
+    skip = valid_frame_skip(genie.provenance.get("frame_skip", 1))
+    return skip if skip is not None and skip <= 64 else 1
 
 
 def held_out_clip(out: Path, frame_skip: int = 1, length: int = 16) -> np.ndarray:

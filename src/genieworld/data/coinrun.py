@@ -39,7 +39,7 @@ import numpy as np
 from genieworld.data.store import EpisodeStore, EpisodeWriter, StoreError
 from genieworld.data.streamer import EpisodeStreamer
 
-__all__ = ["generate_coinrun", "levels_of", "level_overlap", "frame_skip_of", "COINRUN_ACTIONS", "COINRUN_FPS"]
+__all__ = ["generate_coinrun", "levels_of", "level_overlap", "frame_skip_of", "valid_frame_skip", "COINRUN_ACTIONS", "COINRUN_FPS"]
 
 COINRUN_ACTIONS = 15
 COINRUN_FPS = 15.0  # nominal: one frame per environment step
@@ -162,6 +162,12 @@ def levels_of(store: EpisodeStore | str | os.PathLike) -> set[int]:
     return out
 
 
+def valid_frame_skip(value) -> int | None:
+    """``value`` if it is a usable frame skip (an int >= 1, not a bool), else None: the one check
+    for frame skips read from files (store manifests, a model's genie.json provenance)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
 def frame_skip_of(store: EpisodeStore | str | os.PathLike) -> int | None:
     """The frame skip a CoinRun store was recorded with (1 for stores from before the setting
     existed); None for stores that are not CoinRun recordings or hold no valid value."""
@@ -170,8 +176,7 @@ def frame_skip_of(store: EpisodeStore | str | os.PathLike) -> int | None:
     settings = store.extra.get("coinrun")
     if not isinstance(settings, dict):
         return None
-    skip = settings.get("frame_skip", 1)
-    return skip if isinstance(skip, int) and not isinstance(skip, bool) and skip >= 1 else None
+    return valid_frame_skip(settings.get("frame_skip", 1))
 
 
 def level_overlap(train, test) -> set[int]:

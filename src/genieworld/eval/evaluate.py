@@ -72,7 +72,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from genieworld.data.coinrun import frame_skip_of
+from genieworld.data.coinrun import frame_skip_of, valid_frame_skip
 from genieworld.errors import UserError
 from genieworld.eval.metrics import PSNR_MAX_DB, codebook_usage, confusion_table, nmi, psnr, purity, ssim
 
@@ -479,8 +479,9 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
                            data_path or str(store.path))
     if overlap["warning"]:
         warn(overlap["warning"])
-    model_skip, store_skip = getattr(genie, "provenance", {}).get("frame_skip"), frame_skip_of(store)
-    if isinstance(model_skip, int) and store_skip is not None and model_skip != store_skip:
+    model_skip = valid_frame_skip(getattr(genie, "provenance", {}).get("frame_skip"))
+    store_skip = frame_skip_of(store)
+    if model_skip is not None and store_skip is not None and model_skip != store_skip:
         warn(f"the model was trained on CoinRun recorded with frame skip {model_skip}, but this store uses "
              f"{store_skip}: generation metrics are not comparable (record the test levels with "
              f"`genie data coinrun --frame-skip {model_skip}`)")
