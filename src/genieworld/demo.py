@@ -71,31 +71,43 @@ def model_frame_skip(genie) -> int:
     return skip if skip is not None and skip <= 64 else 1
 
 
+def _first_clip(store_dir: Path, frame_skip: int, length: int) -> np.ndarray | None:
+    """The first ``length`` frames of the first long-enough episode of a CoinRun store recorded
+    with ``frame_skip``; None if the store is missing, unreadable, recorded otherwise or too short."""
+    from genieworld.data.coinrun import frame_skip_of
+    from genieworld.data.store import EpisodeStore, StoreError
+
+    if not (store_dir / "manifest.json").exists():
+        return None
+    try:
+        if frame_skip_of(store_dir) != frame_skip:
+            return None
+        store = EpisodeStore(store_dir)
+    except StoreError as e:
+        log(f"skipping {store_dir}: {e}")
+        return None
+    for i in range(store.num_episodes):
+        if store.episode_length(i) >= length:
+            return store.read_frames(i, 0, length)
+    return None
+
+
 def held_out_clip(out: Path, frame_skip: int = 1, length: int = 16) -> np.ndarray:
     """A real clip from held-out levels (100000 on), recorded with ``frame_skip`` like the model's
     training data: from the demo's test store when it matches, else from a small store recorded now."""
-    from genieworld.data.coinrun import frame_skip_of, generate_coinrun
-    from genieworld.data.store import EpisodeStore, StoreError
+    from genieworld.data.coinrun import generate_coinrun
 
     fresh = out / "data" / f"coinrun-heldout-skip{frame_skip}"
-    for attempt in range(2):
-        for store_dir in (out / "data" / "coinrun-test", fresh):
-            if not (store_dir / "manifest.json").exists():
-                continue
-            try:
-                if frame_skip_of(store_dir) != frame_skip:
-                    continue
-                store = EpisodeStore(store_dir)
-            except StoreError as e:
-                log(f"skipping {store_dir}: {e}")
-                continue
-            for i in range(store.num_episodes):
-                if store.episode_length(i) >= length:
-                    return store.read_frames(i, 0, length)
-        if attempt == 0:
-            generate_coinrun(fresh, levels=4, start_level=100000, steps_per_level=4 * length,
-                             frame_skip=frame_skip, progress=False)
-    raise SystemExit(f"[demo] no held-out CoinRun episode of {length} frames in {fresh}")
+    for store_dir in (out / "data" / "coinrun-test", fresh):
+        clip = _first_clip(store_dir, frame_skip, length)
+        if clip is not None:
+            return clip
+    generate_coinrun(fresh, levels=4, start_level=100000, steps_per_level=4 * length, frame_skip=frame_skip,
+                     progress=False)
+    clip = _first_clip(fresh, frame_skip, length)
+    if clip is None:
+        raise SystemExit(f"[demo] no held-out CoinRun episode of {length} frames in {fresh}")
+    return clip
 
 
 def write_outputs(model_dir: Path, out: Path) -> dict:
