@@ -6,8 +6,8 @@
     PYTHONPATH=src python bench/bench_lam_probe.py --data DATA --device cuda --steps 20000 --batch-size 32
                                      # the longer test a GPU allows (not yet run on one)
 
-Trains the preset's LAM alone (AdamW, linear warm-up over 100 steps, the preset's learning rate)
-for ``--steps`` steps on random windows of an episode store with ground-truth actions, then
+Trains the preset's LAM alone (AdamW with the preset's co-training settings, linear warm-up over
+100 steps) for ``--steps`` steps on random windows of an episode store with ground-truth actions, then
 infers the latent action of every transition in ``--eval-episodes`` episodes (the store's last
 ones, or ``--eval-data``) and reports:
 
@@ -130,8 +130,9 @@ def main(argv=None) -> int:
             return z, idx, info
 
         lam.vq.forward = straight_through
-    lr = args.lr or preset.dynamics_train.lr
-    opt = torch.optim.AdamW(lam.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=1e-4)
+    tc = preset.dynamics_train  # the LAM's optimiser settings in co-training
+    lr = args.lr or tc.lr
+    opt = torch.optim.AdamW(lam.parameters(), lr=lr, betas=(tc.beta1, tc.beta2), weight_decay=tc.weight_decay)
     batches = iter(WindowLoader(args.data, seq_len=args.seq_len, batch_size=args.batch_size, seed=args.seed))
     mse, copy = [], []
     t0 = time.perf_counter()
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
         _, info = lam(frames)
         opt.zero_grad(set_to_none=True)
         info["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(lam.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(lam.parameters(), tc.grad_clip)
         opt.step()
         f = frames.float() / 255
         mse.append(float(info["mse"]))
