@@ -122,6 +122,13 @@ def register(sub) -> None:
     pc.add_argument("--frame-skip", type=int, default=1,
                     help="hold each random action for K game steps and record every K-th frame (default 1, as the paper; "
                          "the cpu recipe uses 4 so that one transition shows its action)")
+    pc.add_argument("--policy", choices=["uniform", "hold"], default="uniform",
+                    help="uniform: a new uniform draw over the 15 actions every step (default, as the paper); "
+                         "hold: one of the 6 effective actions, held for a random number of steps (see --hold)")
+    pc.add_argument("--hold", type=float, default=4.0,
+                    help="with --policy hold: mean number of recorded steps an action is held (geometric; default 4)")
+    pc.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
+                    help="Procgen's use_backgrounds=False: a plain backdrop instead of the scenery pictures")
     pc.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
     pc.add_argument("--no-progress", action="store_true", help="no progress bar")
     pc.set_defaults(func=cmd_coinrun)
@@ -191,7 +198,9 @@ def cmd_coinrun(args) -> int:
     try:
         summary = generate_coinrun(args.out, levels=args.levels, start_level=args.start_level,
                                    steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
-                                   progress=not args.no_progress, frame_skip=args.frame_skip)
+                                   progress=not args.no_progress, frame_skip=args.frame_skip,
+                                   policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0,
+                                   backgrounds=args.backgrounds)
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)

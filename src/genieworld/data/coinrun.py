@@ -39,10 +39,53 @@ import numpy as np
 from genieworld.data.store import EpisodeStore, EpisodeWriter, StoreError
 from genieworld.data.streamer import EpisodeStreamer
 
-__all__ = ["generate_coinrun", "levels_of", "level_overlap", "frame_skip_of", "valid_frame_skip", "COINRUN_ACTIONS", "COINRUN_FPS"]
+__all__ = ["generate_coinrun", "levels_of", "level_overlap", "frame_skip_of", "valid_frame_skip", "effective_action",
+           "random_actions", "COINRUN_ACTIONS", "COINRUN_FPS", "EFFECTIVE_ACTIONS", "EFFECTIVE_NAMES", "POLICIES"]
 
 COINRUN_ACTIONS = 15
 COINRUN_FPS = 15.0  # nominal: one frame per environment step
+# CoinRun's 15 Procgen actions act as 6: {left, none, right} x {no jump, jump}.  One raw id for each,
+# in effective-class order (see :func:`effective_action`).
+EFFECTIVE_ACTIONS = (0, 2, 4, 5, 6, 8)
+EFFECTIVE_NAMES = ("Left", "Left+Jump", "Stay", "Jump", "Right", "Right+Jump")
+POLICIES = ("uniform", "hold")
+
+
+def effective_action(a):
+    """Procgen CoinRun action id(s) 0..14 -> effective class 0..5 = 2 * direction + jump.
+
+    Ids 9..14 do nothing in CoinRun (they act as 4, no move); for the rest the direction is
+    ``a // 3`` (0 left, 1 none, 2 right) and the agent jumps when ``a % 3 == 2``.  Negative ids
+    (no action recorded) map to -1.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    m = np.where(a < 9, a, 4)
+    out = (m // 3) * 2 + (m % 3 == 2)
+    return np.where(a < 0, -1, out)
+
+
+def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform", hold: float = 1.0) -> np.ndarray:
+    """``steps`` raw action ids of a random policy.
+
+    ``uniform`` (the paper): each step an independent uniform draw over the 15 Procgen actions.
+    ``hold``: a uniform draw over the 6 *effective* actions (one raw id each, see
+    ``EFFECTIVE_ACTIONS``), held for a geometric number of steps with mean ``hold`` -- how a
+    person plays (press a key, keep it down) instead of a new key every step.
+    """
+    if policy == "uniform":
+        return rng.integers(0, COINRUN_ACTIONS, size=steps)
+    if policy != "hold":
+        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if not hold >= 1.0:
+        raise ValueError(f"hold must be >= 1 (mean steps an action is held), got {hold}")
+    ids = np.asarray(EFFECTIVE_ACTIONS)
+    out = np.empty(steps, dtype=np.int64)
+    i = 0
+    while i < steps:
+        n = int(rng.geometric(1.0 / hold))
+        out[i:i + n] = ids[rng.integers(0, len(ids))]
+        i += n
+    return out
 
 
 def _rand_seed(seed: int, level: int) -> int:
@@ -51,7 +94,8 @@ def _rand_seed(seed: int, level: int) -> int:
 
 def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_level: int = 1000,
                      mode: str = "hard", seed: int = 0, progress: bool = True,
-                     shard_bytes: int | None = None, frame_skip: int = 1) -> dict:
+                     shard_bytes: int | None = None, frame_skip: int = 1, policy: str = "uniform",
+                     hold: float = 1.0, backgrounds: bool = True) -> dict:
     """Record CoinRun levels ``start_level .. start_level+levels-1`` into the store ``out``.
 
     Resumable: levels already recorded in the manifest are skipped.  Returns a summary.
@@ -60,14 +104,20 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
         raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
     if levels < 1 or start_level < 0 or steps_per_level < 1 or frame_skip < 1:
         raise ValueError("need levels >= 1, start_level >= 0, steps_per_level >= 1, frame_skip >= 1")
+    random_actions(np.random.default_rng(0), 1, policy, hold)  # validates policy and hold
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")  # gym 0.26 (a procgen dependency) prints a deprecation notice
         from procgen import ProcgenGym3Env
 
     out = Path(out)
-    policy = "uniform random, no action repeats" if frame_skip == 1 else f"uniform random, each action held {frame_skip} steps"
-    settings = {"env": "procgen:coinrun", "distribution_mode": mode, "policy": policy,
-                "steps_per_level": int(steps_per_level), "seed": int(seed), "frame_skip": int(frame_skip)}
+    if policy == "uniform":
+        desc = "uniform random, no action repeats" if frame_skip == 1 else f"uniform random, each action held {frame_skip} steps"
+    else:
+        desc = (f"uniform over the 6 effective actions, each held a geometric number of recorded steps "
+                f"(mean {hold:g}) of {frame_skip} game steps")
+    settings = {"env": "procgen:coinrun", "distribution_mode": mode, "policy": desc, "policy_name": policy,
+                "hold": float(hold), "steps_per_level": int(steps_per_level), "seed": int(seed),
+                "frame_skip": int(frame_skip), "backgrounds": bool(backgrounds)}
     kw = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
     new_range = [int(start_level), int(start_level + levels)]
     counts = {"levels_done": 0, "levels_skipped": 0, "episodes": 0, "frames": 0}
@@ -75,8 +125,9 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
                        num_actions=COINRUN_ACTIONS, **kw) as w:
         old = w.manifest.get("extra", {}).get("coinrun")
         if old:
-            old = {"frame_skip": 1, **old}  # stores written before frame_skip existed used 1
-            for k in ("distribution_mode", "steps_per_level", "seed", "frame_skip"):
+            # stores written before these settings existed used frame skip 1 and the uniform policy
+            old = {"frame_skip": 1, "policy_name": "uniform", "hold": 1.0, "backgrounds": True, **old}
+            for k in ("distribution_mode", "steps_per_level", "seed", "frame_skip", "policy_name", "hold", "backgrounds"):
                 if old.get(k) != settings[k]:
                     raise StoreError(f"{out}: store was generated with {k}={old.get(k)!r}, not {settings[k]!r}; "
                                      "use another folder (or the same settings to resume/extend)")
@@ -96,7 +147,8 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
             bar = tqdm(total=levels, initial=levels - len(todo), desc=f"coinrun {mode}", unit="level")
         try:
             for level in todo:
-                n_eps, n_frames = _record_level(w, ProcgenGym3Env, level, steps_per_level, mode, seed, frame_skip)
+                n_eps, n_frames = _record_level(w, ProcgenGym3Env, level, steps_per_level, mode, seed, frame_skip,
+                                                policy, hold, backgrounds)
                 w.mark_done(f"level:{level}")
                 counts["levels_done"] += 1
                 counts["episodes"] += n_eps
@@ -112,12 +164,12 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
             "bytes_on_disk": store.bytes_on_disk, "level_ranges": ranges}
 
 
-def _record_level(w: EpisodeWriter, env_cls, level: int, steps: int, mode: str, seed: int, frame_skip: int = 1
-                  ) -> tuple[int, int]:
+def _record_level(w: EpisodeWriter, env_cls, level: int, steps: int, mode: str, seed: int, frame_skip: int = 1,
+                  policy: str = "uniform", hold: float = 1.0, backgrounds: bool = True) -> tuple[int, int]:
     env = env_cls(num=1, env_name="coinrun", num_levels=1, start_level=int(level), distribution_mode=mode,
-                  rand_seed=_rand_seed(seed, level))
+                  rand_seed=_rand_seed(seed, level), use_backgrounds=bool(backgrounds))
     rng = np.random.default_rng([int(seed), int(level)])
-    actions = rng.integers(0, COINRUN_ACTIONS, size=steps)
+    actions = random_actions(rng, steps, policy, hold)
     key = f"level:{level}"
     ep_i = 0
     n_eps = n_frames = 0
