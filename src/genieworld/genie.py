@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from genieworld.config import from_dict, ConfigError
-from genieworld.train.checkpoint import CheckpointError, load_weights, save_weights
+from genieworld.weights import CheckpointError, load_weights, save_weights
 from genieworld.utils import atomic_write_text
 
 FORMAT_VERSION = 1
