@@ -65,6 +65,26 @@ class TokenizerConfig:
 
 
 @dataclass
+class ConvLAMConfig:
+    """Settings of the convolutional LAM (``LAMConfig.arch == "conv"``); ignored by the transformer LAM."""
+
+    channels: int = 32  # inverse dynamics: width of the first conv level (doubled per level, capped at 4x)
+    hidden: int = 256  # width of the inverse-dynamics MLP head
+    fdm_channels: int = 16  # forward dynamics (decoder): width of its first U-Net level
+    # The forward model first moves x_t by a predicted global shift (dx, dy) -- the camera's motion,
+    # which in a side-scroller that follows the agent is most of what an action does -- then adds
+    # its U-Net's residual.  Rendering "the picture moved 3 px left" then costs the action one number.
+    global_motion: bool = False
+    max_shift: float = 0.25  # largest global shift, as a fraction of the frame size
+    # Extra loss weight of a Gaussian bump (sigma = image_size / 8) at the frame centre, where
+    # CoinRun's camera keeps the agent: 0 = a plain MSE.
+    centre_weight: float = 0.0
+    # Extra loss weight on pixels that changed between x_t and x_{t+1} (weight 1 + k * |change| /
+    # mean |change|), so the loss is about what moved rather than the static background.
+    change_weight: float = 0.0
+
+
+@dataclass
 class LAMConfig:
     image_size: int = 64
     channels: int = 3
@@ -84,6 +104,10 @@ class LAMConfig:
     # The decoder predicts the change x_{t+1} - x_t (added to x_t) instead of x_{t+1} itself, so
     # "copy the last frame" costs nothing and the loss is all about what moved. False = paper.
     residual_decoder: bool = False
+    # "transformer" (the paper's ST-transformer VQ-VAE, genieworld.lam) or "conv" (a convolutional
+    # inverse/forward-dynamics pair on 3-frame windows, genieworld.lam_conv; see its docstring).
+    arch: str = "transformer"
+    conv: ConvLAMConfig = field(default_factory=lambda: ConvLAMConfig())
 
     @property
     def num_actions(self) -> int:
@@ -138,6 +162,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     grad_accum: int = 1
+    # every N steps (and at the end), a task's quick check (dynamics: Delta_t PSNR on a few held-out
+    # clips, given --eval-data) is logged to TensorBoard under control/ and to RUN/control.jsonl; 0 = never
+    eval_every: int = 0
     # speed options (issue 7); all off by default on CPU
     precision: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16"
     compile: bool = False
@@ -153,6 +180,9 @@ class Preset:
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     tokenizer_train: TrainConfig = field(default_factory=TrainConfig)
+    # ``genie train lam`` (the LAM on its own, before the dynamics): short windows, a large batch
+    lam_train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=32, seq_len=3, lr=1e-3,
+                                                                       warmup_steps=100, beta2=0.99))
     dynamics_train: TrainConfig = field(default_factory=TrainConfig)
 
 

@@ -75,6 +75,21 @@ from genieworld.nn.st_transformer import STTransformer, init_weights
 from genieworld.tokenizer import check_video_shape, patchify, to_float_video, unpatchify
 
 
+LAM_ARCHS = ("transformer", "conv")
+
+
+def build_lam(cfg: LAMConfig) -> nn.Module:
+    """The latent action model ``cfg.arch`` names: this ST-transformer LAM (the paper's) or the
+    convolutional one of :mod:`genieworld.lam_conv`.  Both share one interface."""
+    if cfg.arch == "transformer":
+        return LatentActionModel(cfg)
+    if cfg.arch == "conv":
+        from genieworld.lam_conv import ConvLatentActionModel
+
+        return ConvLatentActionModel(cfg)
+    raise ValueError(f"LAM arch must be one of {LAM_ARCHS}, got {cfg.arch!r}")
+
+
 class LatentActionModel(nn.Module):
     def __init__(self, cfg: LAMConfig):
         super().__init__()
