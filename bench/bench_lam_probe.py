@@ -60,13 +60,21 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def apply_sets(cfg, sets: dict):
-    vq_sets = {k[3:]: v for k, v in sets.items() if k.startswith("vq.")}
-    top = {k: v for k, v in sets.items() if not k.startswith("vq.")}
-    unknown = [k for k in top if not hasattr(cfg, k)] + [f"vq.{k}" for k in vq_sets if not hasattr(cfg.vq, k)]
+    """Apply ``{KEY: VALUE}`` to a LAMConfig; ``SECTION.KEY`` reaches a nested section (``vq``, ``conv``)."""
+    top, nested = {}, {}
+    for k, v in sets.items():
+        section, dot, key = k.partition(".")
+        if dot:
+            nested.setdefault(section, {})[key] = v
+        else:
+            top[k] = v
+    unknown = [k for k in top if not hasattr(cfg, k)]
+    unknown += [f"{s}.{k}" for s, kv in nested.items() for k in kv
+                if not hasattr(getattr(cfg, s, None), k) or not hasattr(getattr(cfg, s), "__dataclass_fields__")]
     if unknown:
         raise SystemExit(f"--set: unknown LAM setting(s) {unknown}")
-    if vq_sets:
-        top["vq"] = replace(cfg.vq, **vq_sets)
+    for s, kv in nested.items():
+        top[s] = replace(getattr(cfg, s), **kv)
     return replace(cfg, **top)
 
 

@@ -247,3 +247,40 @@ def codebook_usage(indices: Any, num_codes: int) -> dict[str, float | int]:
     counts = np.bincount(idx, minlength=num_codes)
     used = int((counts > 0).sum())
     return {"used": used, "fraction": used / num_codes, "perplexity": float(math.exp(_entropy(counts)))}
+
+
+def linear_probe_accuracy(features: Any, labels: Any, fit_fraction: float = 0.5, steps: int = 300,
+                          weight_decay: float = 1e-4, seed: int = 0) -> float:
+    """Held-out accuracy of a multinomial logistic regression from ``features`` (N, D) to ``labels`` (N,).
+
+    The first ``fit_fraction`` of the rows (after a seeded shuffle) fits the probe (standardised
+    features, full-batch L-BFGS with a small L2 penalty), the rest scores it.  How much of a label
+    a continuous representation holds *linearly*: the probe of a latent action space.
+    """
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
+    y = torch.as_tensor(_as_labels(labels, "labels"))
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"features must be (N, D) with one label per row, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if not 0 < fit_fraction < 1 or x.shape[0] < 4:
+        raise ValueError("need 0 < fit_fraction < 1 and at least 4 rows")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(x.shape[0], generator=g)
+    x, y = x[perm], y[perm]
+    n_fit = max(2, int(round(x.shape[0] * fit_fraction)))
+    mu, sd = x[:n_fit].mean(0), x[:n_fit].std(0).clamp_min(1e-8)
+    x = (x - mu) / sd
+    classes, y = torch.unique(y, return_inverse=True)
+    w = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x[:n_fit] @ w + b, y[:n_fit]) + weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (x[n_fit:] @ w + b).argmax(-1)
+    return float((pred == y[n_fit:]).double().mean())

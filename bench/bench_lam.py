@@ -1,0 +1,244 @@
+"""How far is the latent action model from what the data allows? LAM-only training vs a supervised ceiling; JSON out.
+
+    PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST                 # cpu preset's LAM
+    PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST --set lam.vq.num_codes=8
+    PYTHONPATH=src python bench/bench_lam.py --model models/coinrun-cpu --eval-data TEST  # score a trained LAM
+
+Trains the preset's LAM alone for ``--steps`` steps on random short windows (``--seq-len``
+frames, default 3) of an episode store held in memory, then, on the held-out store, infers the
+latent action of every transition x_t -> x_{t+1} whose x_{t-1} is in the episode (at most
+``--eval-transitions`` of them) and reports, against CoinRun's 6 effective actions
+({left, none, right} x {jump, no jump}) and against the 15 raw Procgen actions:
+
+* ``nmi6`` / ``nmi15`` and ``purity6`` / ``purity15``, each with ``*_shuffled`` (the codes
+  permuted: what the metric reads by chance on this many transitions);
+* ``probe6``: held-out accuracy of a linear probe on the *continuous* (pre-quantiser) latent,
+  with ``majority6`` (always guessing the commonest action);
+* ``codes_used`` and ``max_code_share`` (the largest fraction of transitions one code takes);
+* ``mse`` against ``copy_mse`` (reconstruction of x_{t+1} against copying x_t, last 100 batches).
+
+``--ceiling`` (on by default) also trains the LAM's own inverse-dynamics encoder *supervised*
+on the true effective action, same windows, steps and batch: ``ceiling.acc6`` and
+``ceiling.nmi6`` bound what any latent action model with this encoder can recover, and
+``probe6_vs_ceiling`` = probe6 / ceiling.acc6 is the issue's "85 % of the ceiling" figure.
+The ceiling needs the conv LAM's encoder (``lam.arch = conv``).
+
+Measured on this project's 2-core machine (one thread each): see docs/experiments.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_lam_probe import apply_sets, camera_moves, parse_sets  # noqa: E402
+
+
+def load_store(path, max_episodes: int | None = None):
+    """All frames of a store in memory: frames (N, H, W, C) uint8, actions (N,) (-1 after an episode's
+    last frame), centres: every t whose x_{t-1} and x_{t+1} are in t's episode."""
+    from genieworld.data.store import EpisodeStore
+
+    st = EpisodeStore(path)
+    frames, acts, centres, n = [], [], [], 0
+    for i in range(st.num_episodes if max_episodes is None else min(max_episodes, st.num_episodes)):
+        f, a, _ = st.read_episode(i)
+        if len(f) < 3 or a is None:
+            continue
+        frames.append(f)
+        acts.append(np.concatenate([np.asarray(a, dtype=np.int64), [-1]]))
+        centres.append(np.arange(n + 1, n + len(f) - 1))
+        n += len(f)
+    if not frames:
+        raise SystemExit(f"{path}: no episode of 3 or more frames with recorded actions")
+    return np.concatenate(frames), np.concatenate(acts), np.concatenate(centres)
+
+
+def windows(frames: np.ndarray, centres: np.ndarray, seq_len: int) -> torch.Tensor:
+    """(B, seq_len, H, W, C) uint8 windows whose second frame is each centre (x_{t-1}, x_t, x_{t+1}, ...)."""
+    idx = centres[:, None] - 1 + np.arange(seq_len)[None]
+    return torch.from_numpy(frames[idx])
+
+
+def score(codes, latents, acts15, num_codes: int, seed: int, camera=None) -> dict:
+    from genieworld.data.coinrun import effective_action
+    from genieworld.eval.metrics import linear_probe_accuracy, nmi, purity
+
+    rng = np.random.default_rng(seed)
+    acts6 = effective_action(acts15)
+    sh = rng.permutation(codes)
+    counts = np.bincount(codes, minlength=num_codes)
+    out = {}
+    for name, y in (("6", acts6), ("15", acts15)):
+        out[f"nmi{name}"] = round(nmi(codes, y), 4)
+        out[f"nmi{name}_shuffled"] = round(nmi(sh, y), 4)
+        out[f"purity{name}"] = round(purity(codes, y), 4)
+        out[f"purity{name}_shuffled"] = round(purity(sh, y), 4)
+    # what the codes follow: the action's direction (left/none/right) and jump, and the camera's motion
+    out["nmi_direction"] = round(nmi(codes, acts6 // 2), 4)
+    out["nmi_jump"] = round(nmi(codes, acts6 % 2), 4)
+    if camera is not None:
+        out["nmi_camera_x"] = round(nmi(codes, camera[:, 0]), 4)
+        out["nmi_camera_y"] = round(nmi(codes, camera[:, 1]), 4)
+        out["nmi_camera_x_vs_direction"] = round(nmi(camera[:, 0], acts6 // 2), 4)
+    out["probe6"] = round(linear_probe_accuracy(latents, acts6, seed=seed), 4)
+    out["majority6"] = round(float(np.bincount(acts6).max() / len(acts6)), 4)
+    out["codes_used"] = int((counts > 0).sum())
+    out["max_code_share"] = round(float(counts.max() / counts.sum()), 4)
+    out["code_counts"] = counts.tolist()
+    return out
+
+
+@torch.no_grad()
+def infer(lam, frames, centres, batch: int = 256):
+    """Codes and continuous latents of the transition x_t -> x_{t+1} for every centre t (x_{t-1} in view)."""
+    lam.eval()
+    codes, lats = [], []
+    for i in range(0, len(centres), batch):
+        w = windows(frames, centres[i:i + batch], 3)
+        idx, _ = lam.encode_actions(w)
+        codes.append(idx[:, 1])
+        lats.append(lam.encode_latents(w)[:, 1].float())
+    lam.train()
+    return torch.cat(codes).numpy(), torch.cat(lats).numpy()
+
+
+def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed):
+    from genieworld.data.coinrun import effective_action
+    from genieworld.eval.metrics import nmi
+    from genieworld.lam_conv import InverseDynamics
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 1)
+    net = InverseDynamics(replace(cfg, vq=replace(cfg.vq, code_dim=6)))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+
+    def split(w):
+        x = (w.float() / 127.5 - 1).permute(0, 1, 4, 2, 3)
+        return x[:, 0], x[:, 1], x[:, 2]
+
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, step / 100)
+        t = centres[rng.integers(0, len(centres), batch)]
+        y = torch.from_numpy(effective_action(acts[t]))
+        loss = F.cross_entropy(net(*split(windows(frames, t, 3))), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(*split(windows(eval_frames, eval_centres[i:i + 256], 3))).argmax(-1)
+                          for i in range(0, len(eval_centres), 256)]).numpy()
+    y = effective_action(eval_acts[eval_centres])
+    return {"acc6": round(float((pred == y).mean()), 4), "nmi6": round(nmi(pred, y), 4),
+            "acc_direction": round(float((pred // 2 == y // 2).mean()), 4),
+            "acc_jump": round(float((pred % 2 == y % 2).mean()), 4), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="training store with recorded actions (not needed with --model)")
+    ap.add_argument("--eval-data", required=True, help="held-out store with recorded actions")
+    ap.add_argument("--model", help="score this trained LAM (a model dir, or a LAM folder) instead of training one")
+    ap.add_argument("--preset", default="cpu", help="preset (or .json) whose LAM is trained (default: cpu)")
+    ap.add_argument("--set", action="append", default=[], metavar="lam.KEY=VALUE",
+                    help="override a LAM setting, e.g. lam.vq.num_codes=8 or lam.conv.centre_weight=20 (repeatable)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--seq-len", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--eval-every", type=int, default=0, help="also score every N steps (default: only at the end)")
+    ap.add_argument("--eval-transitions", type=int, default=3000)
+    ap.add_argument("--max-episodes", type=int, help="read at most this many training episodes")
+    ap.add_argument("--no-ceiling", dest="ceiling", action="store_false", help="skip the supervised ceiling")
+    ap.add_argument("--save", help="write the trained LAM here (config.json + model.safetensors)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.model is None and args.data is None:
+        raise SystemExit("need --data (to train a LAM) or --model (to score one)")
+
+    from genieworld.config import LAMConfig, load_preset
+    from genieworld.lam import build_lam
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    ef, ea, ec = load_store(args.eval_data)
+    ec = ec[rng.permutation(len(ec))[: args.eval_transitions]]
+    cam = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])  # (n, 2) direction the picture moved
+    result: dict = {"bench": "lam", "eval_data": str(args.eval_data), "eval_transitions": int(len(ec))}
+
+    if args.model:
+        from genieworld.genie import load_component
+
+        p = Path(args.model)
+        lam_dir = p / "lam" if (p / "lam" / "config.json").exists() else p
+        lam = load_component(build_lam, LAMConfig, lam_dir)
+        codes, lats = infer(lam, ef, ec)
+        result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
+                       **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
+        print(json.dumps(result))
+        return 0
+
+    cfg = apply_sets(load_preset(args.preset).lam, parse_sets(args.set))
+    cfg = replace(cfg, max_frames=max(cfg.max_frames, args.seq_len))
+    fr, ac, ce = load_store(args.data, args.max_episodes)
+    lam = build_lam(cfg)
+    opt = torch.optim.AdamW(lam.parameters(), lr=args.lr, weight_decay=1e-4)
+    history, mse_l, copy_l = [], [], []
+    t0 = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, step / 100)
+        w = windows(fr, ce[rng.integers(0, len(ce), args.batch_size)], args.seq_len)
+        _, info = lam(w)
+        opt.zero_grad()
+        info["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(lam.parameters(), 1.0)
+        opt.step()
+        x = w.float() / 255
+        mse_l.append(float(info["mse"]))
+        copy_l.append(float(F.mse_loss(x[:, :-1], x[:, 1:])))
+        if step == args.steps or (args.eval_every and step % args.eval_every == 0):
+            codes, lats = infer(lam, ef, ec)
+            r = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
+                 "mse": round(float(np.mean(mse_l[-100:])), 5), "copy_mse": round(float(np.mean(copy_l[-100:])), 5),
+                 **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)}
+            history.append(r)
+            print(json.dumps(r), file=sys.stderr, flush=True)
+    if args.save:
+        from genieworld.genie import save_component
+
+        save_component(lam, lam.cfg, Path(args.save))
+    result.update({"data": str(args.data), "train_transitions": int(len(ce)), "steps": args.steps,
+                   "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "sets": args.set,
+                   "lam": {"arch": cfg.arch, "num_codes": cfg.vq.num_codes,
+                           "params": sum(p.numel() for p in lam.parameters())},
+                   **history[-1], "history": history[:-1]})
+    if args.ceiling:
+        if cfg.arch != "conv":
+            result["ceiling"] = None
+        else:
+            c = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
+            result["ceiling"] = c
+            result["probe6_vs_ceiling"] = round(result["probe6"] / max(c["acc6"], 1e-9), 4)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
