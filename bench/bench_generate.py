@@ -110,12 +110,12 @@ def time_dynamics(dyn, context: int, steps: int, use_cache: bool, device, frames
 def build_genie(preset, dyn_transformer: STConfig, device):
     from genieworld.dynamics import DynamicsModel
     from genieworld.genie import Genie
-    from genieworld.lam import LatentActionModel
+    from genieworld.lam import build_lam
     from genieworld.tokenizer import VideoTokenizer
 
     torch.manual_seed(0)
     tok = VideoTokenizer(preset.tokenizer)
-    lam = LatentActionModel(preset.lam)
+    lam = build_lam(preset.lam)
     dyn = DynamicsModel(replace(preset.dynamics, transformer=dyn_transformer))
     return Genie(tok, lam, dyn, preset.sampling).to(device)
 

@@ -219,7 +219,7 @@ class Genie(torch.nn.Module):
         """Load a model directory (or a training RUN folder holding RUN/model) and check its parts fit."""
         from genieworld.config import DynamicsConfig, LAMConfig, SamplingConfig, TokenizerConfig
         from genieworld.dynamics import DynamicsModel
-        from genieworld.lam import LatentActionModel
+        from genieworld.lam import build_lam
         from genieworld.tokenizer import VideoTokenizer
 
         root = resolve_model_dir(path)
@@ -233,7 +233,7 @@ class Genie(torch.nn.Module):
             sampling = from_dict(SamplingConfig, meta.get("sampling", {}), where=f"{GENIE_JSON}.sampling")
         except ConfigError as e:
             raise ModelDirError(str(e)) from None
-        classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (LatentActionModel, LAMConfig),
+        classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (build_lam, LAMConfig),
                    "dynamics": (DynamicsModel, DynamicsConfig)}
         cfgs = {name: load_config(cfg_cls, root / name) for name, (_, cfg_cls) in classes.items()}
         names = _read_action_names(root / ACTIONS_JSON, cfgs["lam"].vq.num_codes)

@@ -39,6 +39,24 @@ example:
 """
 
 
+LAM_HELP = """\
+Train the latent action model (LAM) on its own, before the dynamics model. It
+learns a small codebook of latent actions from pixels alone (ground-truth actions
+are never used) on short windows at a large batch (the preset's lam_train: 3
+frames, batch 32 for cpu). RUN/lam is then the frozen LAM that
+`genie train dynamics --lam RUN` trains the dynamics model against.
+
+The preset's lam.arch picks the model: "conv" (cpu preset; a convolutional
+inverse/forward-dynamics pair, see genieworld.lam_conv) or "transformer" (the
+paper's ST-transformer VQ-VAE). Resumes like the tokenizer.
+
+examples:
+  genie train lam --data data/coinrun --out runs/lam --preset cpu
+  genie train dynamics --data data/coinrun --tokenizer runs/tok --lam runs/lam --out runs/world --preset cpu
+  python bench/bench_lam.py --model runs/lam --eval-data data/coinrun-test   # NMI, probe vs the true actions
+"""
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="episode store folder (from `genie data ...`) or a uint8 .npy of clips (N,T,H,W,3)")
     p.add_argument("--out", required=True, help="run folder (created, or resumed when it already holds this run)")
@@ -67,11 +85,23 @@ def register(sub) -> None:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(pt)
     pt.set_defaults(func=run_tokenizer)
+    pl = tsub.add_parser("lam", help="train the latent action model on its own (then frozen for dynamics)",
+                         description=LAM_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(pl)
+    pl.set_defaults(func=run_lam)
     pd = tsub.add_parser("dynamics", help="co-train the latent action model and the dynamics model",
                          description=DYNAMICS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(pd)
     pd.add_argument("--tokenizer", required=True, help="a tokenizer run folder (RUN or RUN/tokenizer) from `genie train tokenizer`")
     pd.add_argument("--action-injection", choices=["add", "prepend"], help="how latent actions enter the dynamics model (default: add)")
+    pd.add_argument("--lam", help="a trained LAM (`genie train lam` RUN or RUN/lam): frozen, instead of co-training one")
+    pd.add_argument("--actions", choices=["lam", "true"], default="lam",
+                    help="lam: latent actions (default); true: the store's recorded actions (CoinRun: the 6 effective "
+                         "ones), the dynamics' own controllability ceiling (writes RUN/dynamics-true-actions, not a model)")
+    pd.add_argument("--no-cache", action="store_true",
+                    help="with --lam or --actions true: encode frames at every step instead of once into RUN/cache")
+    pd.add_argument("--eval-data", help="held-out store: log Delta_t PSNR on a few of its clips every --eval-every steps")
+    pd.add_argument("--eval-every", type=int, help="steps between quick controllability checks (default: from the preset)")
     pd.set_defaults(func=run_dynamics)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -135,6 +165,29 @@ def run_tokenizer(args) -> int:
     return _fit(task, loader, cfg, args, info, "tokenizer")
 
 
+def run_lam(args) -> int:
+    from genieworld.train.lam_task import LAMTask
+    from genieworld.train.trainer import dist_info
+    from genieworld.utils import seed_everything
+
+    preset = _load_preset(args.preset)
+    cfg = train_config_from_args(preset.lam_train, args)
+    if cfg.seq_len < 2:
+        raise UserError(f"--seq-len must be at least 2 for the LAM (one transition), got {cfg.seq_len}")
+    lam_cfg = replace(preset.lam, max_frames=max(preset.lam.max_frames, cfg.seq_len))
+    rank, world, _ = dist_info()
+    seed_everything(cfg.seed)
+    try:
+        task = LAMTask(lam_cfg)
+    except ValueError as e:
+        raise UserError(f"preset {preset.name}: {e}") from None
+    loader = _open_data(args, cfg, rank, world)
+    _check_resolution(loader, lam_cfg.image_size, args.data)
+    info = {"component": "lam", "preset": preset.name, "data": str(Path(args.data).resolve()),
+            "model_configs": task.model_configs(), "seed": cfg.seed}
+    return _fit(task, loader, cfg, args, info, "lam")
+
+
 def run_dynamics(args) -> int:
     from genieworld.train.dynamics_task import build_dynamics_task
     from genieworld.train.trainer import dist_info
@@ -142,18 +195,102 @@ def run_dynamics(args) -> int:
 
     preset = _load_preset(args.preset)
     cfg = train_config_from_args(preset.dynamics_train, args)
+    if args.eval_every is not None:
+        cfg = replace(cfg, eval_every=args.eval_every)
     rank, world, _ = dist_info()
     seed_everything(cfg.seed)
+    loader = _open_data(args, cfg, rank, world)
+    store = getattr(loader, "store", None)
+    effective, n_true = False, None
+    if args.actions == "true":
+        if store is None or not store.has_actions:
+            raise UserError(f"--actions true: --data {args.data} has no recorded actions")
+        effective, n_true = _true_action_space(store)
     try:
-        task = build_dynamics_task(preset, args.tokenizer, cfg.seq_len, action_injection=args.action_injection)
+        task = build_dynamics_task(preset, args.tokenizer, cfg.seq_len, action_injection=args.action_injection,
+                                   lam_path=args.lam, action_source=args.actions, num_true_actions=n_true)
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
-    loader = _open_data(args, cfg, rank, world)
     _check_resolution(loader, task.tokenizer.cfg.image_size, args.data)
-    task.data_provenance = _data_provenance(loader, args.data)
     info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
-    return _fit(task, loader, cfg, args, info, "model")
+    if task.lam_frozen:
+        from genieworld.train.token_cache import module_digest
+        from genieworld.train.trainer import RunMismatchError, check_run_info
+
+        info["lam"] = str(Path(args.lam).resolve())
+        info["lam_digest"] = module_digest(task.the_lam, task.the_lam.cfg)
+        try:  # before the cache is (re)built for a LAM this run was not trained with
+            check_run_info(Path(args.out), info)
+        except RunMismatchError as e:
+            raise UserError(str(e)) from None
+    if (task.lam_frozen or args.actions == "true") and not args.no_cache and store is not None:
+        loader = _cached_loader(task, store, cfg, rank, world, Path(args.out) / "cache", not args.no_progress)
+    if effective:
+        loader = _EffectiveActions(loader)
+    if args.eval_data:
+        from genieworld.data.store import EpisodeStore
+        from genieworld.eval.control import ControlCheck
+
+        try:
+            task.control_check = ControlCheck(EpisodeStore(args.eval_data), effective=effective)
+        except (ValueError, OSError) as e:
+            raise UserError(f"--eval-data {args.eval_data}: {e}") from None
+    task.data_provenance = _data_provenance(loader, args.data)
+    return _fit(task, loader, cfg, args, info, "dynamics-true-actions" if args.actions == "true" else "model")
+
+
+def _true_action_space(store) -> tuple[bool, int]:
+    """(map CoinRun's 15 actions to its 6 effective ones?, number of true actions)."""
+    from genieworld.data.coinrun import EFFECTIVE_ACTIONS
+
+    if store.extra.get("coinrun") is not None:
+        return True, len(EFFECTIVE_ACTIONS)
+    n = store.num_actions
+    if not n:
+        raise UserError(f"{store.path}: the store does not say how many actions it has")
+    return False, int(n)
+
+
+class _EffectiveActions:
+    """Wraps a loader: adds ``true_actions``, CoinRun's recorded actions as its 6 effective ones."""
+
+    def __init__(self, loader):
+        self.inner = loader
+        self.store = getattr(loader, "store", None)
+
+    def __iter__(self):
+        import torch
+
+        from genieworld.data.coinrun import effective_action
+
+        for batch in self.inner:
+            batch["true_actions"] = torch.from_numpy(effective_action(batch["actions"].numpy()))
+            yield batch
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state, *a, **kw):
+        return self.inner.load_state_dict(state, *a, **kw)
+
+
+def _cached_loader(task, store, cfg, rank, world, cache_dir: Path, progress: bool):
+    """Tokens and latent actions of ``store``, encoded once into ``cache_dir`` (rebuilt when stale)."""
+    from genieworld.train.token_cache import CachedWindowLoader, build_token_cache
+
+    if rank == 0:
+        cache = build_token_cache(cache_dir, store, task.tokenizer, task.the_lam, progress=progress)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if rank != 0:
+        from genieworld.train.token_cache import TokenCache
+
+        cache = TokenCache(cache_dir)
+    return CachedWindowLoader(store, cache, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=cfg.seed,
+                              rank=rank, world_size=world)
 
 
 def _fit(task, loader, cfg, args, info: dict, export_name: str) -> int:

@@ -100,6 +100,24 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
+#: run.json entries that must match for a run to resume (the frozen LAM by the digest of its weights)
+RUN_KEYS = ("component", "preset", "model_configs", "world_size", "fsdp", "lam_digest")
+
+
+def check_run_info(run: Path, run_info: dict) -> None:
+    """Raise :class:`RunMismatchError` when ``run`` already holds a run that differs in one of ``RUN_KEYS``."""
+    path = Path(run) / "run.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    for key in RUN_KEYS:
+        if key in old and key in run_info and old[key] != run_info[key]:
+            raise RunMismatchError(
+                f"{run} already holds a run with {key}={_short(old[key])}, but this run has "
+                f"{key}={_short(run_info[key])}. Use another --out folder, or the same settings to resume."
+            )
+
+
 class Trainer:
     def __init__(
         self,
@@ -181,18 +199,10 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _check_run_info(self) -> None:
-        path = self.run / "run.json"
-        if path.exists():
-            old = json.loads(path.read_text())
-            for key in ("component", "preset", "model_configs", "world_size", "fsdp"):
-                if key in old and key in self.run_info and old[key] != self.run_info[key]:
-                    raise RunMismatchError(
-                        f"{self.run} already holds a run with {key}={_short(old[key])}, but this run has "
-                        f"{key}={_short(self.run_info[key])}. Use another --out folder, or the same settings to resume."
-                    )
+        check_run_info(self.run, self.run_info)
         if self.rank == 0:
             self.run.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(self.run_info, indent=2, sort_keys=True, default=str) + "\n")
+            atomic_write_text(self.run / "run.json", json.dumps(self.run_info, indent=2, sort_keys=True, default=str) + "\n")
 
     def resume(self) -> bool:
         ck = latest_checkpoint(self.run)
@@ -271,6 +281,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:4]}, refresh=False)
+                if self.cfg.eval_every > 0 and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                    self._periodic_eval()
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save()
                 if self.stop_after is not None and steps_this_process >= self.stop_after:
@@ -297,6 +309,20 @@ class Trainer:
             dist.barrier()
             teardown_distributed()
         return self.last_logs
+
+    def _periodic_eval(self) -> None:
+        """The task's quick check (``periodic_eval``), on rank 0, with every RNG left as it was."""
+        fn = getattr(self.task, "periodic_eval", None)
+        if fn is None or self.rank != 0:
+            return
+        with torch.random.fork_rng(devices=[]):
+            scalars = fn(self.step)
+        if not scalars:
+            return
+        for k, v in scalars.items():
+            self.writer.add_scalar(f"control/{k}", v, self.step)
+        with open(self.run / "control.jsonl", "a") as f:
+            f.write(json.dumps({"step": self.step, **scalars}) + "\n")
 
     def _clip_grad_norm(self, max_norm: float):
         if not self._replicated:

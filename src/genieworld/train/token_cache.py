@@ -1,0 +1,182 @@
+"""Tokens and latent actions of a training store, computed once and kept on disk for dynamics training.
+
+With a frozen tokenizer and a frozen LAM, every dynamics step used to re-encode its frames
+with both.  The cache encodes each episode once and the dynamics step runs its transformer
+alone::
+
+    CACHE/
+      cache.json       {"version", "key": {store, tokenizer, lam fingerprints}, "frames", "tokens_per_frame", ...}
+      tokens.npy       (F, N) uint16    tokenizer ids of every frame of every episode, in store order
+      actions.npy      (F,)   int16     latent action of x_t -> x_{t+1} at row t; -1 at an episode's last frame
+
+The key holds a digest of the store's manifest (which names every shard and its checksum)
+and digests of the tokenizer's and the LAM's weights and configs: when any of them changes the
+cache is rebuilt, never silently reused.  A cache is written to ``CACHE.tmp`` and renamed
+into place when complete, so an interrupted build leaves no half cache (the next run starts
+it again).
+
+Tokens are encoded per episode in overlapping chunks: the tokenizer's temporal attention
+reaches ``num_layers * (max_frames - 1)`` frames back, so each chunk is preceded by that many
+frames of context whose outputs are dropped, and every frame sees the same past as in one
+pass over the whole episode.  Latent actions come from ``lam.encode_actions`` on chunks that
+overlap by two frames (the first transition of a later chunk, which lacks x_{t-1}, is
+dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genieworld.data.loader import WindowLoader
+from genieworld.data.store import EpisodeStore
+
+CACHE_VERSION = 1
+_CHUNK = 32  # frames encoded per tokenizer call (plus the context that precedes them)
+
+
+def module_digest(module: torch.nn.Module, cfg=None) -> str:
+    """sha256 over a module's state dict (names, dtypes, shapes, bytes) and its config."""
+    h = hashlib.sha256()
+    if cfg is not None:
+        from dataclasses import asdict
+
+        h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def store_digest(store: EpisodeStore) -> str:
+    return hashlib.sha256((Path(store.path) / "manifest.json").read_bytes()).hexdigest()
+
+
+def cache_key(store: EpisodeStore, tokenizer, lam) -> dict:
+    return {"store": store_digest(store), "tokenizer": module_digest(tokenizer, tokenizer.cfg),
+            "lam": module_digest(lam, lam.cfg)}
+
+
+@torch.no_grad()
+def encode_episode_tokens(tokenizer, frames_thwc: np.ndarray, device="cpu") -> np.ndarray:
+    """(T, N) token ids of one episode, each frame with the temporal context of a single full pass."""
+    reach = tokenizer.cfg.encoder.num_layers * (tokenizer.cfg.max_frames - 1)
+    out = []
+    for s in range(0, len(frames_thwc), _CHUNK):
+        lo = max(0, s - reach)
+        x = torch.from_numpy(frames_thwc[lo:s + _CHUNK]).to(device)[None]
+        out.append(tokenizer.encode(x)[0, s - lo:].cpu().numpy())
+    return np.concatenate(out).astype(np.uint16)
+
+
+@torch.no_grad()
+def encode_episode_actions(lam, frames_thwc: np.ndarray, device="cpu") -> np.ndarray:
+    """(T-1,) latent action ids of one episode's transitions."""
+    chunk = max(3, int(getattr(lam.cfg, "max_frames", 16)))
+    out, s = [], 0
+    while s < len(frames_thwc) - 1:
+        x = torch.from_numpy(frames_thwc[s:s + chunk]).to(device)[None]
+        idx = lam.encode_actions(x)[0][0].cpu().numpy()
+        out.append(idx if s == 0 else idx[1:])
+        s += chunk - 2
+    return np.concatenate(out)[: len(frames_thwc) - 1].astype(np.int16)
+
+
+class TokenCache:
+    """A finished cache folder, opened read-only (memory-mapped)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta = json.loads((self.path / "cache.json").read_text())
+        if meta.get("version") != CACHE_VERSION:
+            raise ValueError(f"{self.path}: cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
+        self.meta = meta
+        self.tokens = np.load(self.path / "tokens.npy", mmap_mode="r")
+        self.actions = np.load(self.path / "actions.npy", mmap_mode="r")
+        self.offsets = np.asarray(meta["offsets"], dtype=np.int64)
+
+    @property
+    def key(self) -> dict:
+        return self.meta["key"]
+
+
+def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool = True, device="cpu") -> TokenCache:
+    """Open the cache at ``path`` when its key matches (store, tokenizer, LAM), else (re)build it."""
+    path = Path(path)
+    key = cache_key(store, tokenizer, lam)
+    if (path / "cache.json").is_file():
+        try:
+            cache = TokenCache(path)
+            if cache.key == key and len(cache.offsets) == store.num_episodes + 1:
+                return cache
+        except (ValueError, OSError, KeyError, json.JSONDecodeError):
+            pass
+        print(f"[cache] {path}: made from another store, tokenizer or LAM; rebuilding", flush=True)
+    lengths = store.episode_lengths.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n_tok = tokenizer.cfg.tokens_per_frame
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint16, shape=(int(offsets[-1]), n_tok))
+    actions = np.lib.format.open_memmap(tmp / "actions.npy", mode="w+", dtype=np.int16, shape=(int(offsets[-1]),))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(offsets[-1]), desc="cache: tokens + latent actions", unit="frame", dynamic_ncols=True)
+    tokenizer.eval()
+    lam.eval()
+    for i in range(store.num_episodes):
+        frames = store.read_frames(i)
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        tokens[lo:hi] = encode_episode_tokens(tokenizer, frames, device)
+        actions[hi - 1] = -1
+        if hi - lo > 1:
+            actions[lo:hi - 1] = encode_episode_actions(lam, frames, device)
+        if bar is not None:
+            bar.update(hi - lo)
+    if bar is not None:
+        bar.close()
+    tokens.flush()
+    actions.flush()
+    del tokens, actions
+    meta = {"version": CACHE_VERSION, "key": key, "frames": int(offsets[-1]), "episodes": int(store.num_episodes),
+            "tokens_per_frame": n_tok, "num_actions": int(lam.num_actions), "offsets": offsets.tolist()}
+    (tmp / "cache.json").write_text(json.dumps(meta) + "\n")
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    return TokenCache(path)
+
+
+class CachedWindowLoader(WindowLoader):
+    """:class:`WindowLoader`'s window order (same seed -> same windows, same resume state), read from a
+    :class:`TokenCache`: batches hold ``tokens`` (B, T, N) long, ``latent_actions`` (B, T-1) long and the
+    store's ground-truth ``actions`` (B, T-1) (-1 where it has none) instead of frames."""
+
+    def __init__(self, store: EpisodeStore, cache: TokenCache, **kw):
+        super().__init__(store, **kw)
+        if len(cache.offsets) != store.num_episodes + 1:
+            raise ValueError(f"{cache.path} holds {len(cache.offsets) - 1} episodes, the store {store.num_episodes}")
+        self.cache = cache
+
+    def make_batch(self, k: int) -> dict:
+        eps, starts = self.batch_windows(k)
+        t = self.seq_len
+        rows = self.cache.offsets[eps][:, None] + starts[:, None] + np.arange(t)[None]  # (B, T)
+        tokens = torch.from_numpy(self.cache.tokens[rows.reshape(-1)].astype(np.int64)).reshape(len(eps), t, -1)
+        latent = torch.from_numpy(self.cache.actions[rows[:, :-1].reshape(-1)].astype(np.int64)).reshape(len(eps), t - 1)
+        actions = np.full((len(eps), t - 1), -1, dtype=np.int64)
+        for n, (e, s) in enumerate(zip(eps.tolist(), starts.tolist())):
+            a = self.store.read_actions(e, s, s + t - 1)
+            if a is not None:
+                actions[n, :len(a)] = a
+        return {"tokens": tokens, "latent_actions": latent, "actions": torch.from_numpy(actions),
+                "episode": torch.from_numpy(eps.astype(np.int64)), "start": torch.from_numpy(starts.astype(np.int64))}

@@ -1,0 +1,133 @@
+"""The separate LAM stage: `genie train lam`, then `genie train dynamics --lam` on a token cache, with the
+quick controllability check, and the ground-truth-action mode."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import micro_preset_dict, synthetic_store_dir, torch_threads  # noqa: F401
+
+from genieworld.cli import main
+from genieworld.config import LAMConfig
+from genieworld.data.loader import WindowLoader
+from genieworld.data.store import EpisodeStore
+from genieworld.genie import Genie, load_component
+from genieworld.lam import build_lam
+from genieworld.lam_conv import ConvLatentActionModel
+from genieworld.train.token_cache import (CachedWindowLoader, TokenCache, build_token_cache, encode_episode_actions,
+                                          encode_episode_tokens)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+def _conv_preset(tmp_path):
+    d = micro_preset_dict()
+    d["lam"].update(arch="conv", max_frames=8)
+    d["lam"]["conv"].update(channels=8, hidden=32, fdm_channels=8)
+    d["lam_train"].update(steps=4, batch_size=8, seq_len=3, warmup_steps=1, checkpoint_every=1000)
+    d["dynamics_train"].update(batch_size=2, seq_len=4, warmup_steps=1)
+    p = tmp_path / "conv-preset.json"
+    p.write_text(json.dumps(d))
+    return p
+
+
+@pytest.fixture
+def trained(tmp_path, synthetic_store_dir):
+    preset = _conv_preset(tmp_path)
+    common = ["--data", str(synthetic_store_dir), "--preset", str(preset), "--no-progress"]
+    assert main(["train", "tokenizer", "--out", str(tmp_path / "tok"), "--steps", "2", *common]) == 0
+    assert main(["train", "lam", "--out", str(tmp_path / "lam"), *common]) == 0
+    return tmp_path, preset, common
+
+
+def test_train_lam_exports_a_conv_lam_that_a_frozen_dynamics_run_uses_from_a_cache(trained, synthetic_store_dir):
+    tmp_path, preset, common = trained
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam" / "lam")
+    assert isinstance(lam, ConvLatentActionModel)
+    world = tmp_path / "world"
+    assert main(["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--lam", str(tmp_path / "lam"),
+                 "--out", str(world), "--steps", "3", "--eval-data", str(synthetic_store_dir), "--eval-every", "2",
+                 *common]) == 0
+    genie = Genie.from_pretrained(world / "model")
+    assert isinstance(genie.lam, ConvLatentActionModel)
+    # the exported LAM is the frozen one, unchanged by dynamics training
+    for k, v in lam.state_dict().items():
+        torch.testing.assert_close(genie.lam.state_dict()[k], v)
+    cache = TokenCache(world / "cache")
+    assert cache.meta["frames"] == EpisodeStore(synthetic_store_dir).num_frames
+    lines = [json.loads(x) for x in (world / "control.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [2, 3]
+    assert all(np.isfinite(x["delta_t_psnr"]) for x in lines)
+
+
+def test_cache_matches_direct_encoding_follows_the_loader_order_and_is_rebuilt_when_the_lam_changes(
+        trained, synthetic_store_dir, capsys):
+    tmp_path, _, _ = trained
+    from genieworld.config import TokenizerConfig
+    from genieworld.tokenizer import VideoTokenizer
+
+    tok = load_component(VideoTokenizer, TokenizerConfig, tmp_path / "tok" / "tokenizer")
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam" / "lam")
+    store = EpisodeStore(synthetic_store_dir)
+    cache = build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+    frames = store.read_frames(1)
+    # chunked encoding == one pass over the whole episode (the temporal band keeps chunks exact)
+    full = tok.encode(torch.from_numpy(frames)[None])[0].numpy()
+    np.testing.assert_array_equal(encode_episode_tokens(tok, frames), full)
+    lo = int(cache.offsets[1])
+    np.testing.assert_array_equal(cache.tokens[lo:lo + len(frames)], full)
+    acts = lam.encode_actions(torch.from_numpy(frames)[None])[0][0].numpy()
+    np.testing.assert_array_equal(encode_episode_actions(lam, frames), acts)
+    assert int(cache.actions[lo + len(frames) - 1]) == -1
+    # same windows as the frame loader with the same seed
+    plain = WindowLoader(store, seq_len=4, batch_size=3, seed=5)
+    cached = CachedWindowLoader(store, cache, seq_len=4, batch_size=3, seed=5)
+    for k in range(3):
+        a, b = plain.make_batch(k), cached.make_batch(k)
+        torch.testing.assert_close(a["episode"], b["episode"])
+        torch.testing.assert_close(a["actions"], b["actions"])
+        e, s = int(b["episode"][0]), int(b["start"][0])
+        want = cache.tokens[int(cache.offsets[e]) + s:int(cache.offsets[e]) + s + 4].astype(np.int64)
+        np.testing.assert_array_equal(b["tokens"][0].numpy(), want)
+    # reopened when nothing changed, rebuilt (and said so) when the LAM's weights change
+    capsys.readouterr()
+    build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+    assert "rebuilding" not in capsys.readouterr().out
+    with torch.no_grad():
+        lam.vq.codebook.add_(0.1)
+    build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+    assert "rebuilding" in capsys.readouterr().out
+    assert not (tmp_path / "cache.tmp").exists()
+
+
+def test_ground_truth_mode_trains_on_recorded_actions_and_writes_no_playable_model(trained, synthetic_store_dir):
+    tmp_path, _, common = trained
+    world = tmp_path / "world-true"
+    assert main(["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--actions", "true", "--out", str(world),
+                 "--steps", "2", "--eval-data", str(synthetic_store_dir), "--eval-every", "2", *common]) == 0
+    assert (world / "dynamics-true-actions" / "true_action_table.safetensors").is_file()
+    assert not (world / "model").exists()
+    line = json.loads((world / "control.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite(line["delta_t_psnr"])
+
+
+def test_resuming_with_another_lam_is_refused(trained, synthetic_store_dir, capsys):
+    tmp_path, _, common = trained
+    world = tmp_path / "world"
+    args = ["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--out", str(world), "--stop-after", "1",
+            "--steps", "3", *common]
+    assert main(args + ["--lam", str(tmp_path / "lam")]) == 0
+    assert main(args + ["--lam", str(tmp_path / "lam" / "lam")]) == 0  # the same LAM, named by its folder
+    assert main(["train", "lam", "--out", str(tmp_path / "lam2"), "--seed", "1", *common]) == 0
+    capsys.readouterr()
+    assert main(args + ["--lam", str(tmp_path / "lam2")]) == 2
+    assert "lam_digest" in capsys.readouterr().err
