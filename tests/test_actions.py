@@ -151,3 +151,14 @@ def test_genie_actions_name_without_labels(untrained_model_dir, synthetic_store_
     assert main(["actions", "name", str(model), "--data", str(tmp_path / "nope")]) == 2
     assert main(["actions", "name", str(tmp_path / "nomodel"), "--data", str(synthetic_store_dir)]) == 2
     assert main(["actions", "name", str(model), "--data", str(synthetic_store_dir), "--episodes", "0"]) == 2
+
+
+def test_coinrun_effective_names_get_arrows_space_and_wasd():
+    from genieworld.data.coinrun import EFFECTIVE_NAMES
+
+    km = default_key_map(list(EFFECTIVE_NAMES))
+    n = {name: i for i, name in enumerate(EFFECTIVE_NAMES)}
+    assert km["ArrowLeft"] == km["a"] == n["Left"] and km["ArrowRight"] == km["d"] == n["Right"]
+    assert km["ArrowUp"] == km[" "] == km["w"] == n["Jump"] and km["ArrowDown"] == km["s"] == n["Stay"]
+    assert km["q"] == n["Left+Jump"] and km["e"] == n["Right+Jump"]
+    assert set(km.values()) == set(range(6))

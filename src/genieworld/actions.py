@@ -151,7 +151,10 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
     ``q, w, e, r, ...``.  Keys are ``KeyboardEvent.key`` values; every action gets
     one key while keys last.
     """
-    special = {"LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "UP": "ArrowUp", "DOWN": "ArrowDown", "NOOP": " "}
+    special = {"LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "UP": "ArrowUp", "DOWN": "ArrowDown", "NOOP": " ",
+               # CoinRun's effective actions (genie actions name): arrows and space, and WASD + Q/E
+               "JUMP": "ArrowUp", "STAY": "ArrowDown", "LEFT+JUMP": "q", "RIGHT+JUMP": "e"}
+    extra = {"LEFT": "a", "RIGHT": "d", "JUMP": "w", "STAY": "s"}  # second keys, where free
     keymap: dict[str, int] = {}
     todo = []
     for i, name in enumerate(names):
@@ -163,6 +166,12 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
             keymap[key] = i
         else:
             todo.append(i)
+    for i, name in enumerate(names):
+        up = str(name).upper()
+        if up == "JUMP" and " " not in keymap:
+            keymap[" "] = i
+        if up in extra and extra[up] not in keymap:
+            keymap[extra[up]] = i
     rest = []
     for i in todo:
         if i < 10 and str(i) not in keymap:
@@ -325,16 +334,30 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     max_frames = getattr(getattr(getattr(genie, "lam", None), "cfg", None), "max_frames", None)
     if isinstance(max_frames, int) and max_frames >= 2:
         window = min(window, max_frames)
-    counts = cooccurrence_counts(genie, store, labelled, num_true, window=window, batch_size=batch_size,
-                                 progress=progress)
-    names, mapping = name_from_counts(counts, true_names)
+    raw_counts = cooccurrence_counts(genie, store, labelled, num_true, window=window, batch_size=batch_size,
+                                     progress=progress)
+    counts, names_of_true = raw_counts, list(true_names)
+    if true_names == PROCGEN_ACTION_NAMES and "coinrun" in (store.extra or {}):
+        # CoinRun's 15 buttons act as 6 actions: name latents in the game's own terms (Left, Jump, ...)
+        from genieworld.data.coinrun import EFFECTIVE_NAMES, effective_action
+
+        eff = effective_action(np.arange(num_true))
+        counts = np.zeros((raw_counts.shape[0], len(EFFECTIVE_NAMES)), dtype=np.int64)
+        for j in range(num_true):
+            counts[:, eff[j]] += raw_counts[:, j]
+        names_of_true = list(EFFECTIVE_NAMES)
+    names, mapping = name_from_counts(counts, names_of_true)
     data = {
         "names": names,
         "mapping": mapping,
         "source": {"data": str(Path(data_dir).resolve()), "store_source": store.source,
                    "episodes": len(labelled), "transitions": int(counts.sum()), "window": int(window),
-                   "true_action_names": list(true_names)},
+                   "true_action_names": names_of_true},
         "counts": counts.tolist(),
     }
+    if counts is not raw_counts:  # the names after the raw buttons, kept for reference
+        data["raw_names"] = name_from_counts(raw_counts, true_names)[0]
+        data["raw_true_action_names"] = list(true_names)
+        data["raw_counts"] = raw_counts.tolist()
     path = write_actions_json(model_dir, data)
     return {**data, "path": str(path)}
