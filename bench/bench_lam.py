@@ -3,6 +3,7 @@
     PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST                 # cpu preset's LAM
     PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST --set lam.vq.num_codes=8
     PYTHONPATH=src python bench/bench_lam.py --model models/coinrun-cpu --eval-data TEST  # score a trained LAM
+    PYTHONPATH=src python bench/bench_lam.py --model RUN/lam --eval-data TEST --data DATA --steps 4000  # + its ceiling
 
 Trains the preset's LAM alone for ``--steps`` steps on random short windows (``--seq-len``
 frames, default 3) of an episode store held in memory, then, on the held-out store, infers the
@@ -191,6 +192,11 @@ def main(argv=None) -> int:
         codes, lats = infer(lam, ef, ec)
         result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
                        **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
+        if args.ceiling and args.data and lam.cfg.arch == "conv":  # the ceiling of this LAM's encoder
+            fr, ac, ce = load_store(args.data, args.max_episodes)
+            c = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
+            result.update({"ceiling": c, "ceiling_steps": args.steps,
+                           "probe6_vs_ceiling": round(result["probe6"] / max(c["acc6"], 1e-9), 4)})
         print(json.dumps(result))
         return 0
 
