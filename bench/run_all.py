@@ -49,12 +49,16 @@ ARGS = {
         "cpu": ["--clips", "4", "--batch-sizes", "1,4"],
         "cuda": ["--device", "cuda"],
     },
+    "bench_dynamics_step.py": {
+        "cpu": ["--threads", "1", "--steps", "4"],
+        "cuda": ["--steps", "10"],
+    },
 }
 ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_fvd.py", "bench_play_load.py"]
 
 
 # Scripts that need a recorded dataset (--data) and minutes of training: run them by hand.
-BY_HAND = {"bench_lam_probe.py"}
+BY_HAND = {"bench_lam_probe.py", "bench_lam.py"}
 
 
 def discover() -> list[str]:

@@ -83,6 +83,8 @@ def register(sub) -> None:
     p.add_argument("--horizon", type=_positive, default=DEFAULT_HORIZON,
                    help=f"frames per clip including the 1-frame prompt (default {DEFAULT_HORIZON}; FVD needs >= 9)")
     p.add_argument("--no-fvd", action="store_true", help="skip FVD (the I3D pass is the slowest part on a CPU)")
+    p.add_argument("--grid-prompts", type=_positive, default=2,
+                   help="real prompts in the latent-action grid, each action repeated from each (default 2)")
     p.add_argument("--batch-size", type=_positive, default=8, help="clips per rollout batch (default 8)")
     p.add_argument("--maskgit-steps", type=_positive, help="override the model's MaskGIT steps per frame")
     p.add_argument("--temperature", type=float, help="override the model's sampling temperature")
@@ -132,7 +134,7 @@ def run_eval(args) -> int:
         overrides["temperature"] = args.temperature
     cfg = EvalConfig(episodes=args.episodes, clips_per_episode=args.clips_per_episode, horizon=args.horizon,
                      seed=args.seed, batch_size=args.batch_size, fvd=not args.no_fvd,
-                     sampling_overrides=overrides, progress=not args.no_progress)
+                     grid_prompts=args.grid_prompts, sampling_overrides=overrides, progress=not args.no_progress)
 
     def log(msg: str) -> None:
         print(f"genie: {msg}", file=sys.stderr, flush=True)

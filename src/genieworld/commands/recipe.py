@@ -180,7 +180,7 @@ def run_coinrun(args) -> int:
                                  *(["--lam", str(lam)] if separate_lam else []), "--eval-data", str(test), *quiet),
         "name-actions": lambda: _cli("actions", "name", str(model), "--data", str(train)),
         "eval": lambda: _cli("eval", str(model), "--data", str(test), "--out", str(out / "report"),
-                             "--episodes", str(args.eval_episodes), "--seed", str(s["seed"]),
+                             "--episodes", str(args.eval_episodes), "--seed", str(s["seed"]), "--grid-prompts", "4",
                              *(["--no-fvd"] if args.no_fvd else []), *quiet),
         "summary": lambda: _summary(out, st, preset),
     }
