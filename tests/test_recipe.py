@@ -13,7 +13,7 @@ from genieworld.genie import Genie
 
 ARGS = ["recipe", "coinrun", "--preset", "tiny", "--levels", "2", "--steps-per-level", "40", "--test-levels", "1",
         "--tokenizer-steps", "3", "--dynamics-steps", "3", "--eval-episodes", "1", "--no-fvd", "--no-progress"]
-STAGES = ["data-train", "data-test", "tokenizer", "dynamics", "name-actions", "eval", "summary"]
+STAGES = ["data-train", "data-test", "tokenizer", "lam", "dynamics", "name-actions", "eval", "summary"]
 
 
 def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, capsys):
@@ -90,6 +90,13 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
         return out
 
     cpu = flat(asdict(load_preset("cpu")))
-    old = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
-    changed = {k for k in cpu if cpu[k] != old.get(k)} - {"name"}
+    skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
+    skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
+    changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
     assert changed == {"lam.context_mask_rate", "lam.residual_decoder", "dynamics.tie_embeddings"}
+    # the frame-skip-4 model's preset: co-trained transformer LAM; the cpu preset trains a conv LAM first
+    changed = {k for k in cpu if cpu[k] != skip4.get(k)} - {"name"}
+    assert {k.split(".")[0] for k in changed} == {"lam", "lam_train", "dynamics_train"}
+    assert {k for k in changed if k.startswith("lam.")} == {"lam.arch"}
+    assert {k for k in changed if k.startswith("dynamics_train.")} == {"dynamics_train.eval_every"}
+    assert skip4["lam_train.steps"] == skip1["lam_train.steps"] == 0 and cpu["lam.arch"] == "conv"
