@@ -222,12 +222,51 @@ def test_page_info_prompts_and_headers(make_client):
     assert sorted(info["keymap"].values()) == [0, 1, 2, 3]
     prompts = c.get("/api/prompts").json()
     ids = [p["id"] for p in prompts["prompts"]]
-    assert ids[0] == "grey" and "data-0" in ids and prompts["default"] == "data-0"
+    assert ids[0] == "data-0" == prompts["default"] and ids[-1] == "grey"  # no MODEL/prompts here
     thumb = c.get("/api/prompts/data-0.png")
     assert thumb.status_code == 200 and png_array(thumb.content).shape == (64, 64, 3)
     assert c.get("/api/prompts/nope.png").status_code == 404
     assert c.get("/static/../server.py").status_code == 404
     assert c.get("/healthz").json()["ok"] is True
+
+
+def test_model_prompts_are_offered_first_and_safely(genie, untrained_model_dir, synthetic_store_dir, tmp_path):
+    """MODEL/prompts/*.png (written by genieworld.prompts.write_prompts) open the page; odd files are ignored."""
+    from genieworld.prompts import write_prompts
+
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+    paths = write_prompts(model, synthetic_store_dir, n=6, seed=0)
+    folder = model / "prompts"
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "grey.png").write_bytes(paths[0].read_bytes())          # reserved id
+    (folder / "bad name.png").write_bytes(paths[0].read_bytes())      # not a prompt file name
+    (folder / "big.png").write_bytes(b"\0" * ((1 << 20) + 1))
+    (tmp_path / "outside.png").write_bytes(paths[1].read_bytes())
+    os.symlink(tmp_path / "outside.png", folder / "link.png")         # never followed
+    with TestClient(create_app(genie, model_dir=model, config=PlayConfig())) as c:
+        _check_model_prompts(c, paths)
+
+
+def _check_model_prompts(c, paths):
+    listing = c.get("/api/prompts").json()
+    ids = [p["id"] for p in listing["prompts"]]
+    assert ids == [f"prompt-{k:02d}" for k in range(6)] + ["grey"] and listing["default"] == "prompt-00"
+    first = listing["prompts"][0]
+    assert first["kind"] == "model" and first["label"].startswith("episode ")
+    want = np.asarray(Image.open(paths[0]))
+    assert np.array_equal(png_array(c.get(first["thumbnail"]).content), want)
+    for bad in ("link", "broken", "bad%20name", "..%2Fgenie.json", "%2E%2E%2Fprompts%2Fprompt-00", "prompts"):
+        assert c.get(f"/api/prompts/{bad}.png").status_code == 404, bad
+    assert c.get("/api/info").json()["default_prompt"] == "prompt-00"
+    ws, hello, frame = open_ws(c, "?seed=1")
+    try:
+        assert hello["prompt"] == "prompt-00" and np.array_equal(frame, want)
+        ws.send_json({"type": "reset", "prompt": "prompt-03"})
+        meta, f3 = recv_frame(ws)
+        assert meta["prompt"] == "prompt-03" and np.array_equal(f3, np.asarray(Image.open(paths[3])))
+    finally:
+        ws.__exit__(None, None, None)
 
 
 # ------------------------------------------------------------------------------------------------ WebSocket

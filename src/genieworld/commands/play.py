@@ -10,15 +10,21 @@ from genieworld.errors import UserError
 
 PLAY_HELP = """\
 Play a trained world in your browser. Starts a small web server (FastAPI +
-uvicorn) and prints its address; open it, pick a starting frame (a held-out
-dataset frame with --data, the grey default, or an image you upload: PNG, JPEG,
-GIF, BMP, WebP, TIFF, resized like ingestion), and press keys: each key press
-sends one latent action and the model generates the next frame.
+uvicorn) and prints its address; open it, pick a starting frame, and press keys
+or the on-screen buttons: each press sends one latent action and the model
+generates the next frame.
 
-The page shows which key drives which action (names from MODEL/actions.json,
-written by `genie actions name`, else numbers); click a key to rebind it (kept
-in the browser). Reset starts again from the prompt; "mp4" / "GIF" download the
-frames since the last reset, encoded on the server.
+Starting frames: the page opens on the model's own prompt frames
+(MODEL/prompts/*.png, small held-out game frames written with the model; see
+genieworld.prompts), then frames of --data episodes, the neutral grey frame, or
+an image you upload (PNG, JPEG, GIF, BMP, WebP, TIFF, resized like ingestion).
+
+The page shows a button and a key for every action (names from
+MODEL/actions.json, written by `genie actions name`, else numbers); click a key
+in the table to rebind it (kept in the browser). Reset starts again from the
+prompt; "mp4" / "GIF" download the frames since the last reset, encoded on the
+server. The fps figure is the rate of frames over the last few seconds ("idle"
+when no key was pressed for a while).
 
 Frames stream over a WebSocket as PNG images. Keys pressed faster than the model
 generates are queued, at most 4 per session: when the queue is full a new key

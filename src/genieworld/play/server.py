@@ -8,8 +8,11 @@ HTTP
 ----
 ``GET /``                               the play page (``static/index.html``)
 ``GET /api/info``                       model facts, action names, default keys, limits
-``GET /api/prompts``                    prompt frames offered: ``grey``, ``data-K``, uploads
-``GET /api/prompts/{id}.png``           a prompt frame as PNG (thumbnails)
+``GET /api/prompts``                    prompt frames offered, the default first: the model's own
+                                        (``MODEL/prompts/NAME.png`` -> id ``NAME``), ``data-K``
+                                        (``--data``), ``grey``, then uploads
+``GET /api/prompts/{id}.png``           a prompt frame as PNG (thumbnails); ids are looked up in the
+                                        table above, never joined to a path
 ``POST /api/upload``                    body = the image file itself (``fetch(url, {body: file})``,
                                         ``curl --data-binary @shot.png``); any format Pillow reads
                                         among PNG/JPEG/GIF/BMP/WebP/TIFF/PPM; returns ``{"prompt": id}``
@@ -131,7 +134,7 @@ class UploadError(ValueError):
 class Prompt:
     id: str
     label: str
-    kind: str            # "grey" | "data" | "upload"
+    kind: str            # "model" | "data" | "grey" | "upload"
     frame: np.ndarray    # uint8 (H, W, 3) at the model's resolution
 
     def describe(self) -> dict:
@@ -244,6 +247,49 @@ def _load_data_prompts(data_dir, size: int, limit: int) -> list[Prompt]:
     return out
 
 
+MAX_PROMPT_FILE_BYTES = 1 << 20  # a 64x64 PNG is a few KB
+
+
+def _load_model_prompts(model_dir, size: int, limit: int) -> list[Prompt]:
+    """The frames in ``MODEL/prompts/*.png`` (:mod:`genieworld.prompts`), read once at start-up.
+
+    Only plain files (no symlinks) whose names match :data:`genieworld.prompts.PROMPT_FILE_RE`
+    are read, each at most 1 MiB, decoded like an upload; a prompt's id is its file name
+    without ``.png``.  Unreadable files are skipped with a warning.
+    """
+    import stat
+
+    from genieworld.prompts import PROMPT_FILE_RE, PROMPTS_DIR, read_prompt_labels
+
+    if model_dir is None or limit <= 0:
+        return []
+    folder = Path(model_dir) / PROMPTS_DIR
+    try:
+        names = sorted(name for name in (e.name for e in folder.iterdir()) if PROMPT_FILE_RE.match(name))
+    except OSError:  # no prompts/ folder: nothing to offer
+        return []
+    labels = read_prompt_labels(folder)
+    out = []
+    for name in names:
+        pid = name[:-4]
+        if pid == "grey" or pid.startswith(("data-", "upload-")):
+            log.warning("ignoring prompt %s: the name is reserved", name)
+            continue
+        path = folder / name
+        try:
+            st = path.lstat()
+            if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_PROMPT_FILE_BYTES:
+                raise UploadError(415, "not a plain file of at most 1 MiB")
+            frame, _ = decode_upload(path.read_bytes(), size, max_pixels=4_000_000)
+        except (OSError, UploadError) as e:
+            log.warning("ignoring prompt %s: %s", path, e)
+            continue
+        out.append(Prompt(pid, labels.get(name, pid), "model", frame))
+        if len(out) >= limit:
+            break
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # host / origin guard
 
@@ -328,14 +374,17 @@ class PlayState:
         self.pool: ThreadPoolExecutor | None = None  # made by start(), on the first request at the latest
         self.sessions = SessionManager(config.max_sessions, config.idle_timeout, on_evict=self._on_evict)
         grey = np.full((self.image_size, self.image_size, 3), GREY, dtype=np.uint8)
+        # offered in this order: the model's own prompt frames (MODEL/prompts/*.png), --data frames,
+        # the neutral grey frame; the first is the default
         self.prompts: "OrderedDict[str, Prompt]" = OrderedDict()
-        self.prompts["grey"] = Prompt("grey", "grey", "grey", grey)
+        self.model_prompts = _load_model_prompts(model_dir, self.image_size, config.max_prompts)
         self.data_prompts: list[Prompt] = []
         if data_dir is not None:
             self.data_prompts = _load_data_prompts(data_dir, self.image_size, config.max_prompts)
-            for p in self.data_prompts:
-                self.prompts[p.id] = p
-        self.default_prompt = self.data_prompts[0].id if self.data_prompts else "grey"
+        for p in self.model_prompts + self.data_prompts:
+            self.prompts[p.id] = p
+        self.prompts["grey"] = Prompt("grey", "grey", "grey", grey)
+        self.default_prompt = next(iter(self.prompts))
         self.uploads: "OrderedDict[str, Prompt]" = OrderedDict()
         self.encode_sem = self.upload_sem = None
         self.stats = {"frames": 0, "errors": 0, "connections": 0, "rejected_sessions": 0}
