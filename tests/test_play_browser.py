@@ -5,8 +5,11 @@ Needs /usr/bin/chromium (``bash scripts/install-system-deps.sh``); never ``playw
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
+import shutil
 import threading
 import time
 
@@ -28,18 +31,17 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def server(untrained_model_dir, synthetic_store_dir):
-    """The play app served by uvicorn on 127.0.0.1:<free port> in a thread (the model is untrained, so
-    every action visibly changes the frame)."""
+@contextlib.contextmanager
+def serving(model_dir, data_dir=None):
+    """The play app for ``model_dir`` served by uvicorn on 127.0.0.1:<free port> in a thread."""
     import uvicorn
 
     from genieworld.genie import Genie
     from genieworld.play.server import LOOPBACK_HOSTS, PlayConfig, bind_socket, create_app
 
-    genie = Genie.from_pretrained(untrained_model_dir)
+    genie = Genie.from_pretrained(model_dir)
     config = PlayConfig(allowed_hosts=LOOPBACK_HOSTS, max_sessions=4)
-    app = create_app(genie, model_dir=untrained_model_dir, data_dir=synthetic_store_dir, config=config)
+    app = create_app(genie, model_dir=model_dir, data_dir=data_dir, config=config)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=config.ws_max_size,
@@ -50,10 +52,19 @@ def server(untrained_model_dir, synthetic_store_dir):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield {"url": f"http://127.0.0.1:{port}/", "genie": genie, "app": app}
-    srv.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    try:
+        yield {"url": f"http://127.0.0.1:{port}/", "genie": genie, "app": app}
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@pytest.fixture
+def server(untrained_model_dir, synthetic_store_dir):
+    """The play app on the untrained model (every action visibly changes the frame), prompts from the store."""
+    with serving(untrained_model_dir, synthetic_store_dir) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -222,3 +233,136 @@ def test_browser_survives_hostile_messages(server, page):
     key0 = next(k for k, a in pg.evaluate("() => window.genie.info.keymap").items() if a == 0)
     pg.locator("#screen").focus()
     assert press_and_wait(pg, key0)["action"] == 0
+
+
+NAMES = ["Left", "Right", "Jump", "Stay"]  # CoinRun's effective names (genie actions name), 4 of the 6
+
+
+@pytest.fixture
+def prompt_server(untrained_model_dir, synthetic_store_dir, tmp_path):
+    """A model folder as shipped: named actions (actions.json) and prompt frames (prompts/*.png); no --data."""
+    from genieworld.prompts import write_prompts
+
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+    (model / "actions.json").write_text(json.dumps({"names": NAMES}))
+    paths = write_prompts(model, synthetic_store_dir, n=6, seed=0)
+    with serving(model) as srv:
+        srv["prompt_files"] = paths
+        yield srv
+
+
+def hud(pg) -> dict:
+    return pg.evaluate("""() => ({fps: document.getElementById('fps').textContent,
+        unitHidden: document.getElementById('fps-unit').hidden,
+        lag: document.getElementById('latency').textContent, state_fps: window.genie.fps,
+        idle: window.genie.idle})""")
+
+
+def test_play_opens_on_a_prompt_with_named_buttons_and_live_figures(prompt_server, page):
+    pg = page
+    genie = prompt_server["genie"]
+    pg.goto(prompt_server["url"])
+    pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
+    info = pg.evaluate("() => window.genie.info")
+    assert info["action_names"] == NAMES and info["prompt"] == "prompt-00"
+
+    # the first frame is the model's first prompt frame: a real frame, not a uniform one
+    first = np.asarray(Image.open(prompt_server["prompt_files"][0]))
+    shown = canvas_rgb(pg)
+    assert np.array_equal(shown, first) and shown.std() > 4 and len(np.unique(shown.reshape(-1, 3), axis=0)) > 1
+    # the gallery: the model's prompts first (the first selected), the neutral frame as a further option
+    pg.wait_for_function("() => document.querySelectorAll('#prompts img').length === 7")
+    kinds = pg.eval_on_selector_all("#prompts button", "bs => bs.map(b => b.dataset.kind)")
+    assert kinds == ["model"] * 6 + ["grey"]
+    assert pg.locator("#prompts button.selected").get_attribute("data-prompt") == "prompt-00"
+    assert pg.inner_text("#prompt-label").startswith("started from: episode ")
+    assert pg.locator("#upload").count() == 1
+    assert hud(pg)["fps"] == "idle"
+
+    # one named button per action, with its key; laid out as a pad (jump above, left/stay/right below)
+    buttons = pg.locator("#pad button.act")
+    assert buttons.count() == 4
+    assert [buttons.nth(i).locator(".name").inner_text() for i in range(4)] == NAMES
+    assert [buttons.nth(i).locator("kbd").inner_text() for i in range(4)] == ["\u2190", "\u2192", "\u2191", "\u2193"]
+    box = {n: buttons.nth(i).bounding_box() for i, n in enumerate(NAMES)}
+    assert box["Jump"]["y"] + box["Jump"]["height"] <= box["Stay"]["y"]
+    assert box["Left"]["x"] < box["Stay"]["x"] < box["Right"]["x"] and box["Left"]["y"] == box["Stay"]["y"]
+    assert min(b["height"] for b in box.values()) >= 40  # a thumb can hit them
+
+    # a click steps the world exactly like the key does
+    world = genie.world(first, seed=info["seed"])
+    expect = world.step(1)
+    for name, i in (("Left", 0), ("Right", 1), ("Jump", 2), ("Stay", 3)):
+        n = frames_drawn(pg)
+        pg.click(f"#pad button[data-action='{i}']")
+        pg.wait_for_function(f"() => window.genie.framesDrawn > {n}")
+        meta = pg.evaluate("() => window.genie.lastMeta")
+        assert meta["action"] == i and meta["name"] == name
+        assert pg.locator(f"#pad button[data-action='{i}']").get_attribute("class").split().count("active") == 1
+    reset_and_wait(pg)
+    n = frames_drawn(pg)
+    pg.click("#pad button[data-action='1']")
+    pg.wait_for_function(f"() => window.genie.framesDrawn > {n}")
+    assert np.array_equal(canvas_rgb(pg), expect)
+    reset_and_wait(pg)
+    assert press_and_wait(pg, "ArrowRight")["action"] == 1
+    assert np.array_equal(canvas_rgb(pg), expect)
+    assert pg.evaluate("() => window.genie.idle") is False
+
+    # holding a button repeats its action, one at a time (no flood of queued presses)
+    n = frames_drawn(pg)
+    pg.hover("#pad button[data-action='2']")
+    pg.mouse.down()
+    pg.wait_for_function(f"() => window.genie.framesDrawn >= {n + 4}")
+    pg.mouse.up()
+    metas = pg.evaluate(f"() => window.genie.metas.slice(-{4})")
+    assert all(m["action"] == 2 and m["pending"] == 0 for m in metas)
+    time.sleep(0.3)
+    settled = frames_drawn(pg)
+    time.sleep(0.4)
+    assert frames_drawn(pg) == settled, "frames kept coming after the button was released"
+
+    # honest live figures: 12 presses 200 ms apart give about 5 frames per second, the lag is shown
+    pg.evaluate("() => { window.genie.idleMs = 600; }")
+    pg.wait_for_function("() => window.genie.idle && document.getElementById('fps').textContent === 'idle'")
+    samples = pg.evaluate("""async () => {
+        const out = [];
+        for (let i = 0; i < 12; i++) {
+            document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowLeft', bubbles: true}));
+            await new Promise((r) => setTimeout(r, 200));
+            out.push([document.getElementById('fps').textContent, document.getElementById('latency').textContent,
+                      window.genie.lastMeta.index]);
+        }
+        return out;
+    }""")
+    fps = [float(f) for f, _, _ in samples]  # a number at every press: never "idle" or stuck while playing
+    assert all(f > 0 for f in fps) and len(set(fps)) > 2, samples
+    assert 3.0 <= fps[-1] <= 7.0, f"12 presses at 5 per second shown as {fps[-1]} fps"
+    lags = [float(lag) for _, lag, _ in samples]
+    assert all(0 <= lag < 2000 for lag in lags)
+    assert len({i for _, _, i in samples}) >= 10  # the frame index moved with every press
+    assert not hud(pg)["unitHidden"]
+    # and "idle", not 0.0, once nobody plays
+    pg.wait_for_function("() => document.getElementById('fps').textContent === 'idle'", timeout=5000)
+    assert hud(pg)["unitHidden"]
+
+    assert not pg.problems, pg.problems
+
+
+def test_buttons_work_on_a_touch_screen(prompt_server, page):
+    ctx = page.context.browser.new_context(has_touch=True, is_mobile=True, viewport={"width": 390, "height": 844})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(30_000)
+        pg.goto(prompt_server["url"])
+        pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
+        for i in (2, 0, 3):
+            n = frames_drawn(pg)
+            pg.tap(f"#pad button[data-action='{i}']")
+            pg.wait_for_function(f"() => window.genie.framesDrawn > {n}")
+            assert pg.evaluate("() => window.genie.lastMeta.action") == i
+        assert pg.evaluate("() => window.genie.framesDrawn") == 4  # one frame per tap, no double steps
+        assert pg.eval_on_selector("#pad button.act", "b => getComputedStyle(b).touchAction") == "manipulation"
+    finally:
+        ctx.close()

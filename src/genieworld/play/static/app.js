@@ -1,4 +1,4 @@
-// genieworld play page: WebSocket client, key bindings, prompts, uploads, downloads.
+// genieworld play page: WebSocket client, key bindings, action buttons, prompts, uploads, downloads.
 // Protocol: see genieworld/play/server.py. Each frame arrives as a JSON "frame" text
 // message followed by one binary message holding a PNG image.
 "use strict";
@@ -13,14 +13,18 @@
   const state = {
     session: null, info: null, ws: null, connected: false,
     framesReceived: 0, framesDrawn: 0, lastMeta: null, metas: [], errors: [],
-    fps: 0, actionKeys: [], prompt: null, prompts: [],
+    fps: 0, idle: true, actionKeys: [], prompt: null, prompts: [],
+    // live figures: fps = action frames over the last fpsWindowMs (at most since play resumed);
+    // "idle" once no key or button was pressed for idleMs and no frame came for a second
+    fpsWindowMs: 5000, idleMs: 3000, lastInput: -Infinity, activeSince: -Infinity, inputs: 0,
   };
   window.genie = state;
 
   let pendingMeta = null;
   let drawSeq = 0;
   let lastDrawn = 0;
-  const arrivals = [];
+  const arrivals = []; // performance.now() of recent action frames
+  let lastArrival = -Infinity;
   let remapping = null; // action index waiting for a key
   let statusTimer = null;
 
@@ -91,12 +95,103 @@
       tr.append(tdName, tdKey);
       body.appendChild(tr);
     });
+    renderPad();
   }
 
   function highlight(action) {
-    for (const tr of $("keys").querySelectorAll("tr[data-action]")) {
-      tr.classList.toggle("active", Number(tr.dataset.action) === action);
+    for (const el of document.querySelectorAll("#keys tr[data-action], #pad button[data-action]")) {
+      el.classList.toggle("active", Number(el.dataset.action) === action);
     }
+  }
+
+  // ---------------------------------------------------------------- on-screen buttons
+  // One button per action, showing its name and key. Laid out like a game pad when the names
+  // say where they go (Left / Stay / Right below, their jumps above, or arrows), else in a row.
+  function padCell(name) {
+    const up = String(name).toUpperCase().replace(/#\d+$/, "");
+    const col = /LEFT/.test(up) ? 1 : /RIGHT/.test(up) ? 3 : 2;
+    const row = /JUMP|UP/.test(up) ? 1 : 2;
+    return [row, col];
+  }
+
+  let hold = null; // {action, button, since, sentId, sentAt, pointer} while a button is held down
+  const HOLD_DELAY_MS = 300;
+
+  function press(action) {
+    noteInput();
+    flash(action);
+    if (!state.connected) { connect(); return null; }
+    const id = nextId;
+    return sendAction(action) ? id : null; // the id its frame will carry
+  }
+
+  function flash(action) {
+    const b = $("pad").querySelector(`button[data-action="${action}"]`);
+    if (!b) return;
+    b.classList.add("down");
+    clearTimeout(b._flash);
+    b._flash = setTimeout(() => { if (!hold || hold.button !== b) b.classList.remove("down"); }, 150);
+  }
+
+  function endHold() {
+    if (!hold) return;
+    hold.button.classList.remove("down");
+    hold = null;
+  }
+
+  // holding a button repeats its action, one press per frame (the next once the last one's frame is back)
+  setInterval(() => {
+    const now = performance.now();
+    if (!hold || now - hold.since < HOLD_DELAY_MS) return;
+    const m = state.lastMeta;
+    const back = m && typeof m.id === "number" && m.id >= hold.sentId;
+    if (hold.sentId != null && !back && now - hold.sentAt < 2000) return; // (a lost reply: go on after 2 s)
+    hold.sentId = press(hold.action);
+    hold.sentAt = now;
+  }, 40);
+
+  function renderPad() {
+    const pad = $("pad");
+    pad.textContent = "";
+    const names = state.info.action_names;
+    const cells = names.map(padCell);
+    const grid = new Set(cells.map(([r, c]) => `${r},${c}`)).size === names.length;
+    pad.classList.toggle("grid", grid);
+    names.forEach((name, i) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "act";
+      b.dataset.action = String(i);
+      const label = name === String(i) ? `action ${i}` : name;
+      const key = keyLabel(state.actionKeys[i]);
+      b.title = `${label} (key ${key})`;
+      b.setAttribute("aria-label", b.title);
+      if (grid) { b.style.gridRow = String(cells[i][0]); b.style.gridColumn = String(cells[i][1]); }
+      const span = document.createElement("span");
+      span.className = "name";
+      span.textContent = label;
+      const kbd = document.createElement("kbd");
+      kbd.textContent = key;
+      b.append(span, kbd);
+      b.addEventListener("pointerdown", (e) => {
+        if (e.pointerType === "mouse" && e.button !== 0) return;
+        e.preventDefault(); // no text selection, no focus theft from the picture
+        endHold();
+        hold = { action: i, button: b, since: performance.now(), sentId: null, sentAt: performance.now(),
+                 pointer: e.pointerId };
+        b.classList.add("down");
+        try { b.setPointerCapture(e.pointerId); } catch (err) { /* synthetic events */ }
+        hold.sentId = press(i);
+      });
+      for (const ev of ["pointerup", "pointercancel", "lostpointercapture"]) {
+        b.addEventListener(ev, (e) => { if (hold && hold.button === b && hold.pointer === e.pointerId) endHold(); });
+      }
+      // Enter / Space on a focused button (keyboard users, screen readers): a click without a pointer
+      b.addEventListener("click", (e) => { if (e.detail === 0) press(i); });
+      b.addEventListener("contextmenu", (e) => e.preventDefault()); // long press on touch screens
+      pad.appendChild(b);
+    });
+    if (state.lastMeta && state.lastMeta.action != null) highlight(state.lastMeta.action);
   }
 
   document.addEventListener("keydown", (e) => {
@@ -118,9 +213,10 @@
     const action = state.actionKeys.indexOf(normKey(e.key));
     if (action < 0) return;
     e.preventDefault();
-    if (!state.connected) { connect(); return; }
-    sendAction(action);
+    press(action);
   });
+
+  window.addEventListener("blur", endHold);
 
   $("keys-default").addEventListener("click", () => {
     state.actionKeys = defaultActionKeys();
@@ -188,7 +284,7 @@
       if (first || state.actionKeys.length !== msg.num_actions) loadActionKeys();
       renderKeys();
       loadPrompts();
-      setStatus(msg.resumed ? "resumed your session" : "connected: press a key to act", false);
+      setStatus(msg.resumed ? "resumed your session" : "connected: press a key or a button to act", false);
     } else if (msg.type === "frame") {
       pendingMeta = msg;
     } else if (msg.type === "error") {
@@ -206,11 +302,11 @@
     state.metas.push(meta);
     if (state.metas.length > 200) state.metas.shift();
     const seq = ++drawSeq;
-    const now = performance.now();
-    arrivals.push(now);
-    while (arrivals.length && now - arrivals[0] > 2000) arrivals.shift();
-    const span = arrivals.length > 1 ? (arrivals[arrivals.length - 1] - arrivals[0]) / 1000 : 0;
-    state.fps = span > 0 ? (arrivals.length - 1) / span : 0;
+    if (meta.action != null) {
+      lastArrival = performance.now();
+      arrivals.push(lastArrival);
+    }
+    updateFps();
     createImageBitmap(new Blob([buf], { type: "image/png" })).then((bmp) => {
       if (seq < lastDrawn) { bmp.close(); return; } // an older frame decoded late
       lastDrawn = seq;
@@ -223,8 +319,35 @@
     }).catch(() => setStatus("could not decode a frame", true));
   }
 
+  function noteInput() {
+    const now = performance.now();
+    if (state.idle) state.activeSince = now; // play (re)starts: rate over the time since
+    state.lastInput = now;
+    state.inputs += 1;
+    state.idle = false;
+    showFps();
+  }
+
+  // the rate of recent action frames: those of the last fpsWindowMs, over the time they span up to
+  // now (so it falls when frames stop coming), counted from when play resumed (no idle time inside)
+  function updateFps() {
+    const now = performance.now();
+    while (arrivals.length && now - arrivals[0] > state.fpsWindowMs) arrivals.shift();
+    const since = Math.max(now - state.fpsWindowMs, state.activeSince);
+    const span = Math.max(now - since, 500) / 1000;
+    state.fps = arrivals.filter((t) => t >= since).length / span;
+    state.idle = now - state.lastInput > state.idleMs && now - lastArrival > 1000;
+    showFps();
+  }
+
+  function showFps() {
+    $("fps").textContent = state.idle ? "idle" : state.fps.toFixed(1);
+    $("fps-unit").hidden = state.idle;
+    $("hud").classList.toggle("idle", state.idle);
+  }
+
   function updateHud(meta) {
-    $("fps").textContent = state.fps.toFixed(1);
+    updateFps();
     $("frame-index").textContent = meta.index ?? "\u2013";
     $("gen-ms").textContent = meta.gen_ms != null ? meta.gen_ms.toFixed(0) : "\u2013";
     $("latency").textContent = meta.latency_ms != null ? meta.latency_ms.toFixed(0) : "\u2013";
@@ -234,12 +357,7 @@
     if (meta.action != null) highlight(meta.action);
     if (meta.reset && meta.prompt) { state.prompt = meta.prompt; markPrompt(); }
   }
-  // fps decays to 0 when nothing arrives
-  setInterval(() => {
-    const now = performance.now();
-    while (arrivals.length && now - arrivals[0] > 2000) arrivals.shift();
-    if (arrivals.length < 2) { state.fps = 0; $("fps").textContent = "0.0"; }
-  }, 500);
+  setInterval(updateFps, 250); // the rate falls, then says "idle", when nothing comes
 
   // ---------------------------------------------------------------- prompts, upload, reset
   async function loadPrompts() {
@@ -252,11 +370,13 @@
       for (const p of data.prompts) {
         const b = document.createElement("button");
         b.type = "button";
-        b.title = p.label;
+        const label = p.kind === "grey" ? "neutral grey frame" : p.label;
+        b.title = label;
         b.dataset.prompt = p.id;
+        b.dataset.kind = p.kind;
         const img = document.createElement("img");
         img.src = p.thumbnail;
-        img.alt = p.label;
+        img.alt = label;
         b.appendChild(img);
         b.addEventListener("click", () => { state.prompt = p.id; markPrompt(); sendReset(p.id); canvas.focus(); });
         box.appendChild(b);
@@ -268,9 +388,14 @@
   }
 
   function markPrompt() {
+    let label = "";
     for (const b of $("prompts").querySelectorAll("button")) {
-      b.classList.toggle("selected", b.dataset.prompt === state.prompt);
+      const on = b.dataset.prompt === state.prompt;
+      b.classList.toggle("selected", on);
+      b.setAttribute("aria-pressed", String(on));
+      if (on) label = b.title;
     }
+    $("prompt-label").textContent = label ? `started from: ${label}` : "";
   }
 
   $("reset").addEventListener("click", () => { sendReset(state.prompt); canvas.focus(); });
