@@ -4,6 +4,7 @@ folder holding other settings is refused by name."""
 from __future__ import annotations
 
 import json
+import os
 
 from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
 
@@ -31,7 +32,12 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     assert not [w for w in metrics["warnings"] if "frame skip" in w]  # test data recorded like the training data
     # the model records what it was trained on, so prompts and test data can be recorded the same way
     assert genie.provenance["frame_skip"] == 2
-    assert genie.provenance["data"] == str((out / "data" / "train").resolve())
+    # ... by paths relative to the model directory and content digests, never this machine's absolute paths
+    model_dir = (out / "world" / "model").resolve()
+    assert os.path.normpath(model_dir / genie.provenance["data"]) == str((out / "data" / "train").resolve())
+    assert os.path.normpath(model_dir / genie.provenance["tokenizer"]) == str((out / "tokenizer" / "tokenizer").resolve())
+    assert str(tmp_path) not in (out / "world" / "model" / "genie.json").read_text()
+    assert len(genie.provenance["data_manifest_sha256"]) == 64
     capsys.readouterr()
 
     # a rerun skips everything

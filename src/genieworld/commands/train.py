@@ -316,6 +316,14 @@ def _data_provenance(loader, data) -> dict:
     skip = frame_skip_of(store) if store is not None else None
     if skip is not None:
         prov["frame_skip"] = skip
+    if store is not None:
+        from genieworld.train.token_cache import store_digest
+
+        prov["data_manifest_sha256"] = store_digest(store)
+        coinrun = store.extra.get("coinrun")
+        if isinstance(coinrun, dict):  # how the data was recorded, so prompts can be recorded the same way
+            prov["coinrun"] = {k: coinrun[k] for k in ("distribution_mode", "policy_name", "hold", "backgrounds")
+                               if k in coinrun}
     return prov
 
 

@@ -304,13 +304,16 @@ def training_data_paths(model_dir: str | os.PathLike) -> list[str]:
     model_dir = Path(model_dir)
     found: list[str] = []
     tok_runs: list[str] = []
-    for meta in (_read_json(model_dir / "genie.json"), _read_json(model_dir.parent / "run.json")):
+    for meta, base in ((_read_json(model_dir / "genie.json"), model_dir), (_read_json(model_dir.parent / "run.json"), None)):
         if not isinstance(meta, dict):
             continue
-        found += _find_data_strings(meta)
+        # genie.json records folders relative to the model directory
+        found += [p if base is None or os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+                  for p in _find_data_strings(meta)]
         for holder in (meta, meta.get("provenance")):
             if isinstance(holder, dict) and isinstance(holder.get("tokenizer"), str):
-                tok_runs.append(holder["tokenizer"])
+                tok = holder["tokenizer"]
+                tok_runs.append(tok if base is None or os.path.isabs(tok) else os.path.normpath(os.path.join(base, tok)))
     for tok in tok_runs:
         for cand in (Path(tok) / "run.json", Path(tok).parent / "run.json"):
             r2 = _read_json(cand)

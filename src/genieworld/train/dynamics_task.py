@@ -186,10 +186,22 @@ class DynamicsTask(TrainTask):
             save_component(self.dynamics, self.dynamics.cfg, out)
             save_tensors({"true_action_table": self.true_action_table}, out / "true_action_table.safetensors")
             return
-        prov = {"tokenizer": self.tokenizer_source} if self.tokenizer_source else {}
-        prov.update(self.data_provenance)
-        save_model_dir(Path(run_dir) / "model", self.tokenizer, self.the_lam, self.dynamics, self.sampling,
-                       provenance=prov)
+        out = Path(run_dir) / "model"
+        save_model_dir(out, self.tokenizer, self.the_lam, self.dynamics, self.sampling,
+                       provenance=relative_provenance(out, self.tokenizer_source, self.data_provenance))
+
+
+def relative_provenance(model_dir: Path, tokenizer_source: str | None, data_provenance: dict) -> dict:
+    """What a model was made from, for its genie.json: folders as paths relative to the model
+    directory (never the absolute paths of the machine that trained it), plus content digests."""
+    import os
+
+    prov = dict(data_provenance)
+    if tokenizer_source:
+        prov["tokenizer"] = os.path.relpath(tokenizer_source, model_dir.resolve())
+    if isinstance(prov.get("data"), str) and os.path.isabs(prov["data"]):
+        prov["data"] = os.path.relpath(prov["data"], model_dir.resolve())
+    return prov
 
 
 def resolve_lam_dir(path) -> Path:
