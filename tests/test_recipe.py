@@ -14,7 +14,7 @@ from genieworld.genie import Genie
 
 ARGS = ["recipe", "coinrun", "--preset", "tiny", "--levels", "2", "--steps-per-level", "40", "--test-levels", "1",
         "--tokenizer-steps", "3", "--dynamics-steps", "3", "--eval-episodes", "1", "--no-fvd", "--no-progress"]
-STAGES = ["data-train", "data-test", "tokenizer", "lam", "dynamics", "name-actions", "eval", "summary"]
+STAGES = ["data-train", "data-test", "tokenizer", "lam", "dynamics", "name-actions", "prompts", "eval", "summary"]
 
 
 def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, capsys):
@@ -38,6 +38,7 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     assert os.path.normpath(model_dir / genie.provenance["tokenizer"]) == str((out / "tokenizer" / "tokenizer").resolve())
     assert str(tmp_path) not in (out / "world" / "model" / "genie.json").read_text()
     assert len(genie.provenance["data_manifest_sha256"]) == 64
+    assert len(list((out / "world" / "model" / "prompts").glob("prompt-*.png"))) >= 1  # play opens on a real frame
     capsys.readouterr()
 
     # a rerun skips everything

@@ -21,8 +21,9 @@ From nothing to a playable, evaluated CoinRun world (paper Appendix F), by one c
   5. dynamics     genie train dynamics --lam (frozen LAM, tokens and latent actions cached once);
                   Delta_t PSNR on a few held-out clips is logged as it trains (RUN/control.jsonl)
   6. name-actions genie actions name (latent -> real action, from the recorded ground truth)
-  7. eval         genie eval on the held-out levels -> OUT/report (metrics.json, report.md, pictures)
-  8. summary      OUT/results.json: data size, parameter counts, time per stage, hardware, headline metrics
+  7. prompts      8 held-out frames into MODEL/prompts/, so `genie play MODEL` opens on a real game frame
+  8. eval         genie eval on the held-out levels -> OUT/report (metrics.json, report.md, pictures)
+  9. summary      OUT/results.json: data size, parameter counts, time per stage, hardware, headline metrics
 
 Each stage records its completion in OUT/recipe.json; run the same command again after an
 interruption and it continues at the stage it reached (the training stages resume from their
@@ -56,7 +57,7 @@ DEFAULT_FRAME_SKIP = {"tiny": 1, "cpu": 4, "coinrun-paper": 1}
 DEFAULT_POLICY = {"tiny": "uniform", "cpu": "hold", "coinrun-paper": "uniform"}
 DEFAULT_BACKGROUNDS = {"tiny": True, "cpu": False, "coinrun-paper": True}
 TEST_START_LEVEL = 100_000
-STAGES = ("data-train", "data-test", "tokenizer", "lam", "dynamics", "name-actions", "eval", "summary")
+STAGES = ("data-train", "data-test", "tokenizer", "lam", "dynamics", "name-actions", "prompts", "eval", "summary")
 
 
 def register(sub) -> None:
@@ -179,6 +180,7 @@ def run_coinrun(args) -> int:
                                  "--preset", args.preset, "--steps", str(s["dynamics_steps"]), "--seed", str(s["seed"]),
                                  *(["--lam", str(lam)] if separate_lam else []), "--eval-data", str(test), *quiet),
         "name-actions": lambda: _cli("actions", "name", str(model), "--data", str(train)),
+        "prompts": lambda: _prompts(model, test, s["seed"]),
         "eval": lambda: _cli("eval", str(model), "--data", str(test), "--out", str(out / "report"),
                              "--episodes", str(args.eval_episodes), "--seed", str(s["seed"]), "--grid-prompts", "4",
                              *(["--no-fvd"] if args.no_fvd else []), *quiet),
@@ -194,6 +196,13 @@ def run_coinrun(args) -> int:
     print(f"[recipe] finished. model: {model}\n[recipe] report: {out / 'report' / 'report.md'}\n"
           f"[recipe] results: {out / 'results.json'}\n[recipe] play it: genie play {model}", flush=True)
     return 0
+
+
+def _prompts(model: Path, test: Path, seed: int) -> None:
+    from genieworld.prompts import write_prompts
+
+    files = write_prompts(model, test, n=8, seed=seed)
+    print(f"[recipe] prompts: {len(files)} held-out frames in {model / 'prompts'}", flush=True)
 
 
 def _copy_tokenizer(src, tok_run: Path) -> None:
