@@ -83,6 +83,8 @@ def test_cache_matches_direct_encoding_follows_the_loader_order_and_is_rebuilt_w
     # chunked encoding == one pass over the whole episode (the temporal band keeps chunks exact)
     full = tok.encode(torch.from_numpy(frames)[None])[0].numpy()
     np.testing.assert_array_equal(encode_episode_tokens(tok, frames), full)
+    for chunk in (3, 8, 13):  # chunk boundaries inside the episode: each chunk gets its preceding context
+        np.testing.assert_array_equal(encode_episode_tokens(tok, frames, chunk=chunk), full)
     lo = int(cache.offsets[1])
     np.testing.assert_array_equal(cache.tokens[lo:lo + len(frames)], full)
     acts = lam.encode_actions(torch.from_numpy(frames)[None])[0][0].numpy()

@@ -38,7 +38,7 @@ from genieworld.data.loader import WindowLoader
 from genieworld.data.store import EpisodeStore
 
 CACHE_VERSION = 1
-_CHUNK = 32  # frames encoded per tokenizer call (plus the context that precedes them)
+_CHUNK = 64  # frames encoded per tokenizer call (plus the context that precedes them)
 
 
 def module_digest(module: torch.nn.Module, cfg=None) -> str:
@@ -65,13 +65,13 @@ def cache_key(store: EpisodeStore, tokenizer, lam) -> dict:
 
 
 @torch.no_grad()
-def encode_episode_tokens(tokenizer, frames_thwc: np.ndarray, device="cpu") -> np.ndarray:
+def encode_episode_tokens(tokenizer, frames_thwc: np.ndarray, device="cpu", chunk: int = _CHUNK) -> np.ndarray:
     """(T, N) token ids of one episode, each frame with the temporal context of a single full pass."""
     reach = tokenizer.cfg.encoder.num_layers * (tokenizer.cfg.max_frames - 1)
     out = []
-    for s in range(0, len(frames_thwc), _CHUNK):
+    for s in range(0, len(frames_thwc), chunk):
         lo = max(0, s - reach)
-        x = torch.from_numpy(frames_thwc[lo:s + _CHUNK]).to(device)[None]
+        x = torch.from_numpy(frames_thwc[lo:s + chunk]).to(device)[None]
         out.append(tokenizer.encode(x)[0, s - lo:].cpu().numpy())
     return np.concatenate(out).astype(np.uint16)
 
