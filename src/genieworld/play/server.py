@@ -51,10 +51,11 @@ bucket: 50/s, bursts of 100; one ``rate_limited`` reply per second at most), upl
 size (8 MiB, checked before and while reading), image size (25 megapixels, checked
 from the header before decoding), uploads kept (32, least recent dropped), frames
 kept per session for recordings (1000, oldest dropped), concurrent uploads /
-recording encodes (2 each).  Generation, image decoding and video encoding run in
-a thread pool, never on the event loop; each session's world is guarded by its
-own lock.  Host and Origin headers are checked (DNS rebinding / cross-site
-WebSocket use): with a loopback bind only ``127.0.0.1``, ``localhost`` and
+recording encodes (2 each), time to send a request's headers (10 s, then 408) and
+connections per client address (32, then 429; :mod:`genieworld.play.limits`).
+Generation, image decoding and video encoding run in a thread pool, never on the
+event loop; each session's world is guarded by its own lock.  Host and Origin
+headers are checked (DNS rebinding / cross-site WebSocket use): with a loopback bind only ``127.0.0.1``, ``localhost`` and
 ``::1`` are accepted as Host, and a WebSocket's Origin, when sent, must name the
 same host and port as its Host header.
 """
@@ -116,6 +117,9 @@ class PlayConfig:
     recording_fps: float = 10.0
     recording_scale: int = 4
     allowed_hosts: tuple[str, ...] | None = None  # None: any Host header (the CLI sets loopback names)
+    # slow clients (genieworld.play.limits): seconds to deliver a request's headers, connections per address
+    header_timeout: float = 10.0
+    max_connections_per_client: int = 32
 
     def public(self) -> dict:
         keep = ("max_sessions", "idle_timeout", "max_pending", "max_message_bytes", "rate", "burst",
@@ -916,12 +920,22 @@ def bind_socket(host: str, port: int):
     return sock
 
 
+def uvicorn_config(app, config: PlayConfig, log_level: str = "warning"):
+    """The ``uvicorn.Config`` :func:`serve` runs ``app`` with (its HTTP protocol bounds slow clients:
+    :mod:`genieworld.play.limits`)."""
+    import uvicorn
+
+    from genieworld.play.limits import guarded_http_protocol
+
+    return uvicorn.Config(app, log_level=log_level, ws_max_size=config.ws_max_size, ws_per_message_deflate=False,
+                          ws_ping_interval=20.0, ws_ping_timeout=20.0,
+                          limit_concurrency=max(64, 4 * config.max_sessions + 32), timeout_graceful_shutdown=3,
+                          http=guarded_http_protocol(config.header_timeout, config.max_connections_per_client),
+                          server_header=False, access_log=log_level in ("info", "debug"))
+
+
 def serve(app, sock, config: PlayConfig, log_level: str = "warning") -> None:
     """Run ``app`` on an already bound socket with uvicorn until Ctrl-C."""
     import uvicorn
 
-    ucfg = uvicorn.Config(app, log_level=log_level, ws_max_size=config.ws_max_size, ws_per_message_deflate=False,
-                          ws_ping_interval=20.0, ws_ping_timeout=20.0,
-                          limit_concurrency=max(64, 4 * config.max_sessions + 32), timeout_graceful_shutdown=3,
-                          server_header=False, access_log=log_level in ("info", "debug"))
-    uvicorn.Server(ucfg).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, config, log_level)).run(sockets=[sock])
