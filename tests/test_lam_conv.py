@@ -121,3 +121,16 @@ def test_finds_the_actions_of_a_toy_game():
     idx, _ = lam.eval().encode_actions(x)
     assert nmi(idx[:, 1].numpy(), actions[:, 1]) > 0.95
     assert len(np.unique(idx.numpy())) == 4
+
+
+def test_a_one_frame_decoder_ignores_the_frame_before():
+    lam = _lam(fdm_frames=1)
+    with torch.no_grad():
+        for p in lam.fdm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    prev, cur, _ = lam._windows(_frames(t=3))
+    a = torch.randn(prev.shape[0], 8)
+    torch.testing.assert_close(lam.fdm(prev, cur, a), lam.fdm(torch.rand_like(prev), cur, a))
+    assert (lam.fdm(prev, cur, a) - _lam(fdm_frames=2).fdm(prev, cur, a)).abs().max() > 0  # a different model
+    with pytest.raises(ValueError, match="fdm_frames"):
+        _lam(fdm_frames=3)

@@ -71,6 +71,10 @@ class ConvLAMConfig:
     channels: int = 32  # inverse dynamics: width of the first conv level (doubled per level, capped at 4x)
     hidden: int = 256  # width of the inverse-dynamics MLP head
     fdm_channels: int = 16  # forward dynamics (decoder): width of its first U-Net level
+    # Frames the forward model sees: 2 = (x_{t-1}, x_t); 1 = x_t alone, so the motion it could
+    # extrapolate from x_{t-1} -> x_t (which, when actions are held, gives the action away) must
+    # come through the latent action instead.
+    fdm_frames: int = 2
     # The forward model first moves x_t by a predicted global shift (dx, dy) -- the camera's motion,
     # which in a side-scroller that follows the agent is most of what an action does -- then adds
     # its U-Net's residual.  Rendering "the picture moved 3 px left" then costs the action one number.

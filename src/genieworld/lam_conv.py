@@ -13,10 +13,11 @@ parts that failed:
   The first transition of a clip uses x_t in place of the missing x_{t-1}.
 * **Pixels at full resolution.**  Both halves are small conv nets: nothing is averaged into a
   patch before the model sees it.
-* **A decoder that cannot simply copy.**  The forward model sees only (x_{t-1}, x_t), so the
-  motion it can extrapolate (inertia) costs the latent nothing, and predicts the change
-  x_{t+1} - x_t; the latent action enters by FiLM at every level of its U-Net, not once at
-  the input.
+* **A decoder that cannot simply copy.**  The forward model sees only (x_{t-1}, x_t), or with
+  ``conv.fdm_frames = 1`` only x_t, and predicts the change x_{t+1} - x_t; the latent action
+  enters by FiLM at every level of its U-Net, not once at the input.  With two frames the motion
+  it can extrapolate (inertia) costs the latent nothing -- but when actions are held for several
+  steps, that motion gives the action away too, and the latent learns to carry something else.
 * **A loss about what moved** (``conv.centre_weight``, ``conv.change_weight``, both 0 by
   default): optional weights toward the frame centre and toward changed pixels.
 
@@ -104,7 +105,10 @@ class ForwardDynamics(nn.Module):
         size, ch, c0 = cfg.image_size, cfg.channels, cfg.conv.fdm_channels
         levels = int(math.log2(size // 16)) + 1  # H/2 ... 8
         widths = [c0 * min(2**i, 4) for i in range(levels)]
-        self.stem = nn.Conv2d(2 * ch * 4, widths[0], 3, 1, 1)
+        if cfg.conv.fdm_frames not in (1, 2):
+            raise ValueError(f"LAM conv.fdm_frames must be 1 or 2, got {cfg.conv.fdm_frames}")
+        self.frames = cfg.conv.fdm_frames
+        self.stem = nn.Conv2d(self.frames * ch * 4, widths[0], 3, 1, 1)
         self.down = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 3, 2, 1) for i in range(levels - 1)])
         self.film = nn.ModuleList([nn.Linear(cfg.vq.code_dim, 2 * w) for w in widths])
         # up[j] takes level i+1 (after merging its skip) to level i's resolution and width
@@ -130,7 +134,7 @@ class ForwardDynamics(nn.Module):
         return F.gelu(h * (1 + scale) + shift)
 
     def forward(self, prev_bchw, cur_bchw, a_bd) -> torch.Tensor:
-        x = F.pixel_unshuffle(torch.cat([prev_bchw, cur_bchw], dim=1), 2)
+        x = F.pixel_unshuffle(torch.cat([prev_bchw, cur_bchw], dim=1) if self.frames == 2 else cur_bchw, 2)
         h = self._film(self.stem(x), self.film[0](a_bd))
         skips = [h]
         for conv, film in zip(self.down, self.film[1:]):
