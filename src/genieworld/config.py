@@ -10,15 +10,26 @@ component::
 
 ``load_preset("tiny")`` returns a :class:`Preset`. Unknown keys in a JSON file are
 an error that names the key, so a typo never silently falls back to a default.
+
+Every config read from a file (a preset, a model directory's ``config.json`` and ``genie.json``)
+is validated by :func:`from_dict` before anything is built from it: each field's type (from the
+dataclass annotations), its range and a sane upper bound (:data:`FIELD_BOUNDS`, one table for all
+dataclasses), and the rules that tie fields together (:data:`CONSISTENCY_RULES`).  A
+:class:`ConfigError` names the file, the field and the limit.  ``docs/security.md`` lists them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
+import numbers
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
+
+from genieworld.errors import UserError
 
 T = TypeVar("T")
 
@@ -190,8 +201,171 @@ class Preset:
     dynamics_train: TrainConfig = field(default_factory=TrainConfig)
 
 
-class ConfigError(ValueError):
-    """A config file or dict does not match the dataclass it should describe."""
+class ConfigError(UserError, ValueError):
+    """A config file or dict does not match the dataclass it should describe, or a field is out of bounds."""
+
+
+# ============================================================================= validation
+@dataclass(frozen=True)
+class Bound:
+    """What one config field may hold: a number in [lo, hi] (lo itself excluded with ``open_lo``),
+    or one of ``choices``.  The field's type comes from its annotation."""
+
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
+    choices: tuple = ()
+
+
+_BIG = 10**9  # steps and step counts
+#: fields without an entry below: ints and floats within +-DEFAULT_LIMIT, strings of at most MAX_STR chars
+DEFAULT_LIMIT = 2**31 - 1
+MAX_STR = 256
+#: at most this many tokens per frame (spatial attention is quadratic in it): 128 x 128 patches
+MAX_TOKENS_PER_FRAME = 16384
+#: at most this many parameters in one ST-transformer stack (8e10 bytes in fp32)
+MAX_STACK_PARAMS = 20 * 10**9
+_UNIT = Bound(0.0, 1.0)
+
+#: Per dataclass, the bounds of its fields (checked by :func:`validate_config`).
+FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
+    STConfig: {"num_layers": Bound(1, 128), "d_model": Bound(1, 16384), "num_heads": Bound(1, 256),
+               "head_dim": Bound(1, 1024), "ffn_mult": Bound(0, 64, open_lo=True), "dropout": Bound(0.0, 0.99)},
+    VQConfig: {"num_codes": Bound(1, 1 << 20), "code_dim": Bound(1, 4096), "beta": Bound(0, 1000),
+               "dead_code_steps": Bound(0, _BIG)},
+    TokenizerConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
+                      "max_frames": Bound(1, 1024)},
+    ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
+                    "max_shift": _UNIT, "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
+    LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
+                "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
+                "arch": Bound(choices=("transformer", "conv"))},
+    DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
+                     "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
+                     "action_injection": Bound(choices=("add", "prepend")),
+                     "mask_rate_min": _UNIT, "mask_rate_max": _UNIT},
+    SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
+                     "schedule": Bound(choices=("cosine", "linear")), "context_frames": Bound(1, 1024),
+                     "play_maskgit_steps": Bound(1, 256)},
+    TrainConfig: {"steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
+                  "lr": Bound(0, 10, open_lo=True), "min_lr": Bound(0, 10), "warmup_steps": Bound(0, _BIG),
+                  "beta1": Bound(0, 0.9999), "beta2": Bound(0, 0.9999), "weight_decay": Bound(0, 100),
+                  "grad_clip": Bound(0, 10**6), "checkpoint_every": Bound(1, _BIG), "log_every": Bound(1, _BIG),
+                  "seed": Bound(0, 2**32 - 1), "num_workers": Bound(0, 256), "grad_accum": Bound(1, 1 << 16),
+                  "eval_every": Bound(0, _BIG), "precision": Bound(choices=("auto", "fp32", "bf16"))},
+    Preset: {},
+}
+
+
+def _stack_params(c: STConfig) -> int:
+    """Parameters of an ST-transformer stack (two attentions and one FFW per block), roughly."""
+    inner = c.num_heads * c.head_dim
+    return int(c.num_layers * (2 * 4 * c.d_model * inner + 2 * c.ffn_mult * c.d_model * c.d_model))
+
+
+def _rules_st(c: STConfig) -> Iterator[tuple[str, str]]:
+    if c.ffn_mult * c.d_model < 1:
+        yield "ffn_mult", f"ffn_mult x d_model = {c.ffn_mult * c.d_model:g} leaves no hidden units"
+    n = _stack_params(c)
+    if n > MAX_STACK_PARAMS:
+        yield "num_layers", (f"{c.num_layers} layers of d_model {c.d_model} make about {n / 1e9:.3g}B parameters, "
+                             f"above the limit {MAX_STACK_PARAMS / 1e9:g}B")
+
+
+def _rules_patches(c) -> Iterator[tuple[str, str]]:
+    if c.image_size % c.patch_size:
+        yield "patch_size", f"image_size {c.image_size} is not a multiple of patch_size {c.patch_size}"
+    elif (c.image_size // c.patch_size) ** 2 > MAX_TOKENS_PER_FRAME:
+        yield "patch_size", (f"{c.image_size}x{c.image_size} images in {c.patch_size}x{c.patch_size} patches make "
+                             f"{(c.image_size // c.patch_size) ** 2} tokens per frame, above the limit "
+                             f"{MAX_TOKENS_PER_FRAME}")
+
+
+def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
+    if c.arch == "conv":
+        if c.image_size < 16 or c.image_size & (c.image_size - 1):
+            yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
+    else:
+        yield from _rules_patches(c)
+
+
+def _rules_dynamics(c: DynamicsConfig) -> Iterator[tuple[str, str]]:
+    if c.mask_rate_min > c.mask_rate_max:
+        yield "mask_rate_min", f"mask_rate_min {c.mask_rate_min} is above mask_rate_max {c.mask_rate_max}"
+
+
+def _rules_train(c: TrainConfig) -> Iterator[tuple[str, str]]:
+    if c.min_lr > c.lr:
+        yield "min_lr", f"min_lr {c.min_lr} is above lr {c.lr}"
+
+
+#: Per dataclass, the rules between its fields: each yields (field, problem) pairs.
+CONSISTENCY_RULES: dict[type, Callable[[Any], Iterator[tuple[str, str]]]] = {
+    STConfig: _rules_st, TokenizerConfig: _rules_patches, LAMConfig: _rules_lam, DynamicsConfig: _rules_dynamics,
+    TrainConfig: _rules_train,
+}
+
+
+def _short_repr(value: Any) -> str:
+    r = repr(value)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _field_problem(typ: Any, value: Any, bound: Bound | None) -> str | None:
+    """Why ``value`` does not fit annotation ``typ`` and ``bound``, or None when it does."""
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value is None and len(args) < len(typing.get_args(typ)):
+            return None
+        typ = args[0] if len(args) == 1 else typ
+    if typ is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {type(value).__name__}"
+    if typ is str:
+        if not isinstance(value, str):
+            return f"must be a string, got {type(value).__name__}"
+        if len(value) > MAX_STR:
+            return f"is {len(value)} characters long, above the limit {MAX_STR}"
+        if bound is not None and bound.choices and value not in bound.choices:
+            return f"must be one of {list(bound.choices)}"
+        return None
+    if typ is int or typ is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return f"must be {'an integer' if typ is int else 'a number'}, got {type(value).__name__}"
+        if typ is int and not isinstance(value, numbers.Integral):
+            return "must be an integer"
+        if not math.isfinite(value):
+            return "must be a finite number"
+        lo, hi = (bound.lo, bound.hi) if bound is not None else (-DEFAULT_LIMIT, DEFAULT_LIMIT)
+        if lo is not None and (value < lo or (bound is not None and bound.open_lo and value <= lo)):
+            return f"must be {'above' if bound is not None and bound.open_lo else 'at least'} {lo:g}"
+        if hi is not None and value > hi:
+            return f"is above the limit {hi:g}"
+        return None
+    return None  # nested dataclasses are checked field by field; other annotations are not constrained
+
+
+def validate_config(obj: Any, where: str = "", _prefix: str = "") -> None:
+    """Check every field of config dataclass ``obj`` (recursively) against its annotation,
+    :data:`FIELD_BOUNDS` and :data:`CONSISTENCY_RULES`; raise :class:`ConfigError` naming the first bad one."""
+    cls = type(obj)
+    where = where or cls.__name__
+    hints = _type_hints(cls)
+    bounds = FIELD_BOUNDS.get(cls, {})
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, typ):
+                raise ConfigError(f"{where}: {_prefix}{f.name} must be an object ({typ.__name__}), "
+                                  f"got {type(value).__name__}")
+            validate_config(value, where, f"{_prefix}{f.name}.")
+            continue
+        problem = _field_problem(typ, value, bounds.get(f.name))
+        if problem:
+            raise ConfigError(f"{where}: {_prefix}{f.name}={_short_repr(value)} {problem}")
+    rule = CONSISTENCY_RULES.get(cls)
+    for name, problem in (rule(obj) if rule else ()):
+        raise ConfigError(f"{where}: {_prefix}{name}: {problem}")
 
 
 def to_dict(cfg: Any) -> dict:
@@ -199,48 +373,56 @@ def to_dict(cfg: Any) -> dict:
 
 
 def from_dict(cls: type[T], data: dict, where: str = "") -> T:
-    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses.
+    """Build dataclass ``cls`` from a dict, recursing into nested dataclasses, and validate it
+    (:func:`validate_config`) before returning.
 
-    Raises :class:`ConfigError` naming any unknown key.
+    Raises :class:`ConfigError` naming any unknown key, and any field of the wrong type or out of bounds.
     """
+    obj = _build(cls, data, where or cls.__name__, "")
+    validate_config(obj, where or cls.__name__)
+    return obj
+
+
+def _build(cls: type[T], data: Any, where: str, prefix: str) -> T:
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or cls.__name__}: expected an object, got {type(data).__name__}")
+        what = prefix[:-1] or cls.__name__
+        raise ConfigError(f"{where}: {what} must be an object, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(str(k) for k in set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        at = f" in {prefix[:-1]}" if prefix else ""
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise ConfigError(f"{where}: unknown key(s) [{shown}]{at}; known keys are {sorted(known)}")
     kwargs = {}
     hints = _type_hints(cls)
     for name, value in data.items():
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
-            kwargs[name] = from_dict(typ, value, f"{where}.{name}" if where else name)
+            kwargs[name] = _build(typ, value, where, f"{prefix}{name}.")
         else:
             kwargs[name] = value
     return cls(**kwargs)
 
 
 def _type_hints(cls: type) -> dict:
-    import typing
-
     return typing.get_type_hints(cls)
 
 
 def save_json(cfg: Any, path: str | Path) -> None:
+    import json
+
     from genieworld.utils import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def load_json(cls: type[T], path: str | Path) -> T:
+    from genieworld.utils import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
-    return from_dict(cls, data, where=path.name)
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    return from_dict(cls, read_json(path, ConfigError), where=str(path))
 
 
 def configs_dir() -> Path:

@@ -29,14 +29,15 @@ from typing import Any
 import torch
 
 from genieworld.config import from_dict, ConfigError
-from genieworld.weights import CheckpointError, load_weights, save_weights
-from genieworld.utils import atomic_write_text
+from genieworld.errors import UserError
+from genieworld.weights import CheckpointError, check_weights_header, load_weights, save_weights
+from genieworld.utils import atomic_write_text, read_json
 
 FORMAT_VERSION = 1
 
 
-class ModelDirError(ValueError):
-    """A model directory is missing parts or its parts do not fit together."""
+class ModelDirError(UserError, ValueError):
+    """A model directory is missing parts, one is damaged or out of bounds, or its parts do not fit together."""
 
 
 def save_component(module: torch.nn.Module, cfg: Any, out_dir: Path) -> None:
@@ -51,19 +52,37 @@ def load_config(cls, directory: Path):
     if not path.exists():
         raise ModelDirError(f"{directory}: no config.json (is this a genieworld component folder?)")
     try:
-        return from_dict(cls, json.loads(path.read_text()), where=str(path))
-    except (ConfigError, json.JSONDecodeError) as e:
-        raise ModelDirError(f"{path}: {e}") from None
+        return from_dict(cls, read_json(path, ModelDirError), where=str(path))
+    except ConfigError as e:
+        raise ModelDirError(str(e)) from None
 
 
 def load_component(cls_model, cls_cfg, directory: Path, device="cpu"):
-    """Build ``cls_model(config)`` from ``directory/config.json`` and load its weights."""
+    """Build ``cls_model(config)`` from ``directory/config.json`` and load its weights.
+
+    The config is validated first (:func:`genieworld.config.from_dict`), then the model is built on
+    the meta device (no memory) and compared with the weights file's header, so a config that does
+    not fit its weights is refused before anything is allocated; the weights are then read and checked
+    (dtype, finiteness) by :func:`genieworld.weights.load_weights`.
+    """
+    directory = Path(directory)
     cfg = load_config(cls_cfg, directory)
-    model = cls_model(cfg)
+    weights = directory / "model.safetensors"
     try:
-        load_weights(model, Path(directory) / "model.safetensors")
+        try:
+            with torch.device("meta"):
+                skeleton = cls_model(cfg)
+        except (RuntimeError, NotImplementedError):
+            skeleton = None  # not buildable without memory: the full load below still checks everything
+        if skeleton is not None:
+            check_weights_header(weights, skeleton.state_dict())
+            del skeleton
+        model = cls_model(cfg)
+        load_weights(model, weights)
     except CheckpointError as e:
         raise ModelDirError(str(e)) from None
+    except ValueError as e:  # the model refused its config
+        raise ModelDirError(f"{directory / 'config.json'}: {e}") from None
     return model.to(device).eval()
 
 
@@ -103,13 +122,23 @@ def check_compatible(tok_cfg, lam_cfg, dyn_cfg, sampling=None, num_actions: int 
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ModelDirError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, ModelDirError)
     if not isinstance(data, dict):
         raise ModelDirError(f"{path}: expected a JSON object")
     return data
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    """The fields of ``genie.json`` that are read, each of the type it must have."""
+    if meta.get("format") != FORMAT_NAME:
+        raise ModelDirError(f"{path}: format is {str(meta.get('format'))[:40]!r}, expected {FORMAT_NAME!r}")
+    expect = {"format_version": int, "num_actions": int, "sampling": dict, "provenance": dict}
+    for key, typ in expect.items():
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, typ) or isinstance(value, bool)):
+            raise ModelDirError(f"{path}: {key}={str(value)[:40]!r} must be {'an integer' if typ is int else 'an object'}")
+    if not 0 <= meta.get("format_version", 0) <= 2**31:
+        raise ModelDirError(f"{path}: format_version {meta['format_version']} is not a version number")
 
 
 def _read_action_names(path: Path, num_actions: int) -> list[str] | None:
@@ -224,13 +253,12 @@ class Genie(torch.nn.Module):
 
         root = resolve_model_dir(path)
         meta = _read_json(root / GENIE_JSON)
-        if meta.get("format") != FORMAT_NAME:
-            raise ModelDirError(f"{root / GENIE_JSON}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+        _check_meta(meta, root / GENIE_JSON)
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelDirError(f"{root}: format_version {meta['format_version']} is newer than this genieworld "
                                 f"understands ({FORMAT_VERSION}); upgrade genieworld")
         try:
-            sampling = from_dict(SamplingConfig, meta.get("sampling", {}), where=f"{GENIE_JSON}.sampling")
+            sampling = from_dict(SamplingConfig, meta.get("sampling", {}), where=f"{root / GENIE_JSON}: sampling")
         except ConfigError as e:
             raise ModelDirError(str(e)) from None
         classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (build_lam, LAMConfig),
@@ -308,6 +336,10 @@ class Genie(torch.nn.Module):
             raise TypeError(f"unknown sampling option(s) {bad}; known: {sorted(known) + list(_WORLD_OPTIONS)}")
         world_kw = {k: overrides[k] for k in _WORLD_OPTIONS if k in overrides}
         smp = replace(self.sampling, **{k: v for k, v in overrides.items() if k in known and v is not None})
+        if smp != self.sampling:  # overrides obey the same bounds as genie.json (ConfigError, a ValueError)
+            from genieworld.config import validate_config
+
+            validate_config(smp, "sampling")
         return smp, world_kw
 
     def play_overrides(self) -> dict:
