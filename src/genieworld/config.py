@@ -236,7 +236,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     TokenizerConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
-                    "max_shift": _UNIT, "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
+                    "fdm_frames": Bound(1, 2), "max_shift": _UNIT, "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv"))},
