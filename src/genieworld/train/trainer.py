@@ -23,6 +23,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,11 +33,13 @@ import torch.distributed as dist
 from torch import nn
 
 from genieworld.config import TrainConfig
-from genieworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from genieworld.utils import atomic_write_text
+from genieworld.errors import UserError
+from genieworld.train.checkpoint import (CheckpointError, checkpoint_candidates, checkpoint_dir, load_checkpoint,
+                                         save_checkpoint, set_aside)
+from genieworld.utils import atomic_write_text, read_json
 
 
-class RunMismatchError(RuntimeError):
+class RunMismatchError(UserError, RuntimeError):
     """RUN already holds a different run (another component, preset or data)."""
 
 
@@ -109,7 +112,9 @@ def check_run_info(run: Path, run_info: dict) -> None:
     path = Path(run) / "run.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text())
+    old = read_json(path, RunMismatchError)
+    if not isinstance(old, dict):
+        raise RunMismatchError(f"{path}: not a JSON object; use another --out folder")
     for key in RUN_KEYS:
         if key in old and key in run_info and old[key] != run_info[key]:
             raise RunMismatchError(
@@ -155,6 +160,7 @@ class Trainer:
         self.step = 0
         self.writer = None
         self.last_logs: dict = {}
+        self._skipped: set[str] = set()  # checkpoint folders resume could not load (kept, never overwritten)
 
     # ------------------------------------------------------------------ setup
     def _wrap(self, task: nn.Module) -> nn.Module:
@@ -205,9 +211,40 @@ class Trainer:
             atomic_write_text(self.run / "run.json", json.dumps(self.run_info, indent=2, sort_keys=True, default=str) + "\n")
 
     def resume(self) -> bool:
-        ck = latest_checkpoint(self.run)
-        if ck is None:
+        """Continue from the newest checkpoint that loads (:func:`checkpoint_candidates` order); one that
+        does not is skipped with a message saying why and left in place (see :meth:`save`)."""
+        candidates = checkpoint_candidates(self.run)
+        if not candidates:
             return False
+        skipped = []
+        for ck in candidates:
+            try:
+                state = self._load_checkpoint(ck)
+            except CheckpointError as e:
+                skipped.append(f"{ck.name}: {e}")
+                self._skipped.add(ck.name)
+                if self.rank == 0:
+                    print(f"warning: skipping checkpoint {ck.name}, it cannot be loaded: {e} (left in place)",
+                          file=sys.stderr, flush=True)
+                continue
+            break
+        else:
+            raise CheckpointError(f"{self.run}: no checkpoint could be loaded ({'; '.join(skipped)[:2000]}); "
+                                  "use another --out folder to start afresh")
+        self.step = int(state["step"])
+        self.wall_time = float(state.get("wall_time_s", 0.0) or 0.0)
+        if state.get("data") is not None and hasattr(self.loader, "load_state_dict"):
+            try:
+                self.loader.load_state_dict(state["data"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise RunMismatchError(
+                    f"{self.run}: cannot resume from {ck.name}: {e}. Resume with the --data, --batch-size, "
+                    "--seq-len and --seed of the run being resumed, or use another --out folder") from None
+        if self.rank == 0:
+            print(f"resumed {self.run} from {ck.name} (step {self.step})", flush=True)
+        return True
+
+    def _load_checkpoint(self, ck: Path) -> dict:
         if self._fsdp:
             # Checkpoints hold full (unsharded) tensors; checkpoint.py validates and reads them into
             # these stand-ins, then every rank keeps its shard via set_state_dict.
@@ -220,13 +257,7 @@ class Trainer:
                            options=StateDictOptions(full_state_dict=True))
         else:
             state = load_checkpoint(ck, self.task, self.optimizer, self.scheduler, map_location=self.device)
-        self.step = int(state["step"])
-        self.wall_time = float(state.get("wall_time_s", 0.0))
-        if "data" in state and hasattr(self.loader, "load_state_dict"):
-            self.loader.load_state_dict(state["data"])
-        if self.rank == 0:
-            print(f"resumed {self.run} from {ck.name} (step {self.step})", flush=True)
-        return True
+        return state
 
     # ------------------------------------------------------------------ checkpointing
     def save(self) -> None:
@@ -239,6 +270,12 @@ class Trainer:
             module, optim = _StateDictView(msd), _StateDictView(osd)
         if self.rank != 0:
             return
+        name = f"step_{self.step:08d}"
+        if name in self._skipped:  # a checkpoint resume skipped: renamed, never overwritten or deleted
+            kept = set_aside(checkpoint_dir(self.run) / name)
+            self._skipped.discard(name)
+            print(f"warning: the checkpoint {name} that could not be loaded is kept as {kept}", file=sys.stderr,
+                  flush=True)
         state = {
             "data": self.loader.state_dict() if hasattr(self.loader, "state_dict") else None,
             "logs": self.last_logs,
