@@ -26,9 +26,10 @@ INFO_HELP = """\
 Print a JSON summary of an episode store: episodes, frames, resolution, fps,
 whether ground-truth actions exist, bytes on disk (and per frame), shards.
 
-With --verify every shard's size and sha256 are checked against the manifest;
-the command exits with status 1 and names each bad shard on stderr if any is
-corrupt or missing (status 2 if DIR is not a store).
+With --verify every shard's size and sha256 are checked against the manifest,
+and each shard's own index against the manifest's episodes (lengths, chunks,
+actions); the command exits with status 1 and names each bad shard on stderr if
+any is corrupt, missing or disagrees (status 2 if DIR is not a store).
 
 example:
   genie data info data/coinrun --verify
@@ -109,7 +110,7 @@ def register(sub) -> None:
     pi = dsub.add_parser("info", help="JSON summary of a store; --verify checks every shard's sha256",
                          description=INFO_HELP, formatter_class=_fmt())
     pi.add_argument("dir", metavar="DIR", help="episode store folder")
-    pi.add_argument("--verify", action="store_true", help="check every shard checksum; exit 1 naming bad shards")
+    pi.add_argument("--verify", action="store_true", help="check every shard's checksum and index; exit 1 naming bad shards")
     pi.set_defaults(func=cmd_info)
 
     pc = dsub.add_parser("coinrun", help="record Procgen CoinRun with a random policy (paper App. F)",

@@ -79,6 +79,8 @@ _OWN_FILES = {MANIFEST, LOCK, "ingest_report.json"}  # files a store folder may 
 DEFAULT_CHUNK_FRAMES = 16
 DEFAULT_SHARD_BYTES = 64 << 20
 DEFAULT_ZLIB_LEVEL = 6
+MAX_EPISODE_FRAMES = 10**9  # longest episode a manifest may declare
+MAX_INDEX_BYTES = 1 << 30  # a shard index inflates to at most this much JSON
 
 
 class StoreError(UserError):
@@ -174,8 +176,8 @@ def _read_manifest(root: Path) -> dict:
         raise StoreError(f"{root}: not an episode store (no {MANIFEST}); create one with `genie data ...`")
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise StoreError(f"{path}: unreadable manifest ({e})") from None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise StoreError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path}: not a genieworld episode manifest (format != {FORMAT!r})")
     if manifest.get("version") != VERSION:
@@ -189,7 +191,7 @@ def _read_manifest(root: Path) -> dict:
             _child(root, s["file"])
             assert isinstance(s["sha256"], str) and int(s["bytes"]) >= 0
             for e in s["episodes"]:
-                assert int(e["length"]) >= 1
+                assert 1 <= int(e["length"]) <= MAX_EPISODE_FRAMES, f"episode length {e['length']} out of range"
     except (KeyError, TypeError, ValueError, AssertionError) as e:
         raise StoreError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
     return manifest
@@ -340,23 +342,66 @@ class EpisodeStore:
             raise StoreError(f"{self.path / name}: shard size {size} != {self.shards[si]['bytes']} in manifest "
                              "(truncated or replaced; run `genie data info --verify`)")
         off, length, end = _TRAILER.unpack(os.pread(fd, _TRAILER.size, size - _TRAILER.size))
-        if end != SHARD_END or off + length + _TRAILER.size != size:
+        if end != SHARD_END or off + length + _TRAILER.size != size or off < len(SHARD_MAGIC):
             raise StoreError(f"{self.path / name}: bad shard trailer (corrupt shard)")
         try:
-            index = json.loads(zlib.decompress(os.pread(fd, length, off)))
-        except (zlib.error, ValueError) as e:
+            d = zlib.decompressobj()
+            blob = d.decompress(os.pread(fd, length, off), MAX_INDEX_BYTES)
+            if d.unconsumed_tail:
+                raise ValueError(f"inflates to more than {MAX_INDEX_BYTES} bytes")
+            index = json.loads(blob)
+        except (zlib.error, ValueError, RecursionError) as e:
             raise StoreError(f"{self.path / name}: corrupt shard index ({e})") from None
-        eps = []
-        for e in index["episodes"]:
-            acts = e.get("actions")
-            eps.append({
-                "length": int(e["length"]),
-                "offsets": np.asarray(e["offsets"], dtype=np.int64),
-                "actions": None if acts is None else np.asarray(acts, dtype=np.int64),
-            })
-        idx = {"episodes": eps}
+        idx = {"episodes": self._check_index(si, index, off)}
         self._index_cache[si] = idx
         return idx
+
+    def _check_index(self, si: int, index, data_end: int) -> list[dict]:
+        """The episodes of shard ``si``'s index, checked against the manifest and the file: the same
+        episodes and lengths, ``ceil(length / chunk_frames)`` chunks each at increasing offsets inside the
+        shard's data, ``length - 1`` actions in range where the manifest says there are actions."""
+        where = self.path / self.shards[si]["file"]
+        listed = self.shards[si]["episodes"]
+        c = self.chunk_frames
+        try:
+            entries = index["episodes"]
+            if not isinstance(entries, list):
+                raise TypeError("episodes is not a list")
+            if len(entries) != len(listed):
+                raise StoreError(f"{where}: the shard index holds {len(entries)} episodes but the manifest lists "
+                                 f"{len(listed)}")
+            eps, low = [], len(SHARD_MAGIC)
+            for j, (e, m) in enumerate(zip(entries, listed)):
+                n, n_listed = int(e["length"]), int(m["length"])
+                if n != n_listed:
+                    raise StoreError(f"{where}: episode {j} of the shard has {n} frames in the shard index but "
+                                     f"{n_listed} in the manifest")
+                offs = np.asarray(e["offsets"], dtype=np.int64)
+                chunks = -(-n // c)
+                if offs.ndim != 1 or len(offs) != chunks + 1:
+                    raise StoreError(f"{where}: episode {j} of the shard has {max(len(offs) - 1, 0)} chunks in the "
+                                     f"shard index, but {n} frames need {chunks} chunks of {c}")
+                if offs[0] < low or offs[-1] > data_end or (np.diff(offs) <= 0).any():
+                    raise StoreError(f"{where}: episode {j} of the shard has chunk offsets out of order or outside "
+                                     "the shard's data")
+                low = int(offs[-1])
+                acts = e.get("actions")
+                if (acts is not None) != bool(m.get("has_actions", False)):
+                    raise StoreError(f"{where}: episode {j} of the shard: the shard index and the manifest disagree "
+                                     "on whether it has actions")
+                if acts is not None:
+                    acts = np.asarray(acts, dtype=np.int64)
+                    if acts.shape != (n - 1,):
+                        raise StoreError(f"{where}: episode {j} of the shard has {acts.size} actions for {n} frames "
+                                         f"(expected {n - 1})")
+                    if acts.size and (acts.min() < 0 or (self.num_actions is not None
+                                                         and acts.max() >= self.num_actions)):
+                        raise StoreError(f"{where}: episode {j} of the shard has actions outside "
+                                         f"[0, {self.num_actions})")
+                eps.append({"length": n, "offsets": offs, "actions": acts})
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise StoreError(f"{where}: malformed shard index ({type(e).__name__}: {e})") from None
+        return eps
 
     def _episode_entry(self, i: int) -> tuple[int, dict]:
         si = int(self._shard_of[i])
@@ -394,14 +439,11 @@ class EpisodeStore:
             first = ci * c
             need = min(stop, first + c) - first  # frames of this chunk up to `stop`
             try:
-                if ci == c1 - 1 and first + need < min(length, first + c):
-                    # last chunk, window ends inside it: inflate only the prefix we need
-                    d = zlib.decompressobj()
-                    raw = d.decompress(view[a:b], need * frame_bytes)
-                    if len(raw) != need * frame_bytes:
-                        raise zlib.error("chunk shorter than recorded")
-                else:
-                    raw = zlib.decompress(view[a:b])
+                # inflate only the frames needed (never more: a chunk cannot be a decompression bomb)
+                d = zlib.decompressobj()
+                raw = d.decompress(view[a:b], need * frame_bytes)
+                if len(raw) != need * frame_bytes:
+                    raise zlib.error("chunk shorter than recorded")
             except zlib.error as e:
                 raise StoreError(f"{self.path / self.shards[si]['file']}: corrupt chunk {ci} of episode {i} ({e}); "
                                  "run `genie data info --verify`") from None
@@ -431,7 +473,8 @@ class EpisodeStore:
 
     # -- integrity
     def verify_detailed(self, progress: bool = False) -> list[tuple[str, str]]:
-        """Check every shard's size and sha256 against the manifest: ``[(shard, reason), ...]``."""
+        """Check every shard's size and sha256 against the manifest, and its index against the manifest's
+        episodes (lengths, chunk counts and offsets, actions): ``[(shard, reason), ...]``."""
         bad = []
         shards = self.shards
         if progress:
@@ -451,11 +494,28 @@ class EpisodeStore:
                         h.update(block)
                 if h.hexdigest() != s["sha256"]:
                     bad.append((s["file"], "sha256 mismatch (corrupt shard)"))
+                    continue
+                problem = self._verify_index(s)
+                if problem:
+                    bad.append((s["file"], problem))
             except FileNotFoundError:
                 bad.append((s["file"], "missing"))
             except OSError as e:
                 bad.append((s["file"], f"unreadable ({e.strerror})"))
         return bad
+
+    def _verify_index(self, shard: dict) -> str | None:
+        """Why the index of ``shard`` (an entry of ``self.shards``) disagrees with the manifest, or None."""
+        si = next(i for i, s in enumerate(self.shards) if s is shard)
+        self._index_cache.pop(si, None)  # read it afresh
+        try:
+            self._shard_index(si)
+        except StoreError as e:
+            return str(e).removeprefix(f"{self.path / shard['file']}: ")
+        listed = sum(int(e["length"]) for e in shard["episodes"])
+        if "frames" in shard and int(shard["frames"]) != listed:
+            return f"the manifest says the shard has {shard['frames']} frames but its episodes add up to {listed}"
+        return None
 
     def verify(self) -> list[str]:
         """Names of bad shards (missing, wrong size or sha256 mismatch); empty when intact."""
