@@ -568,3 +568,35 @@ def test_hostile_preset_is_one_line(tmp_path, capsys):
     preset.write_text(json.dumps(micro))
     rc, err = run_cli(capsys, "train", "tokenizer", "--data", store, "--out", tmp_path / "run", "--preset", preset)
     assert rc == 2 and "tokenizer.encoder.num_layers=100000" in one_error_line(err)
+
+
+# ------------------------------------------------------------------------------------------------ huge source frames
+def _png_claiming(width: int, height: int) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_huge_source_frames_are_refused_before_decoding(tmp_path, monkeypatch):
+    import av
+
+    from genieworld.data import video
+
+    with pytest.raises(ValueError, match="8192x8192 frames are larger than"):
+        video.load_image(_png_claiming(8192, 8192))
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.height = s.width = 32
+        s.pix_fmt = "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 40 * i, np.uint8), format="rgb24")
+            for pkt in s.encode(frame):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    assert len(list(video.iter_video_frames(path, fps=10, size=16))) == 3
+    monkeypatch.setattr(video, "MAX_SOURCE_PIXELS", 31 * 31)
+    with pytest.raises(ValueError, match="32x32 frames are larger than"):
+        list(video.iter_video_frames(path, fps=10, size=16))

@@ -17,6 +17,10 @@ end of the last frame (its timestamp plus its duration).  So a 3 s 30 fps clip g
 exactly 30 frames at 10 fps (source frames 0, 3, 6, ...), a 5 fps clip has each frame
 repeated twice, and variable-frame-rate sources (GIF delays) keep real time.
 Timestamps are exact rationals (pts x time_base), so no frame is picked by rounding.
+
+Source frames larger than :data:`MAX_SOURCE_PIXELS` (8K UHD, 7680 x 4320) are refused before they
+are decoded (from the image header or the video stream's size, and again per decoded frame): an
+8192 x 8192 video of a few hundred KB would otherwise need gigabytes while it is downscaled.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ __all__ = ["prepare_frame", "load_image", "iter_video_frames", "iter_image_seque
 VIDEO_EXTS = {".mp4", ".webm", ".mkv", ".avi", ".gif", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 FITS = ("crop", "pad")
+MAX_SOURCE_PIXELS = 7680 * 4320  # largest source frame decoded (8K UHD)
+
+
+def _check_pixels(width: int, height: int, name: str) -> None:
+    if int(width or 0) * int(height or 0) > MAX_SOURCE_PIXELS:
+        raise ValueError(f"{name}: {width}x{height} frames are larger than {MAX_SOURCE_PIXELS} pixels (8K UHD); "
+                         "downscale it first")
 
 
 def _hw(size) -> tuple[int, int]:
@@ -141,6 +152,7 @@ def load_image(path_or_bytes) -> np.ndarray:
         raise ValueError(f"load_image expects a path, bytes or a file object, got {type(path_or_bytes).__name__}")
     try:
         with Image.open(src) as im:
+            _check_pixels(im.width, im.height, name)
             im.load()
             return np.asarray(_pil_rgb(im), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -192,12 +204,14 @@ def iter_video_frames(path, fps: float = 10.0, size=64, fit: str = "crop", info:
         rate = stream.average_rate or stream.guessed_rate
         info.update(src_fps=float(rate) if rate else None, src_frames=int(stream.frames or 0),
                     src_width=stream.codec_context.width, src_height=stream.codec_context.height)
+        _check_pixels(info["src_width"], info["src_height"], os.fspath(path))
         k = 0
         t0 = prev = prev_t = None
         decoded = 0
         last_gap = None
         for frame in container.decode(stream):
             decoded += 1
+            _check_pixels(frame.width, frame.height, os.fspath(path))
             if frame.pts is not None and tb is not None:
                 t = Fraction(frame.pts) * tb
             elif rate:
