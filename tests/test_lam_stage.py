@@ -115,7 +115,9 @@ def test_ground_truth_mode_trains_on_recorded_actions_and_writes_no_playable_mod
     tmp_path, _, common = trained
     world = tmp_path / "world-true"
     assert main(["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--actions", "true", "--out", str(world),
-                 "--steps", "2", "--eval-data", str(synthetic_store_dir), "--eval-every", "2", *common]) == 0
+                 "--steps", "2", "--eval-data", str(synthetic_store_dir), "--eval-every", "2",
+                 "--lam", str(tmp_path / "lam"), "--cache", str(tmp_path / "shared-cache"), *common]) == 0
+    assert (tmp_path / "shared-cache" / "cache.json").is_file() and not (world / "cache").exists()
     assert (world / "dynamics-true-actions" / "true_action_table.safetensors").is_file()
     assert not (world / "model").exists()
     line = json.loads((world / "control.jsonl").read_text().splitlines()[-1])

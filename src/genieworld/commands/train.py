@@ -100,6 +100,8 @@ def register(sub) -> None:
                          "ones), the dynamics' own controllability ceiling (writes RUN/dynamics-true-actions, not a model)")
     pd.add_argument("--no-cache", action="store_true",
                     help="with --lam or --actions true: encode frames at every step instead of once into RUN/cache")
+    pd.add_argument("--cache", help="token cache folder (default RUN/cache); several runs on the same data, tokenizer "
+                                    "and LAM can share one (it is rebuilt if it was made from anything else)")
     pd.add_argument("--eval-data", help="held-out store: log Delta_t PSNR on a few of its clips every --eval-every steps")
     pd.add_argument("--eval-every", type=int, help="steps between quick controllability checks (default: from the preset)")
     pd.set_defaults(func=run_dynamics)
@@ -225,7 +227,8 @@ def run_dynamics(args) -> int:
         except RunMismatchError as e:
             raise UserError(str(e)) from None
     if (task.lam_frozen or args.actions == "true") and not args.no_cache and store is not None:
-        loader = _cached_loader(task, store, cfg, rank, world, Path(args.out) / "cache", not args.no_progress)
+        cache_dir = Path(args.cache) if args.cache else Path(args.out) / "cache"
+        loader = _cached_loader(task, store, cfg, rank, world, cache_dir, not args.no_progress)
     if effective:
         loader = _EffectiveActions(loader)
     if args.eval_data:
