@@ -600,3 +600,25 @@ def test_huge_source_frames_are_refused_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(video, "MAX_SOURCE_PIXELS", 31 * 31)
     with pytest.raises(ValueError, match="32x32 frames are larger than"):
         list(video.iter_video_frames(path, fps=10, size=16))
+
+
+def test_deep_prompt_index_is_ignored(tmp_path):
+    from genieworld.prompts import PROMPT_INDEX, read_prompt_labels
+
+    (tmp_path / PROMPT_INDEX).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_prompt_labels(tmp_path) == {}
+
+
+def test_json_and_os_errors_reaching_the_boundary_are_one_line(monkeypatch, capsys, tmp_path):
+    from genieworld.commands import generate as gen_cmd
+
+    argv = ["generate", "m", "--prompt", "p.png", "--actions", "0", "--out", tmp_path / "o.gif"]
+    for exc in (json.JSONDecodeError("Expecting value", "x", 0), PermissionError(13, "Permission denied", "/x/y"),
+                RecursionError("maximum recursion depth exceeded"), MemoryError()):
+        def boom(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(gen_cmd, "run_generate", boom)
+        rc, err = run_cli(capsys, *argv)
+        assert rc == 2, (exc, err)
+        one_error_line(err)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import traceback
@@ -71,6 +72,8 @@ def expected_error(e: BaseException) -> str | None:
         return f"{e.filename}: {e.strerror or e}"
     if isinstance(e, UnicodeDecodeError):
         return f"input is not UTF-8 text ({e.reason} at byte {e.start})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"input is not valid JSON ({e})"
     if isinstance(e, RecursionError):
         return "input nested too deeply"
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":

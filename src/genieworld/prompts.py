@@ -129,7 +129,7 @@ def read_prompt_labels(prompts_dir) -> dict[str, str]:
     try:
         data = json.loads((Path(prompts_dir) / PROMPT_INDEX).read_text(encoding="utf-8"))
         items = data["prompts"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return {}
     labels = {}
     if isinstance(items, list):
