@@ -81,6 +81,7 @@ DEFAULT_SHARD_BYTES = 64 << 20
 DEFAULT_ZLIB_LEVEL = 6
 MAX_EPISODE_FRAMES = 10**9  # longest episode a manifest may declare
 MAX_INDEX_BYTES = 1 << 30  # a shard index inflates to at most this much JSON
+MAX_MANIFEST_BYTES = 1 << 30  # largest manifest.json read
 
 
 class StoreError(UserError):
@@ -175,6 +176,8 @@ def _read_manifest(root: Path) -> dict:
     if not path.is_file():
         raise StoreError(f"{root}: not an episode store (no {MANIFEST}); create one with `genie data ...`")
     try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
         manifest = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
         raise StoreError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
