@@ -306,6 +306,10 @@ CONSISTENCY_RULES: dict[type, Callable[[Any], Iterator[tuple[str, str]]]] = {
 }
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _short_repr(value: Any) -> str:
     r = repr(value)
     return r if len(r) <= 40 else r[:37] + "..."
@@ -337,9 +341,9 @@ def _field_problem(typ: Any, value: Any, bound: Bound | None) -> str | None:
             return "must be a finite number"
         lo, hi = (bound.lo, bound.hi) if bound is not None else (-DEFAULT_LIMIT, DEFAULT_LIMIT)
         if lo is not None and (value < lo or (bound is not None and bound.open_lo and value <= lo)):
-            return f"must be {'above' if bound is not None and bound.open_lo else 'at least'} {lo:g}"
+            return f"must be {'above' if bound is not None and bound.open_lo else 'at least'} {_num(lo)}"
         if hi is not None and value > hi:
-            return f"is above the limit {hi:g}"
+            return f"is above the limit {_num(hi)}"
         return None
     return None  # nested dataclasses are checked field by field; other annotations are not constrained
 
