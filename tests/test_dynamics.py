@@ -253,7 +253,8 @@ def test_build_task_checks_compatibility_and_keeps_the_tokenizer_out_of_checkpoi
     keys = list(task.state_dict())
     assert keys and all(k.startswith(("lam.", "dynamics.")) for k in keys)
     assert all(not p.requires_grad for p in task.tokenizer.parameters())
-    assert set(task.model_configs()) == {"tokenizer", "lam", "dynamics"}
+    assert set(task.model_configs()) == {"tokenizer", "lam", "dynamics", "action_source", "lam_frozen"}
+    assert task.model_configs()["action_source"] == "lam" and task.model_configs()["lam_frozen"] is False
     task.train()
     assert not task.tokenizer.training and task.lam.training
     with pytest.raises(ModelDirError, match="dynamics expects 64 codes but the tokenizer has 32"):
