@@ -134,7 +134,7 @@ def load_action_names(model_dir, num_actions: int) -> list[str]:
     path = Path(model_dir) / ACTIONS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default
     try:
         return check_action_names(data.get("names") if isinstance(data, dict) else None, num_actions)

@@ -95,7 +95,9 @@ class _State:
     def __init__(self, out: Path, settings: dict):
         self.path = out / "recipe.json"
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
+            from genieworld.utils import read_json
+
+            self.data = read_json(self.path, UserError)
             # recipes from before these settings used frame skip 1, the uniform policy and a co-trained LAM
             old = {"frame_skip": 1, "policy": "uniform", "hold": 1.0, "lam_steps": 0, "backgrounds": True,
                    **self.data.get("settings", {})}
@@ -227,7 +229,9 @@ def _train_seconds(run: Path) -> float | None:
     from genieworld.train.checkpoint import latest_checkpoint
 
     ck = latest_checkpoint(run)
-    return json.loads((ck / "state.json").read_text()).get("wall_time_s") if ck else None
+    from genieworld.utils import read_json
+
+    return read_json(ck / "state.json", UserError).get("wall_time_s") if ck else None
 
 
 def _summary(out: Path, st: _State, preset) -> None:
@@ -235,11 +239,11 @@ def _summary(out: Path, st: _State, preset) -> None:
 
     from genieworld.data.store import EpisodeStore
     from genieworld.genie import Genie
-    from genieworld.utils import atomic_write_text, count_params
+    from genieworld.utils import atomic_write_text, count_params, read_json
 
     genie = Genie.from_pretrained(out / "world" / "model")
     metrics_path = out / "report" / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = read_json(metrics_path, UserError) if metrics_path.exists() else {}
     train = EpisodeStore(out / "data" / "train")
     result = {
         "preset": st.data["settings"]["preset"],

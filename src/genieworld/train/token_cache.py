@@ -94,7 +94,9 @@ class TokenCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        meta = json.loads((self.path / "cache.json").read_text())
+        from genieworld.utils import read_json
+
+        meta = read_json(self.path / "cache.json", ValueError)
         if meta.get("version") != CACHE_VERSION:
             raise ValueError(f"{self.path}: cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
         self.meta = meta
@@ -116,7 +118,7 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
             cache = TokenCache(path)
             if cache.key == key and len(cache.offsets) == store.num_episodes + 1:
                 return cache
-        except (ValueError, OSError, KeyError, json.JSONDecodeError):
+        except (ValueError, OSError, KeyError, TypeError):
             pass
         print(f"[cache] {path}: made from another store, tokenizer or LAM; rebuilding", flush=True)
     lengths = store.episode_lengths.astype(np.int64)
