@@ -38,12 +38,12 @@ its moves; anything else is numbered.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from genieworld.action_names import check_action_names
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
@@ -57,7 +57,6 @@ PROCGEN_ACTION_NAMES = ["LEFT-DOWN", "LEFT", "LEFT-UP", "DOWN", "NOOP", "UP", "R
                         "RIGHT-UP", "D", "A", "W", "S", "Q", "E"]
 
 _DIRECTION = {(0, -1): "LEFT", (0, 1): "RIGHT", (-1, 0): "UP", (1, 0): "DOWN"}
-_NAME_OK = re.compile(r"^[\w .:+#()/-]{1,40}$")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,32 +93,6 @@ def true_action_names(store) -> list[str] | None:
         base = names or []
         names = base + [str(k) for k in range(len(base), n)]
     return names[:n]
-
-
-def check_action_names(names: Any, num_actions: int) -> list[str]:
-    """THE validation of action names (they end up in a web page and on key bindings).
-
-    Returns the names stripped; raises ``ValueError`` naming the problem unless ``names`` is a
-    list of ``num_actions`` distinct strings (or integers) of 1-40 letters, digits, spaces or
-    ``. : + # ( ) / - _``.  Both readers of ``actions.json`` use it: :func:`load_action_names`
-    (falls back to numbers) and :meth:`genieworld.genie.Genie.from_pretrained` (refuses the model).
-    """
-    if not isinstance(names, list):
-        raise ValueError(f"expected a list of {num_actions} names, got {type(names).__name__}")
-    if len(names) != num_actions:
-        raise ValueError(f"{len(names)} names for {num_actions} latent actions")
-    out = []
-    for i, x in enumerate(names):
-        if not isinstance(x, (str, int)) or isinstance(x, bool):
-            raise ValueError(f"name {i} is a {type(x).__name__}, not a string")
-        name = str(x).strip()
-        if not _NAME_OK.match(name):
-            raise ValueError(f"name {i} {name[:60]!r}: use 1-40 letters, digits, spaces or . : + # ( ) / - _")
-        out.append(name)
-    dup = sorted({n for n in out if out.count(n) > 1})
-    if dup:
-        raise ValueError(f"duplicate names {dup}")
-    return out
 
 
 def load_action_names(model_dir, num_actions: int) -> list[str]:

@@ -143,7 +143,7 @@ def _check_meta(meta: dict, path: Path) -> None:
 
 def _read_action_names(path: Path, num_actions: int) -> list[str] | None:
     """Names from ``actions.json``, validated like every other reader (:func:`~genieworld.actions.check_action_names`)."""
-    from genieworld.actions import check_action_names
+    from genieworld.action_names import check_action_names
 
     if not path.exists():
         return None
@@ -228,7 +228,7 @@ class Genie(torch.nn.Module):
     @action_names.setter
     def action_names(self, names: list[str] | None) -> None:
         if names is not None:
-            from genieworld.actions import check_action_names
+            from genieworld.action_names import check_action_names
 
             names = check_action_names(list(names), self.num_actions)
         self._action_names = names
