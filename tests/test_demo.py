@@ -10,6 +10,7 @@ from fixtures_models import tiny_model_dir  # noqa: F401  (pytest fixture)
 
 from genieworld import demo
 from genieworld.data.coinrun import frame_skip_of, generate_coinrun, levels_of
+from genieworld.data.store import EpisodeStore
 from genieworld.genie import Genie
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "coinrun-cpu"
@@ -45,3 +46,18 @@ def test_held_out_clip_passes_over_an_unreadable_store(tmp_path):
     clip = demo.held_out_clip(out, frame_skip=1, length=8)
     assert clip.shape == (8, 64, 64, 3)
     assert frame_skip_of(out / "data" / "coinrun-heldout-skip1") == 1
+
+
+def test_held_out_clip_is_recorded_with_the_models_policy_and_backdrop(tmp_path, tiny_model_dir):
+    genie = Genie.from_pretrained(tiny_model_dir)
+    assert demo.model_recording(genie) == {"policy": "uniform", "hold": 1.0, "backgrounds": True}
+    genie.provenance["coinrun"] = {"policy_name": "hold", "hold": 4.0, "backgrounds": False}
+    rec = demo.model_recording(genie)
+    assert rec == {"policy": "hold", "hold": 4.0, "backgrounds": False}
+    out = tmp_path / "demo"
+    clip = demo.held_out_clip(out, frame_skip=2, length=8, **rec)
+    store = out / "data" / "coinrun-heldout-skip2-hold4-nobg"
+    extra = EpisodeStore(store).extra["coinrun"]
+    assert extra["policy_name"] == "hold" and extra["backgrounds"] is False and clip.shape == (8, 64, 64, 3)
+    # a uniform-policy store with the same frame skip is not taken for it
+    assert not np.array_equal(demo.held_out_clip(out, frame_skip=2, length=8), clip)

@@ -71,18 +71,41 @@ def model_frame_skip(genie) -> int:
     return skip if skip is not None and skip <= 64 else 1
 
 
-def _first_clip(store_dir: Path, frame_skip: int, length: int) -> np.ndarray | None:
-    """The first ``length`` frames of the first long-enough episode of a CoinRun store recorded
-    with ``frame_skip``; None if the store is missing, unreadable, recorded otherwise or too short."""
+def model_recording(genie) -> dict:
+    """How the model's CoinRun training data was recorded beyond its frame skip (genie.json
+    provenance ``coinrun``): policy, hold and backgrounds; the paper's defaults when unknown."""
+    rec = genie.provenance.get("coinrun")
+    rec = rec if isinstance(rec, dict) else {}
+    policy = rec.get("policy_name") if rec.get("policy_name") in ("uniform", "hold") else "uniform"
+    hold = rec.get("hold")
+    hold = float(hold) if policy == "hold" and isinstance(hold, (int, float)) and 1 <= hold <= 1000 else 1.0
+    backgrounds = rec.get("backgrounds") if isinstance(rec.get("backgrounds"), bool) else True
+    return {"policy": policy, "hold": hold if policy == "hold" else 1.0, "backgrounds": backgrounds}
+
+
+def _recorded_as(store, frame_skip: int, rec: dict) -> bool:
     from genieworld.data.coinrun import frame_skip_of
+
+    if frame_skip_of(store) != frame_skip:
+        return False
+    got = {"policy": "uniform", "hold": 1.0, "backgrounds": True}
+    extra = store.extra.get("coinrun") or {}
+    got.update({k: extra[k2] for k, k2 in (("policy", "policy_name"), ("hold", "hold"), ("backgrounds", "backgrounds"))
+                if k2 in extra})
+    return got == rec
+
+
+def _first_clip(store_dir: Path, frame_skip: int, length: int, rec: dict) -> np.ndarray | None:
+    """The first ``length`` frames of the first long-enough episode of a CoinRun store recorded
+    with ``frame_skip`` and ``rec``; None if the store is missing, unreadable, recorded otherwise or too short."""
     from genieworld.data.store import EpisodeStore, StoreError
 
     if not (store_dir / "manifest.json").exists():
         return None
     try:
-        if frame_skip_of(store_dir) != frame_skip:
-            return None
         store = EpisodeStore(store_dir)
+        if not _recorded_as(store, frame_skip, rec):
+            return None
     except StoreError as e:
         log(f"skipping {store_dir}: {e}")
         return None
@@ -92,19 +115,22 @@ def _first_clip(store_dir: Path, frame_skip: int, length: int) -> np.ndarray | N
     return None
 
 
-def held_out_clip(out: Path, frame_skip: int = 1, length: int = 16) -> np.ndarray:
-    """A real clip from held-out levels (100000 on), recorded with ``frame_skip`` like the model's
-    training data: from the demo's test store when it matches, else from a small store recorded now."""
+def held_out_clip(out: Path, frame_skip: int = 1, length: int = 16, policy: str = "uniform", hold: float = 1.0,
+                  backgrounds: bool = True) -> np.ndarray:
+    """A real clip from held-out levels (100000 on), recorded like the model's training data (frame
+    skip, policy, backgrounds): from the demo's test store when it matches, else from a small store recorded now."""
     from genieworld.data.coinrun import generate_coinrun
 
-    fresh = out / "data" / f"coinrun-heldout-skip{frame_skip}"
+    rec = {"policy": policy, "hold": float(hold) if policy == "hold" else 1.0, "backgrounds": bool(backgrounds)}
+    tag = f"skip{frame_skip}" + (f"-hold{rec['hold']:g}" if policy == "hold" else "") + ("" if backgrounds else "-nobg")
+    fresh = out / "data" / f"coinrun-heldout-{tag}"
     for store_dir in (out / "data" / "coinrun-test", fresh):
-        clip = _first_clip(store_dir, frame_skip, length)
+        clip = _first_clip(store_dir, frame_skip, length, rec)
         if clip is not None:
             return clip
     generate_coinrun(fresh, levels=4, start_level=100000, steps_per_level=4 * length, frame_skip=frame_skip,
-                     progress=False)
-    clip = _first_clip(fresh, frame_skip, length)
+                     progress=False, policy=policy, hold=rec["hold"], backgrounds=rec["backgrounds"])
+    clip = _first_clip(fresh, frame_skip, length, rec)
     if clip is None:
         raise SystemExit(f"[demo] no held-out CoinRun episode of {length} frames in {fresh}")
     return clip
@@ -116,7 +142,8 @@ def write_outputs(model_dir: Path, out: Path) -> dict:
 
     genie = Genie.from_pretrained(model_dir)
     frame_skip = model_frame_skip(genie)
-    clip = held_out_clip(out, frame_skip)
+    recording = model_recording(genie)
+    clip = held_out_clip(out, frame_skip, **recording)
     video = torch.from_numpy(clip)[None]
     with torch.no_grad():
         recon = genie.tokenizer.decode(genie.tokenizer.encode(video))
@@ -145,6 +172,7 @@ def write_outputs(model_dir: Path, out: Path) -> dict:
         "generation_psnr_db_t16": float(psnr(gen_real[:, -1], real[:, -1]).mean()),
         "num_actions": n_act,
         "frame_skip": frame_skip,
+        "recording": recording,
         "seconds_per_generated_frame": gen_s / (n_act * steps),
         "note": "one held-out clip; run `genie eval` for the full protocol (PSNR/SSIM per step, ΔtPSNR, FVD, NMI)",
     }
