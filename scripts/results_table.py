@@ -19,7 +19,8 @@ def main(out: str) -> None:
     s = r["settings"]
     secs = r["seconds_per_stage"]
     ts = r.get("training_seconds") or {}
-    train_h = ((ts.get("tokenizer") or secs.get("tokenizer", 0)) + (ts.get("world") or secs.get("dynamics", 0))) / 3600
+    train_h = ((ts.get("tokenizer") or secs.get("tokenizer", 0)) + (ts.get("lam") or secs.get("lam", 0) or 0)
+               + (ts.get("world") or secs.get("dynamics", 0))) / 3600
     p = r["parameters"]
     lat = m.get("latent_actions") or {}
     cb = m.get("codebook_usage", {})
@@ -27,7 +28,7 @@ def main(out: str) -> None:
         "preset": r["preset"],
         "data": f"{r['data']['train_frames']:,} frames, levels {r['data']['train_levels'][0]}-{r['data']['train_levels'][1] - 1}",
         "params (tok/LAM/dyn)": f"{p['tokenizer'] / 1e6:.1f}M / {p['lam'] / 1e6:.1f}M / {p['dynamics'] / 1e6:.1f}M",
-        "steps (tok/dyn)": f"{s['tokenizer_steps']} / {s['dynamics_steps']}",
+        "steps (tok/LAM/dyn)": f"{s['tokenizer_steps']} / {s.get('lam_steps') or 'co-trained'} / {s['dynamics_steps']}",
         "train time": f"{train_h:.2f} h",
         "tokenizer PSNR / SSIM": f"{fmt(m['tokenizer_reconstruction']['psnr'])} / {fmt(m['tokenizer_reconstruction']['ssim'], 3)}",
         "gen PSNR t=4 / t=16": f"{fmt(m['generation']['psnr']['t4'])} / {fmt(m['generation']['psnr']['t16'])}",
