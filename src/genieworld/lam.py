@@ -70,6 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genieworld.config import LAMConfig
+from genieworld.lam_codebook import ActionCodebook
 from genieworld.nn.quantizer import VectorQuantizer
 from genieworld.nn.st_transformer import STTransformer, init_weights
 from genieworld.tokenizer import check_video_shape, patchify, to_float_video, unpatchify
@@ -90,7 +91,7 @@ def build_lam(cfg: LAMConfig) -> nn.Module:
     raise ValueError(f"LAM arch must be one of {LAM_ARCHS}, got {cfg.arch!r}")
 
 
-class LatentActionModel(nn.Module):
+class LatentActionModel(ActionCodebook, nn.Module):
     def __init__(self, cfg: LAMConfig):
         super().__init__()
         if cfg.image_size % cfg.patch_size:
@@ -124,14 +125,6 @@ class LatentActionModel(nn.Module):
             self.action_query.normal_(0.0, 0.02)
 
     # ------------------------------------------------------------------ shapes
-    @property
-    def num_actions(self) -> int:
-        return self.cfg.vq.num_codes
-
-    @property
-    def code_dim(self) -> int:
-        return self.cfg.vq.code_dim
-
     def _check_frames(self, frames: torch.Tensor) -> None:
         check_video_shape(frames, self.cfg.image_size, self.cfg.channels, who="the LAM expects frames")
         if frames.shape[1] < 2:
@@ -164,23 +157,6 @@ class LatentActionModel(nn.Module):
         if use_batch:
             bn.num_batches_tracked.add_(1)
         return flat.reshape(z.shape)
-
-    @torch.no_grad()
-    def encode_actions(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: (indices (B, T-1) long, code vectors (B, T-1, code_dim)). No grad, no codebook updates."""
-        z = self.encode_latents(frames)
-        z_nd = z.reshape(-1, z.shape[-1]).float()
-        if self.cfg.vq.l2_normalize:
-            z_nd = F.normalize(z_nd, dim=-1)
-        idx = self.vq.nearest(z_nd).reshape(z.shape[:-1])
-        return idx, self.action_vectors(idx)
-
-    def action_vectors(self, indices: torch.Tensor) -> torch.Tensor:
-        """Codebook vectors (..., code_dim) for action ids (...): all that play time needs from the LAM."""
-        indices = torch.as_tensor(indices, device=self.vq.codebook.device, dtype=torch.long)
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_actions):
-            raise ValueError(f"action ids must be in [0, {self.num_actions}), got {indices.tolist()}")
-        return self.vq.lookup(indices)
 
     # ------------------------------------------------------------------ decoder
     def decode(self, frames: torch.Tensor, action_vectors: torch.Tensor) -> torch.Tensor:

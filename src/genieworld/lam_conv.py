@@ -44,6 +44,7 @@ from einops import rearrange
 from torch import nn
 
 from genieworld.config import LAMConfig
+from genieworld.lam_codebook import ActionCodebook
 from genieworld.nn.quantizer import VectorQuantizer
 from genieworld.tokenizer import check_video_shape, to_float_video
 
@@ -152,7 +153,7 @@ class ForwardDynamics(nn.Module):
         return base + F.pixel_shuffle(self.out(h), 2)
 
 
-class ConvLatentActionModel(nn.Module):
+class ConvLatentActionModel(ActionCodebook, nn.Module):
     """Same interface as :class:`genieworld.lam.LatentActionModel` (forward, encode_actions, action_vectors)."""
 
     def __init__(self, cfg: LAMConfig):
@@ -175,14 +176,6 @@ class ConvLatentActionModel(nn.Module):
         w = 1 + cfg.conv.centre_weight * bump
         self.register_buffer("centre_map", (w / w.mean())[None, None], persistent=False)  # (1, 1, H, W)
 
-    @property
-    def num_actions(self) -> int:
-        return self.cfg.vq.num_codes
-
-    @property
-    def code_dim(self) -> int:
-        return self.cfg.vq.code_dim
-
     # ------------------------------------------------------------------ windows
     def _windows(self, frames: torch.Tensor):
         """(prev, cur, nxt) images (B*K, C, H, W) in [-1, 1] for the K = T-1 transitions of ``frames``."""
@@ -198,23 +191,6 @@ class ConvLatentActionModel(nn.Module):
         """Continuous (pre-VQ) latent actions (B, T-1, code_dim); index k is the transition x_{k+1} -> x_{k+2}."""
         prev, cur, nxt = self._windows(frames)
         return rearrange(self.idm(prev, cur, nxt), "(b k) d -> b k d", b=frames.shape[0])
-
-    @torch.no_grad()
-    def encode_actions(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: (indices (B, T-1) long, code vectors (B, T-1, code_dim)). No grad, no codebook updates."""
-        z = self.encode_latents(frames)
-        z_nd = z.reshape(-1, z.shape[-1]).float()
-        if self.cfg.vq.l2_normalize:
-            z_nd = F.normalize(z_nd, dim=-1)
-        idx = self.vq.nearest(z_nd).reshape(z.shape[:-1])
-        return idx, self.action_vectors(idx)
-
-    def action_vectors(self, indices: torch.Tensor) -> torch.Tensor:
-        """Codebook vectors (..., code_dim) for action ids (...): all that play time needs from the LAM."""
-        indices = torch.as_tensor(indices, device=self.vq.codebook.device, dtype=torch.long)
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_actions):
-            raise ValueError(f"action ids must be in [0, {self.num_actions}), got {indices.tolist()}")
-        return self.vq.lookup(indices)
 
     # ------------------------------------------------------------------ training
     def _loss_weights(self, cur, nxt) -> torch.Tensor:

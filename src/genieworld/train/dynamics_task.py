@@ -37,19 +37,30 @@ from genieworld.tokenizer import VideoTokenizer
 from genieworld.train.task import TrainTask
 
 
-def resolve_tokenizer_dir(path) -> Path:
-    """``path`` when it holds a tokenizer (config.json + model.safetensors), else ``path/tokenizer`` (a RUN folder)."""
+def _resolve_component_dir(path, part: str) -> Path:
+    """``path`` when it holds a trained ``part`` (config.json + model.safetensors), else ``path/part``
+    (the RUN folder of ``genie train part``)."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"--tokenizer {p}: no such folder")
-    for cand in (p, p / "tokenizer"):
+        raise FileNotFoundError(f"--{part} {p}: no such folder")
+    for cand in (p, p / part):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
     if (p / "checkpoints").is_dir():
-        raise ModelDirError(f"--tokenizer {p}: this tokenizer run has not finished (no {p / 'tokenizer'} yet); "
-                            "run `genie train tokenizer` on it again to finish, or pass --steps to stop earlier")
-    raise ModelDirError(f"--tokenizer {p}: not a tokenizer folder (expected RUN or RUN/tokenizer with "
+        raise ModelDirError(f"--{part} {p}: this {part} run has not finished (no {p / part} yet); "
+                            f"run `genie train {part}` on it again to finish, or pass --steps to stop earlier")
+    raise ModelDirError(f"--{part} {p}: not a {part} folder (expected RUN or RUN/{part} with "
                         "config.json and model.safetensors)")
+
+
+def resolve_tokenizer_dir(path) -> Path:
+    """``path`` when it holds a tokenizer, else ``path/tokenizer`` (a ``genie train tokenizer`` RUN)."""
+    return _resolve_component_dir(path, "tokenizer")
+
+
+def resolve_lam_dir(path) -> Path:
+    """``path`` when it holds a LAM, else ``path/lam`` (a ``genie train lam`` RUN)."""
+    return _resolve_component_dir(path, "lam")
 
 
 class DynamicsTask(TrainTask):
@@ -202,20 +213,6 @@ def relative_provenance(model_dir: Path, tokenizer_source: str | None, data_prov
     if isinstance(prov.get("data"), str) and os.path.isabs(prov["data"]):
         prov["data"] = os.path.relpath(prov["data"], model_dir.resolve())
     return prov
-
-
-def resolve_lam_dir(path) -> Path:
-    """``path`` when it holds a LAM (config.json + model.safetensors), else ``path/lam`` (a ``genie train lam`` RUN)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"--lam {p}: no such folder")
-    for cand in (p, p / "lam"):
-        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
-            return cand
-    if (p / "checkpoints").is_dir():
-        raise ModelDirError(f"--lam {p}: this LAM run has not finished (no {p / 'lam'} yet); "
-                            "run `genie train lam` on it again to finish, or pass --steps to stop earlier")
-    raise ModelDirError(f"--lam {p}: not a LAM folder (expected RUN or RUN/lam with config.json and model.safetensors)")
 
 
 def build_dynamics_task(preset: Preset, tokenizer_path, seq_len: int, action_injection: str | None = None,
