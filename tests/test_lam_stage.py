@@ -100,9 +100,17 @@ def test_cache_matches_direct_encoding_follows_the_loader_order_and_is_rebuilt_w
         e, s = int(b["episode"][0]), int(b["start"][0])
         want = cache.tokens[int(cache.offsets[e]) + s:int(cache.offsets[e]) + s + 4].astype(np.int64)
         np.testing.assert_array_equal(b["tokens"][0].numpy(), want)
-    # reopened when nothing changed, rebuilt (and said so) when the LAM's weights change
+    # reopened when nothing changed (a store rewritten with the same content, only newer timestamps,
+    # included), rebuilt (and said so) when the LAM's weights change
     capsys.readouterr()
-    build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+    import shutil
+
+    copy = tmp_path / "store-copy"
+    shutil.copytree(store.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["updated"] = "2099-01-01T00:00:00+0000"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    build_token_cache(tmp_path / "cache", EpisodeStore(copy), tok, lam, progress=False)
     assert "rebuilding" not in capsys.readouterr().out
     with torch.no_grad():
         lam.vq.codebook.add_(0.1)

@@ -56,7 +56,14 @@ def module_digest(module: torch.nn.Module, cfg=None) -> str:
 
 
 def store_digest(store: EpisodeStore) -> str:
-    return hashlib.sha256((Path(store.path) / "manifest.json").read_bytes()).hexdigest()
+    """sha256 of what a store holds: its manifest (every shard with its checksum, every episode's
+    length and metadata) without the write timestamps, which change when a finished store is
+    opened for writing again (a resumed `genie data` run that had nothing left to record)."""
+    from genieworld.utils import read_json
+
+    manifest = read_json(Path(store.path) / "manifest.json", ValueError)
+    content = {k: v for k, v in manifest.items() if k not in ("created", "updated")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def cache_key(store: EpisodeStore, tokenizer, lam) -> dict:
