@@ -104,7 +104,8 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     # the frame-skip-4 model's preset: co-trained transformer LAM; the cpu preset trains a conv LAM first
     changed = {k for k in cpu if cpu[k] != skip4.get(k)} - {"name"}
     assert {k.split(".")[0] for k in changed} == {"lam", "lam_train", "tokenizer_train", "dynamics_train"}
-    assert {k for k in changed if k.startswith("lam.")} == {"lam.arch"}
-    assert {k for k in changed if k.startswith("dynamics_train.")} == {"dynamics_train.eval_every"}
+    assert {k for k in changed if k.startswith("lam.")} == {"lam.arch", "lam.vq.num_codes"}
+    assert {k for k in changed if k.startswith("dynamics_train.")} == {"dynamics_train.eval_every",
+                                                                        "dynamics_train.steps"}
     assert {k for k in changed if k.startswith("tokenizer_train.")} == {"tokenizer_train.steps"}
     assert skip4["lam_train.steps"] == skip1["lam_train.steps"] == 0 and cpu["lam.arch"] == "conv"
