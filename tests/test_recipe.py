@@ -36,7 +36,8 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     model_dir = (out / "world" / "model").resolve()
     assert os.path.normpath(model_dir / genie.provenance["data"]) == str((out / "data" / "train").resolve())
     assert os.path.normpath(model_dir / genie.provenance["tokenizer"]) == str((out / "tokenizer" / "tokenizer").resolve())
-    assert str(tmp_path) not in (out / "world" / "model" / "genie.json").read_text()
+    for name in ("genie.json", "actions.json", "prompts/index.json"):
+        assert str(tmp_path) not in (out / "world" / "model" / name).read_text(), name
     assert len(genie.provenance["data_manifest_sha256"]) == 64
     assert len(list((out / "world" / "model" / "prompts").glob("prompt-*.png"))) >= 1  # play opens on a real frame
     capsys.readouterr()

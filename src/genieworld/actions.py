@@ -270,6 +270,7 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     written dict plus ``"path"``, the file written.
     """
     from genieworld.data.store import EpisodeStore
+    from genieworld.data.store import store_digest
 
     if genie is None:
         from genieworld.genie import ModelDirError, resolve_model_dir
@@ -323,7 +324,9 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     data = {
         "names": names,
         "mapping": mapping,
-        "source": {"data": str(Path(data_dir).resolve()), "store_source": store.source,
+        # the store by folder name and content digest, never this machine's absolute path
+        "source": {"data": Path(data_dir).resolve().name, "data_manifest_sha256": store_digest(store),
+                   "store_source": store.source,
                    "episodes": len(labelled), "transitions": int(counts.sum()), "window": int(window),
                    "true_action_names": names_of_true},
         "counts": counts.tolist(),

@@ -320,7 +320,7 @@ def _data_provenance(loader, data) -> dict:
     if skip is not None:
         prov["frame_skip"] = skip
     if store is not None:
-        from genieworld.train.token_cache import store_digest
+        from genieworld.data.store import store_digest
 
         prov["data_manifest_sha256"] = store_digest(store)
         coinrun = store.extra.get("coinrun")

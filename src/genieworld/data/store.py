@@ -933,3 +933,14 @@ class EpisodeWriter:
                 self.abort()
         except Exception:
             pass
+
+
+def store_digest(store: "EpisodeStore") -> str:
+    """sha256 of what a store holds: its manifest (every shard with its checksum, every episode's
+    length and metadata) without the write timestamps, which change when a finished store is
+    opened for writing again (a resumed `genie data` run that had nothing left to record)."""
+    from genieworld.utils import read_json
+
+    manifest = read_json(Path(store.path) / MANIFEST, ValueError)
+    content = {k: v for k, v in manifest.items() if k not in ("created", "updated")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from genieworld.data.loader import WindowLoader
-from genieworld.data.store import EpisodeStore
+from genieworld.data.store import EpisodeStore, store_digest  # noqa: F401  (store_digest: re-exported)
 
 CACHE_VERSION = 1
 _CHUNK = 64  # frames encoded per tokenizer call (plus the context that precedes them)
@@ -53,17 +53,6 @@ def module_digest(module: torch.nn.Module, cfg=None) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def store_digest(store: EpisodeStore) -> str:
-    """sha256 of what a store holds: its manifest (every shard with its checksum, every episode's
-    length and metadata) without the write timestamps, which change when a finished store is
-    opened for writing again (a resumed `genie data` run that had nothing left to record)."""
-    from genieworld.utils import read_json
-
-    manifest = read_json(Path(store.path) / "manifest.json", ValueError)
-    content = {k: v for k, v in manifest.items() if k not in ("created", "updated")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def cache_key(store: EpisodeStore, tokenizer, lam) -> dict:
