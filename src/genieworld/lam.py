@@ -204,13 +204,4 @@ class LatentActionModel(ActionCodebook, nn.Module):
         pred = self.decode(frames, zq)
         target = to_float_video(frames[:, 1:])
         mse = F.mse_loss(pred.float(), target)
-        info = {
-            "loss": mse + vq_info["loss"],
-            "mse": mse.detach(),
-            "vq_loss": vq_info["loss"].detach(),
-            "codes_used": vq_info["codes_used"],
-            "perplexity": vq_info["perplexity"],
-            "indices": idx.detach(),
-            "vectors": zq,
-        }
-        return pred, info
+        return pred, self.training_info(mse, vq_info, idx, zq)

@@ -40,3 +40,17 @@ class ActionCodebook:
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_actions):
             raise ValueError(f"action ids must be in [0, {self.num_actions}), got {indices.tolist()}")
         return self.vq.lookup(indices)
+
+    @staticmethod
+    def training_info(mse: torch.Tensor, vq_info: dict, indices: torch.Tensor, vectors: torch.Tensor) -> dict:
+        """The ``info`` of a LAM's ``forward``: ``loss`` (MSE + VQ, differentiable), its parts, codebook
+        statistics, ``indices`` (B, T-1) and ``vectors`` (B, T-1, code_dim, straight-through)."""
+        return {
+            "loss": mse + vq_info["loss"],
+            "mse": mse.detach(),
+            "vq_loss": vq_info["loss"].detach(),
+            "codes_used": vq_info["codes_used"],
+            "perplexity": vq_info["perplexity"],
+            "indices": indices.detach(),
+            "vectors": vectors,
+        }

@@ -211,14 +211,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         # the model works in [-1, 1]; the loss is reported in [0, 1] units like the transformer LAM's
         mse = (w * (pred.float() - nxt) ** 2).mean() / 4.0
         b = frames.shape[0]
-        info = {
-            "loss": mse + vq_info["loss"],
-            "mse": mse.detach(),
-            "vq_loss": vq_info["loss"].detach(),
-            "codes_used": vq_info["codes_used"],
-            "perplexity": vq_info["perplexity"],
-            "indices": rearrange(idx.detach(), "(b k) -> b k", b=b),
-            "vectors": rearrange(zq, "(b k) d -> b k d", b=b),
-        }
+        info = self.training_info(mse, vq_info, rearrange(idx, "(b k) -> b k", b=b),
+                                  rearrange(zq, "(b k) d -> b k d", b=b))
         pred_out = rearrange((pred.detach() + 1) / 2, "(b k) c h w -> b k h w c", b=b)
         return pred_out, info
