@@ -22,7 +22,7 @@ import traceback
 
 from genieworld.errors import UserError
 
-COMMAND_MODULES = ["train", "data", "generate", "eval", "play", "actions", "recipe", "weights"]
+COMMAND_MODULES = ["train", "data", "generate", "eval", "play", "actions", "recipe", "weights", "agent"]
 
 DESCRIPTION = """\
 genieworld: turn unlabelled gameplay video into a world you can play (Genie, Bruce et al. 2024).
