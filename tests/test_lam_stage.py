@@ -112,10 +112,24 @@ def test_cache_matches_direct_encoding_follows_the_loader_order_and_is_rebuilt_w
     (copy / "manifest.json").write_text(json.dumps(manifest))
     build_token_cache(tmp_path / "cache", EpisodeStore(copy), tok, lam, progress=False)
     assert "rebuilding" not in capsys.readouterr().out
+    # a new LAM: the latent actions are re-encoded, the tokens (same store, same tokenizer) kept
+    old_tokens, old_actions = np.array(cache.tokens), np.array(cache.actions)
     with torch.no_grad():
-        lam.vq.codebook.add_(0.1)
-    build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+        lam.vq.codebook.copy_(lam.vq.codebook.flip(0))  # the same codes, renumbered
+    del cache
+    relam = build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
+    assert "keeping the tokens" in capsys.readouterr().out
+    np.testing.assert_array_equal(relam.tokens, old_tokens)
+    assert not np.array_equal(relam.actions, old_actions)  # renumbered codes: new action ids were written
+    np.testing.assert_array_equal(relam.actions[lo:lo + len(frames) - 1], encode_episode_actions(lam, frames))
+    assert relam.key["lam"] != cached.cache.key["lam"]
+    # a new tokenizer: everything is rebuilt
+    with torch.no_grad():
+        next(tok.parameters()).add_(0.1)
+    del relam
+    rebuilt = build_token_cache(tmp_path / "cache", store, tok, lam, progress=False)
     assert "rebuilding" in capsys.readouterr().out
+    assert rebuilt.key["tokenizer"] != cached.cache.key["tokenizer"]
     assert not (tmp_path / "cache.tmp").exists()
 
 

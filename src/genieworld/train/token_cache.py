@@ -109,33 +109,46 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     """Open the cache at ``path`` when its key matches (store, tokenizer, LAM), else (re)build it."""
     path = Path(path)
     key = cache_key(store, tokenizer, lam)
+    lengths = store.episode_lengths.astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    n_tok = tokenizer.cfg.tokens_per_frame
+    keep_tokens = False  # the old cache's tokens are still right: only the LAM changed
     if (path / "cache.json").is_file():
         try:
             cache = TokenCache(path)
             if cache.key == key and len(cache.offsets) == store.num_episodes + 1:
                 return cache
-        except (ValueError, OSError, KeyError, TypeError):
+            keep_tokens = (cache.key.get("store") == key["store"] and cache.key.get("tokenizer") == key["tokenizer"]
+                           and np.array_equal(cache.offsets, offsets) and cache.tokens.shape == (int(offsets[-1]), n_tok))
+            del cache
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
             pass
-        print(f"[cache] {path}: made from another store, tokenizer or LAM; rebuilding", flush=True)
-    lengths = store.episode_lengths.astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    n_tok = tokenizer.cfg.tokens_per_frame
+        print(f"[cache] {path}: made " + ("with another LAM; re-encoding the latent actions, keeping the tokens"
+                                          if keep_tokens else "from another store, tokenizer or LAM; rebuilding"),
+              flush=True)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint16, shape=(int(offsets[-1]), n_tok))
+    if keep_tokens:
+        shutil.copyfile(path / "tokens.npy", tmp / "tokens.npy")
+        tokens = None
+    else:
+        tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint16,
+                                           shape=(int(offsets[-1]), n_tok))
     actions = np.lib.format.open_memmap(tmp / "actions.npy", mode="w+", dtype=np.int16, shape=(int(offsets[-1]),))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=int(offsets[-1]), desc="cache: tokens + latent actions", unit="frame", dynamic_ncols=True)
+        what = "latent actions" if keep_tokens else "tokens + latent actions"
+        bar = tqdm(total=int(offsets[-1]), desc=f"cache: {what}", unit="frame", dynamic_ncols=True)
     tokenizer.eval()
     lam.eval()
     for i in range(store.num_episodes):
         frames = store.read_frames(i)
         lo, hi = int(offsets[i]), int(offsets[i + 1])
-        tokens[lo:hi] = encode_episode_tokens(tokenizer, frames, device)
+        if tokens is not None:
+            tokens[lo:hi] = encode_episode_tokens(tokenizer, frames, device)
         actions[hi - 1] = -1
         if hi - lo > 1:
             actions[lo:hi - 1] = encode_episode_actions(lam, frames, device)
@@ -143,7 +156,8 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
             bar.update(hi - lo)
     if bar is not None:
         bar.close()
-    tokens.flush()
+    if tokens is not None:
+        tokens.flush()
     actions.flush()
     del tokens, actions
     meta = {"version": CACHE_VERSION, "key": key, "frames": int(offsets[-1]), "episodes": int(store.num_episodes),
