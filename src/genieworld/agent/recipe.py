@@ -137,10 +137,20 @@ def _eval_to(path: Path, fn, **info) -> dict:
     return res
 
 
-def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True) -> dict:
+def _run_cli(args: list[str]) -> None:
+    import subprocess
+    import sys
+
+    print("[agent recipe] genie " + " ".join(args), flush=True)
+    rc = subprocess.call([sys.executable, "-m", "genieworld.cli", *args])
+    if rc != 0:
+        raise UserError(f"stage failed: genie {' '.join(args)} (exit {rc}); fix the cause and run the recipe again")
+
+
+def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True, threads: int = 1) -> dict:
     from genieworld.agent.envs import HoldActor, RandomActor
     from genieworld.agent.evaluate import evaluate_actor
-    from genieworld.agent.expert import ExpertActor, load_expert, train_expert
+    from genieworld.agent.expert import ExpertActor, load_expert
     from genieworld.agent.label import label_store, load_labels
     from genieworld.agent.mapping import build_map
     from genieworld.agent.policy import PolicyActor, load_policy
@@ -167,8 +177,13 @@ def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True) -> dict:
         atomic_write_json(out, "recipe.json", state)
         return r
 
-    timed("expert", lambda: train_expert(out / "expert", total_steps=cfg.expert_steps, num_envs=cfg.expert_envs,
-                                         train_levels=cfg.train_levels, seed=cfg.seed, progress=progress, **env_kw))
+    if not (out / "expert" / "expert.json").is_file():
+        # in its own process: SB3 and its 64-game Procgen env stay out of this one (a run that trained PPO
+        # in-process once hung in a later evaluation)
+        timed("expert", lambda: _run_cli(["agent", "expert", "--out", str(out / "expert"), "--steps", str(cfg.expert_steps),
+                                          "--envs", str(cfg.expert_envs), "--train-levels", str(cfg.train_levels),
+                                          "--seed", str(cfg.seed), "--model", str(cfg.model), "--threads", str(threads),
+                                          *([] if progress else ["--no-progress"])]))
     expert_policy, _ = load_expert(out / "expert")
     expert = ExpertActor(expert_policy)
     right_jump = EFFECTIVE_ACTIONS.index(8)
@@ -265,14 +280,19 @@ def plot_curve(summary: dict, path) -> None:
     y = [summary["lam"][str(n)]["solved"] for n in ns]
     lo = [summary["lam"][str(n)]["ci95"][0] for n in ns]
     hi = [summary["lam"][str(n)]["ci95"][1] for n in ns]
-    ax.plot(ns, y, "o-", color="C0", label="LAM policy + map D")
+    ax.errorbar(ns, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", color="C0", capsize=3,
+                label="LAM policy + map D")
     ax.fill_between(ns, lo, hi, color="C0", alpha=0.2)
     for key, color, name in (("oracle_bc", "C2", "oracle BC"), ("expert", "C3", "expert (PPO)"),
+                             ("hold_right_jump", "C1", "always Right+Jump (blind)"),
                              ("random", "C7", "random (6 actions)")):
         r = summary[key]
         ax.axhline(r["solved"], color=color, ls="--", label=name)
         ax.axhspan(r["ci95"][0], r["ci95"][1], color=color, alpha=0.1)
     ax.set_xscale("log")
+    ax.set_xticks(ns)
+    ax.set_xticklabels([str(n) for n in ns])
+    ax.minorticks_off()
     ax.set_xlabel("labelled transitions for the map")
     ax.set_ylabel("held-out levels solved")
     g = summary["lam"][str(ns[0])]

@@ -349,7 +349,7 @@ def run_recipe(args) -> int:
                             bc_steps=args.bc_steps, eval_seeds=args.eval_seeds, eval_levels=args.eval_levels,
                             label_counts=counts, map_mode=args.map_mode)
     validate_config(cfg, "agent recipe")
-    summary = run(args.out, cfg, progress=not args.no_progress)
+    summary = run(args.out, cfg, progress=not args.no_progress, threads=args.threads)
     print(json.dumps({"curve": str(Path(args.out) / "curve.json"), "oracle": summary["oracle_bc"]["solved"],
                       "lam": {n: v["solved"] for n, v in summary["lam"].items()}}))
     return 0
