@@ -123,10 +123,16 @@ class LAMConfig:
     # inverse/forward-dynamics pair on 3-frame windows, genieworld.lam_conv; see its docstring).
     arch: str = "transformer"
     conv: ConvLAMConfig = field(default_factory=lambda: ConvLAMConfig())
+    # 0: play's actions are the vq.num_codes codes.  M > 0 (conv LAM, `genie train lam`): train with
+    # vq.num_codes codes, then merge them into M actions, grouping the codes that consecutive
+    # transitions of the training videos use together (genieworld.lam_codebook.merge_by_cooccurrence).
+    # With 8 codes the CoinRun LAM spent every code on vertical motion; 16 training codes also
+    # carry which way the agent went, and the merge keeps most of it (docs/experiments.md).
+    merged_actions: int = 0
 
     @property
     def num_actions(self) -> int:
-        return self.vq.num_codes
+        return self.merged_actions or self.vq.num_codes
 
 
 @dataclass
@@ -239,7 +245,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "fdm_frames": Bound(1, 2), "max_shift": _UNIT, "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
-                "arch": Bound(choices=("transformer", "conv"))},
+                "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
     DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
@@ -287,6 +293,11 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
             yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
     else:
         yield from _rules_patches(c)
+        if c.merged_actions:
+            yield "merged_actions", "merging action codes needs the conv LAM (arch = conv)"
+    if c.merged_actions >= c.vq.num_codes:
+        yield "merged_actions", (f"merged_actions {c.merged_actions} must be below vq.num_codes {c.vq.num_codes} "
+                                 "(the codes trained, merged into fewer actions), or 0")
 
 
 def _rules_dynamics(c: DynamicsConfig) -> Iterator[tuple[str, str]]:

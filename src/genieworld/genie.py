@@ -111,11 +111,11 @@ def check_compatible(tok_cfg, lam_cfg, dyn_cfg, sampling=None, num_actions: int 
     if lam_cfg.vq.code_dim != dyn_cfg.action_dim:
         raise ModelDirError(f"dynamics expects action vectors of size {dyn_cfg.action_dim} but the LAM's action codes "
                             f"have size {lam_cfg.vq.code_dim}")
-    if num_actions is not None and int(num_actions) != lam_cfg.vq.num_codes:
-        raise ModelDirError(f"{GENIE_JSON} says {num_actions} actions but the LAM has {lam_cfg.vq.num_codes} action codes")
-    if action_names is not None and len(action_names) != lam_cfg.vq.num_codes:
+    if num_actions is not None and int(num_actions) != lam_cfg.num_actions:
+        raise ModelDirError(f"{GENIE_JSON} says {num_actions} actions but the LAM has {lam_cfg.num_actions} actions")
+    if action_names is not None and len(action_names) != lam_cfg.num_actions:
         raise ModelDirError(f"{ACTIONS_JSON} names {len(action_names)} actions but the LAM has "
-                            f"{lam_cfg.vq.num_codes} action codes")
+                            f"{lam_cfg.num_actions} actions")
     if sampling is not None and not 1 <= sampling.context_frames <= dyn_cfg.max_frames:
         raise ModelDirError(f"sampling context_frames {sampling.context_frames} must be in [1, {dyn_cfg.max_frames}] "
                             "(the dynamics max_frames)")
@@ -264,7 +264,7 @@ class Genie(torch.nn.Module):
         classes = {"tokenizer": (VideoTokenizer, TokenizerConfig), "lam": (build_lam, LAMConfig),
                    "dynamics": (DynamicsModel, DynamicsConfig)}
         cfgs = {name: load_config(cfg_cls, root / name) for name, (_, cfg_cls) in classes.items()}
-        names = _read_action_names(root / ACTIONS_JSON, cfgs["lam"].vq.num_codes)
+        names = _read_action_names(root / ACTIONS_JSON, cfgs["lam"].num_actions)
         try:
             check_compatible(cfgs["tokenizer"], cfgs["lam"], cfgs["dynamics"], sampling, meta.get("num_actions"), names)
         except ModelDirError as e:

@@ -5,12 +5,66 @@ Both :class:`genieworld.lam.LatentActionModel` (the paper's) and
 (a :class:`~genieworld.config.LAMConfig`), ``self.vq`` (a
 :class:`~genieworld.nn.quantizer.VectorQuantizer`) and ``encode_latents(frames)`` ->
 (B, T-1, code_dim).  Play needs only :meth:`ActionCodebook.action_vectors`.
+
+A LAM may train with more codes than play offers actions (``LAMConfig.merged_actions``): after
+training, :func:`merge_by_cooccurrence` groups its codes and :meth:`ActionCodebook.merge_codes`
+stores the grouping (buffers ``merge_map`` and ``merged_codebook``), after which
+``encode_actions`` and ``action_vectors`` speak the merged actions only.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def merge_by_cooccurrence(codes: list[np.ndarray], num_codes: int, num_actions: int) -> np.ndarray:
+    """Group ``num_codes`` action codes into ``num_actions`` actions, without labels: (num_codes,) group ids.
+
+    ``codes`` holds, per video, the code of each transition in order.  A player keeps a key down
+    for several frames while the picture's other changes (the agent rising, then falling, then
+    landing) come and go, so two codes that often follow each other are likely one action seen in
+    two states.  Agglomerative: start from one group per used code and repeatedly join the two
+    groups with the highest normalised association ``C(A, B) / sqrt(d_A d_B)``, where C counts
+    consecutive transitions with one code in A and the other in B and d is a group's number of
+    such neighbours, until ``num_actions`` groups remain.  Unused codes join the group of the
+    code they follow most, or group 0.  Deterministic (ties go to the lowest indices).
+    """
+    if not 1 <= num_actions <= num_codes:
+        raise ValueError(f"cannot merge {num_codes} codes into {num_actions} actions")
+    pair = np.zeros((num_codes, num_codes))
+    usage = np.zeros(num_codes)
+    for seq in codes:
+        seq = np.asarray(seq, dtype=np.int64)
+        if seq.size and (seq.min() < 0 or seq.max() >= num_codes):
+            raise ValueError(f"codes must be in [0, {num_codes})")
+        usage += np.bincount(seq, minlength=num_codes)
+        if len(seq) > 1:
+            np.add.at(pair, (seq[:-1], seq[1:]), 1)
+    sym = pair + pair.T
+    np.fill_diagonal(sym, 0)
+    used = [k for k in range(num_codes) if usage[k] > 0]
+    groups = [[k] for k in used] or [[0]]
+    while len(groups) > num_actions:
+        best, pick = -1.0, (0, 1)
+        deg = [sym[g].sum() for g in groups]
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                c = sym[np.ix_(groups[i], groups[j])].sum()
+                score = c / np.sqrt(max(deg[i], 1e-9) * max(deg[j], 1e-9))
+                if score > best + 1e-12:
+                    best, pick = score, (i, j)
+        i, j = pick
+        groups[i] = sorted(groups[i] + groups[j])
+        del groups[j]
+    out = np.full(num_codes, -1, dtype=np.int64)
+    for g, members in enumerate(groups):
+        out[members] = g
+    for k in np.flatnonzero(out < 0):  # unused codes (and, with fewer used codes than actions, nothing else)
+        row = sym[k] if sym[k].sum() > 0 else usage
+        out[k] = out[int(np.argmax(np.where(out >= 0, row, -1)))] if (out >= 0).any() else 0
+    return out
 
 
 class ActionCodebook:
@@ -18,7 +72,53 @@ class ActionCodebook:
 
     @property
     def num_actions(self) -> int:
-        return self.cfg.vq.num_codes
+        """Actions play offers: ``cfg.merged_actions`` when the codes are merged, else the codes."""
+        return self.cfg.num_actions
+
+    # ------------------------------------------------------------------ merged codes
+    def _init_merge(self) -> None:
+        """Buffers of a LAM whose codes are merged into fewer actions (``cfg.merged_actions`` > 0)."""
+        if self.cfg.merged_actions:
+            k, m = self.cfg.vq.num_codes, self.cfg.merged_actions
+            self.register_buffer("merge_map", torch.full((k,), -1, dtype=torch.long))
+            self.register_buffer("merged_codebook", torch.zeros(m, self.cfg.vq.code_dim))
+
+    @property
+    def is_merged(self) -> bool:
+        return bool(self.cfg.merged_actions) and bool((self.merge_map >= 0).all())
+
+    def _check_merged(self) -> None:
+        if self.cfg.merged_actions and not self.is_merged:
+            raise ValueError(f"this LAM trains {self.cfg.vq.num_codes} codes to be merged into "
+                             f"{self.cfg.merged_actions} actions, and has not been merged yet (genie train lam "
+                             "merges them when it finishes)")
+
+    @torch.no_grad()
+    def merge_codes(self, groups: np.ndarray) -> None:
+        """Store a grouping (num_codes,) -> [0, merged_actions): each action's vector is the (normalised)
+        mean of its codes' vectors, and ``encode_actions`` returns the group of the nearest code."""
+        m = self.cfg.merged_actions
+        groups = torch.as_tensor(np.asarray(groups), dtype=torch.long, device=self.merge_map.device)
+        if not m or groups.shape != self.merge_map.shape or int(groups.min()) < 0 or int(groups.max()) >= m:
+            raise ValueError(f"a merge maps each of {self.cfg.vq.num_codes} codes to one of {m} actions, "
+                             f"got {groups.tolist()}")
+        cb = self.vq.normalized_codebook().detach()
+        vecs = torch.zeros(m, cb.shape[1], dtype=cb.dtype, device=cb.device).index_add_(0, groups, cb)
+        if self.cfg.vq.l2_normalize:
+            vecs = F.normalize(vecs, dim=-1)
+        else:
+            vecs = vecs / torch.bincount(groups, minlength=m).clamp_min(1)[:, None].to(vecs.dtype)
+        self.merge_map.copy_(groups)
+        self.merged_codebook.copy_(vecs)
+
+    @torch.no_grad()
+    def encode_codes(self, frames: torch.Tensor) -> torch.Tensor:
+        """The trained (unmerged) code of each transition, (B, T-1) long."""
+        z = self.encode_latents(frames)
+        z_nd = z.reshape(-1, z.shape[-1]).float()
+        if self.cfg.vq.l2_normalize:
+            z_nd = F.normalize(z_nd, dim=-1)
+        return self.vq.nearest(z_nd).reshape(z.shape[:-1])
 
     @property
     def code_dim(self) -> int:
@@ -26,12 +126,11 @@ class ActionCodebook:
 
     @torch.no_grad()
     def encode_actions(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference: (indices (B, T-1) long, code vectors (B, T-1, code_dim)). No grad, no codebook updates."""
-        z = self.encode_latents(frames)
-        z_nd = z.reshape(-1, z.shape[-1]).float()
-        if self.cfg.vq.l2_normalize:
-            z_nd = F.normalize(z_nd, dim=-1)
-        idx = self.vq.nearest(z_nd).reshape(z.shape[:-1])
+        """Inference: (action ids (B, T-1) long, their vectors (B, T-1, code_dim)). No grad, no codebook updates."""
+        self._check_merged()
+        idx = self.encode_codes(frames)
+        if self.cfg.merged_actions:
+            idx = self.merge_map[idx]
         return idx, self.action_vectors(idx)
 
     def action_vectors(self, indices: torch.Tensor) -> torch.Tensor:
@@ -39,6 +138,9 @@ class ActionCodebook:
         indices = torch.as_tensor(indices, device=self.vq.codebook.device, dtype=torch.long)
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_actions):
             raise ValueError(f"action ids must be in [0, {self.num_actions}), got {indices.tolist()}")
+        if self.cfg.merged_actions:
+            self._check_merged()
+            return F.embedding(indices, self.merged_codebook)
         return self.vq.lookup(indices)
 
     @staticmethod

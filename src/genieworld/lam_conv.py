@@ -168,6 +168,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         self.vq = VectorQuantizer(cfg.vq)
         _widths(cfg)  # validates image_size and channels
         self.fdm = ForwardDynamics(cfg)
+        self._init_merge()
         s = cfg.image_size
         yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32),
                                 indexing="ij")

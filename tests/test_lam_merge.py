@@ -1,0 +1,121 @@
+"""Training more LAM codes than play offers actions, then merging them (LAMConfig.merged_actions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import micro_preset_dict, synthetic_store_dir, torch_threads  # noqa: F401
+
+from genieworld.cli import main
+from genieworld.config import ConfigError, LAMConfig, load_preset, validate_config
+from genieworld.genie import load_component, save_component
+from genieworld.lam import build_lam
+from genieworld.lam_codebook import merge_by_cooccurrence
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    with torch_threads(1):
+        yield
+
+
+def _held_key_videos(rng, n_videos=30, length=40):
+    """Codes of a LAM that saw two actions, each in two physical states: action a shows as codes
+    {2a, 2a + 1}, the state flips every frame or two, and the action is held for 5-10 frames."""
+    out = []
+    for _ in range(n_videos):
+        seq, t = [], 0
+        while t < length:
+            a, hold = int(rng.integers(2)), int(rng.integers(5, 11))
+            for _ in range(hold):
+                seq.append(2 * a + int(rng.random() < 0.5))
+            t += hold
+        out.append(np.array(seq[:length]))
+    return out
+
+
+def test_cooccurrence_merge_groups_the_codes_of_one_held_action_deterministically():
+    seqs = _held_key_videos(np.random.default_rng(0))
+    groups = merge_by_cooccurrence(seqs, 5, 2)  # code 4 is never used
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[0] != groups[2]
+    assert sorted(set(groups.tolist())) == [0, 1]
+    np.testing.assert_array_equal(groups, merge_by_cooccurrence(seqs, 5, 2))
+    # as many actions as codes: nothing merged
+    assert sorted(merge_by_cooccurrence(seqs, 4, 4).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge_by_cooccurrence(seqs, 4, 5)
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 3\)"):
+        merge_by_cooccurrence(seqs, 3, 2)
+
+
+def _merged_cfg(codes=8, actions=4) -> LAMConfig:
+    d = micro_preset_dict()["lam"]
+    d.update(arch="conv", max_frames=8, merged_actions=actions)
+    d["conv"].update(channels=8, hidden=32, fdm_channels=8)
+    d["vq"].update(num_codes=codes)
+    from genieworld.config import from_dict
+    return from_dict(LAMConfig, d)
+
+
+def test_a_merged_lam_speaks_its_merged_actions_and_round_trips(tmp_path):
+    cfg = _merged_cfg()
+    torch.manual_seed(0)
+    lam = build_lam(cfg)
+    assert lam.num_actions == 4 and cfg.num_actions == 4
+    frames = torch.randint(0, 256, (3, 5, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8)
+    lam.train()
+    _, info = lam(frames)
+    info["loss"].backward()  # training uses all 8 codes
+    lam.eval()
+    with pytest.raises(ValueError, match="has not been merged yet"):
+        lam.encode_actions(frames)
+    groups = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    lam.merge_codes(groups)
+    ids, vecs = lam.encode_actions(frames)
+    np.testing.assert_array_equal(ids.numpy(), groups[lam.encode_codes(frames).numpy()])
+    assert int(ids.max()) < 4 and vecs.shape == (3, 4, cfg.vq.code_dim)
+    # each action's vector is the normalised mean of its codes' vectors
+    cb = lam.vq.normalized_codebook()
+    want = torch.nn.functional.normalize(cb[0] + cb[1], dim=-1)
+    torch.testing.assert_close(lam.action_vectors(torch.tensor([0]))[0], want)
+    with pytest.raises(ValueError, match=r"action ids must be in \[0, 4\)"):
+        lam.action_vectors(torch.tensor([5]))
+    with pytest.raises(ValueError, match="one of 4 actions"):
+        lam.merge_codes(np.arange(8))
+    save_component(lam, cfg, tmp_path / "lam")
+    back = load_component(build_lam, LAMConfig, tmp_path / "lam")
+    back.eval()
+    np.testing.assert_array_equal(back.encode_actions(frames)[0].numpy(), ids.numpy())
+
+
+def test_merged_actions_is_validated():
+    with pytest.raises(ConfigError, match="merged_actions 8 must be below vq.num_codes 8"):
+        _merged_cfg(codes=8, actions=8)
+    transformer = dataclasses.replace(load_preset("tiny").lam, merged_actions=2)
+    with pytest.raises(ConfigError, match="needs the conv LAM"):
+        validate_config(transformer)
+
+
+def test_genie_train_lam_merges_its_codes_when_it_finishes(tmp_path, synthetic_store_dir, capsys):
+    d = micro_preset_dict()
+    d["lam"].update(arch="conv", max_frames=8, merged_actions=2)
+    d["lam"]["conv"].update(channels=8, hidden=32, fdm_channels=8)
+    d["lam"]["vq"].update(num_codes=4)
+    d["lam_train"].update(steps=4, batch_size=8, seq_len=3, warmup_steps=1, checkpoint_every=1000)
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps(d))
+    assert main(["train", "lam", "--data", str(synthetic_store_dir), "--preset", str(preset), "--out",
+                 str(tmp_path / "lam"), "--no-progress"]) == 0
+    assert "merged 4 codes into 2 actions" in capsys.readouterr().out
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam" / "lam")
+    assert lam.num_actions == 2 and lam.is_merged
+    assert sorted(set(lam.merge_map.tolist())) <= [0, 1]
+    # a clip array has no whole videos to merge by: refused before training
+    np.save(tmp_path / "clips.npy", np.zeros((4, 3, 32, 32, 3), dtype=np.uint8))
+    assert main(["train", "lam", "--data", str(tmp_path / "clips.npy"), "--preset", str(preset), "--out",
+                 str(tmp_path / "lam2"), "--no-progress"]) == 2
+    assert "needs an episode store" in capsys.readouterr().err
