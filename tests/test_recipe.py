@@ -104,9 +104,17 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     assert changed == {"lam.context_mask_rate", "lam.residual_decoder", "dynamics.tie_embeddings"}
     # the frame-skip-4 model's preset: co-trained transformer LAM; the cpu preset trains a conv LAM first
     changed = {k for k in cpu if cpu[k] != skip4.get(k)} - {"name"}
-    assert {k.split(".")[0] for k in changed} == {"lam", "lam_train", "tokenizer_train", "dynamics_train"}
-    assert {k for k in changed if k.startswith("lam.")} == {"lam.arch", "lam.vq.num_codes"}
+    assert {k.split(".")[0] for k in changed} == {"lam", "lam_train", "tokenizer_train", "dynamics_train",
+                                                  "dynamics"}
+    assert {k for k in changed if k.startswith("lam.")} == {"lam.arch", "lam.vq.num_codes", "lam.merged_actions"}
+    assert {k for k in changed if k.startswith("dynamics.")} == {"dynamics.action_injection"}
     assert {k for k in changed if k.startswith("dynamics_train.")} == {"dynamics_train.eval_every",
                                                                         "dynamics_train.steps"}
     assert {k for k in changed if k.startswith("tokenizer_train.")} == {"tokenizer_train.steps"}
     assert skip4["lam_train.steps"] == skip1["lam_train.steps"] == 0 and cpu["lam.arch"] == "conv"
+    # the first conv-LAM model's preset (8 codes, additive actions): the cpu preset trains 16 codes,
+    # merges them into 8 actions and prepends the action token (docs/experiments.md)
+    eight = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-8codes-add.json"))))
+    changed = {k for k in cpu if cpu[k] != eight.get(k)} - {"name"}
+    assert changed == {"lam.vq.num_codes", "lam.merged_actions", "dynamics.action_injection"}
+    assert (eight["lam.vq.num_codes"], cpu["lam.vq.num_codes"], cpu["lam.merged_actions"]) == (8, 16, 8)
