@@ -113,8 +113,9 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     assert {k for k in changed if k.startswith("tokenizer_train.")} == {"tokenizer_train.steps"}
     assert skip4["lam_train.steps"] == skip1["lam_train.steps"] == 0 and cpu["lam.arch"] == "conv"
     # the first conv-LAM model's preset (8 codes, additive actions): the cpu preset trains 16 codes,
-    # merges them into 8 actions and prepends the action token (docs/experiments.md)
+    # merges them into 8 actions, in half the steps, and prepends the action token (docs/experiments.md)
     eight = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-8codes-add.json"))))
     changed = {k for k in cpu if cpu[k] != eight.get(k)} - {"name"}
-    assert changed == {"lam.vq.num_codes", "lam.merged_actions", "dynamics.action_injection"}
+    assert changed == {"lam.vq.num_codes", "lam.merged_actions", "dynamics.action_injection", "lam_train.steps"}
     assert (eight["lam.vq.num_codes"], cpu["lam.vq.num_codes"], cpu["lam.merged_actions"]) == (8, 16, 8)
+    assert (eight["lam_train.steps"], cpu["lam_train.steps"]) == (4000, 2000)
