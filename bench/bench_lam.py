@@ -16,7 +16,9 @@ latent action of every transition x_t -> x_{t+1} whose x_{t-1} is in the episode
 * ``probe6``: held-out accuracy of a linear probe on the *continuous* (pre-quantiser) latent,
   with ``majority6`` (always guessing the commonest action);
 * ``codes_used`` and ``max_code_share`` (the largest fraction of transitions one code takes);
-* ``mse`` against ``copy_mse`` (reconstruction of x_{t+1} against copying x_t, last 100 batches).
+* ``mse`` against ``copy_mse`` (reconstruction of x_{t+1} against copying x_t, last 100 batches);
+* for a LAM whose codes were merged into fewer actions (``lam.merged_actions``), everything above
+  is about the merged actions, and ``trained_codes`` scores the codes it trained.
 
 ``--ceiling`` (on by default) also trains the LAM's own inverse-dynamics encoder *supervised*
 on the true effective action, same windows, steps and batch: ``ceiling.acc6`` and
@@ -115,6 +117,22 @@ def infer(lam, frames, centres, batch: int = 256):
     return torch.cat(codes).numpy(), torch.cat(lats).numpy()
 
 
+@torch.no_grad()
+def merge_codes_in_order(lam, frames, centres, limit: int = 60_000) -> None:
+    """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions from the first ``limit``
+    training transitions in video order (runs of consecutive centres are one video)."""
+    from genieworld.lam_codebook import merge_by_cooccurrence
+
+    c = centres[:limit]
+    was = lam.training
+    lam.eval()
+    raw = np.concatenate([lam.encode_codes(windows(frames, c[i:i + 256], 3))[:, 1].numpy()
+                          for i in range(0, len(c), 256)])
+    lam.train(was)
+    cuts = np.flatnonzero(np.diff(c) != 1) + 1
+    lam.merge_codes(merge_by_cooccurrence(np.split(raw, cuts), lam.cfg.vq.num_codes, lam.cfg.merged_actions))
+
+
 def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed):
     from genieworld.data.coinrun import effective_action
     from genieworld.eval.metrics import nmi
@@ -192,6 +210,14 @@ def main(argv=None) -> int:
         codes, lats = infer(lam, ef, ec)
         result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
                        **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
+        if lam.cfg.merged_actions:  # also the codes it trained, before they were merged into actions
+            raw = np.concatenate([lam.encode_codes(windows(ef, ec[i:i + 256], 3))[:, 1].numpy()
+                                  for i in range(0, len(ec), 256)])
+            k = lam.cfg.vq.num_codes
+            trained = score(raw, lats, ea[ec], k, args.seed, cam)
+            result["lam"]["trained_codes"] = k
+            result["trained_codes"] = {key: trained[key] for key in ("nmi6", "nmi6_shuffled", "nmi_direction",
+                                                                     "nmi_jump", "codes_used", "max_code_share")}
         if args.ceiling and args.data and lam.cfg.arch == "conv":  # the ceiling of this LAM's encoder
             fr, ac, ce = load_store(args.data, args.max_episodes)
             c = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
@@ -220,6 +246,8 @@ def main(argv=None) -> int:
         mse_l.append(float(info["mse"]))
         copy_l.append(float(F.mse_loss(x[:, :-1], x[:, 1:])))
         if step == args.steps or (args.eval_every and step % args.eval_every == 0):
+            if cfg.merged_actions:  # merge the trained codes into actions as `genie train lam` does
+                merge_codes_in_order(lam, fr, ce)
             codes, lats = infer(lam, ef, ec)
             r = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
                  "mse": round(float(np.mean(mse_l[-100:])), 5), "copy_mse": round(float(np.mean(copy_l[-100:])), 5),
@@ -232,7 +260,7 @@ def main(argv=None) -> int:
         save_component(lam, lam.cfg, Path(args.save))
     result.update({"data": str(args.data), "train_transitions": int(len(ce)), "steps": args.steps,
                    "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "sets": args.set,
-                   "lam": {"arch": cfg.arch, "num_codes": cfg.vq.num_codes,
+                   "lam": {"arch": cfg.arch, "num_codes": cfg.vq.num_codes, "actions": lam.num_actions,
                            "params": sum(p.numel() for p in lam.parameters())},
                    **history[-1], "history": history[:-1]})
     if args.ceiling:

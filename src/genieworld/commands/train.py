@@ -93,7 +93,7 @@ def register(sub) -> None:
                          description=DYNAMICS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_common(pd)
     pd.add_argument("--tokenizer", required=True, help="a tokenizer run folder (RUN or RUN/tokenizer) from `genie train tokenizer`")
-    pd.add_argument("--action-injection", choices=["add", "prepend"], help="how latent actions enter the dynamics model (default: add)")
+    pd.add_argument("--action-injection", choices=["add", "prepend"], help="how latent actions enter the dynamics model (default: the preset's; cpu: prepend)")
     pd.add_argument("--lam", help="a trained LAM (`genie train lam` RUN or RUN/lam): frozen, instead of co-training one")
     pd.add_argument("--actions", choices=["lam", "true"], default="lam",
                     help="lam: latent actions (default); true: the store's recorded actions (CoinRun: the 6 effective "
