@@ -219,3 +219,41 @@ def test_agent_cli_record_label_train_map_eval(tmp_path, untrained_model_dir, ca
                  "--out", str(tmp_path / "m2.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("genie: error:") and err.count("\n") == 1
+
+
+def test_agent_configs_are_bounded_and_a_bad_policy_file_is_refused(tmp_path, capsys):
+    import typing
+
+    from genieworld.agent.policy import BCPolicy, save_policy
+    from genieworld.agent.recipe import AgentRecipeConfig
+    from genieworld.cli import main
+    from genieworld.config import FIELD_BOUNDS
+
+    for cls in (AgentPolicyConfig, AgentRecipeConfig):
+        for name, typ in typing.get_type_hints(cls).items():
+            if typ in (int, float):
+                assert name in FIELD_BOUNDS[cls], f"{cls.__name__}.{name} has no bound"
+    cfg = AgentPolicyConfig(num_actions=6, embed_dim=32, num_heads=2, width=8)
+    save_policy(BCPolicy(cfg), tmp_path / "p", {})
+    meta = json.loads((tmp_path / "p" / "policy.json").read_text())
+    meta["config"]["embed_dim"] = 10**9
+    (tmp_path / "p" / "policy.json").write_text(json.dumps(meta))
+    assert main(["agent", "eval", "--policy", str(tmp_path / "p"), "--levels", "1", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genie: error:") and "embed_dim" in err
+
+
+def test_expert_actor_feeds_sb3_the_observations_it_was_trained_on(tmp_path):
+    """SB3 scales image observations by 1/255 itself: the actor must pass raw 0..255 values (a first
+    version scaled them twice, and the expert played like a random policy)."""
+    from genieworld.agent.expert import ExpertActor, _save, build_policy, load_expert
+
+    cfg = {"format": "genieworld-agent-expert", "hidden": 32}
+    torch.manual_seed(0)
+    policy = build_policy(cfg)
+    _save(policy, tmp_path, cfg)
+    loaded, _ = load_expert(tmp_path)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    obs, _ = loaded.obs_to_tensor(frames.transpose(0, 3, 1, 2))  # SB3's own path (uint8, channels first)
+    want = loaded.get_distribution(obs).distribution.logits
+    assert torch.allclose(ExpertActor(loaded).logits(frames), want, atol=1e-5)

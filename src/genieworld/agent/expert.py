@@ -85,7 +85,8 @@ class ExpertActor:
 
     @torch.no_grad()
     def logits(self, frames: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float() / 255.0
+        # raw 0..255 values: SB3's policy scales image observations by 1/255 itself (preprocess_obs)
+        x = torch.from_numpy(np.ascontiguousarray(frames.transpose(0, 3, 1, 2))).float()
         return self.policy.get_distribution(x).distribution.logits
 
     def act(self, frames: np.ndarray, gen: torch.Generator) -> np.ndarray:

@@ -8,7 +8,9 @@ Stages (each writes its output atomically and is skipped when that output exists
   label      OUT/labels/                                   the frozen LAM's latent action per transition
   bc_lam     OUT/policy_lam/                               BC on latent labels
   bc_oracle  OUT/policy_oracle/                            BC on the true (effective) actions, same network
-  curve      OUT/eval/lam_N*.json, oracle.json             the LAM policy through maps from N labels
+  curve      OUT/eval/lam_N*.json, oracle.json             the LAM policy through maps from N labels;
+             OUT/eval/lam_argmax_N*.json, oracle_eps0.json  ablations: the other map mode, oracle without
+                                                           random actions
   summary    OUT/curve.json, OUT/curve.png
 
 The agent acts once per recorded frame and its action is held for the model's frame skip in
@@ -36,8 +38,8 @@ class AgentRecipeConfig:
     expert_steps: int = 1_500_000
     expert_envs: int = 64
     train_levels: int = 10000
-    record_levels: int = 1000
-    bc_steps: int = 4000
+    record_levels: int = 5000
+    bc_steps: int = 6000
     bc_batch: int = 32
     seq_len: int = 4
     eval_levels: int = 100
@@ -52,7 +54,8 @@ FIELD_BOUNDS[AgentRecipeConfig] = {
     "expert_steps": Bound(1, 10**10), "expert_envs": Bound(1, 4096), "train_levels": Bound(1, 99999),
     "record_levels": Bound(1, 99999), "bc_steps": Bound(1, 10**8), "bc_batch": Bound(1, 65536),
     "seq_len": Bound(1, 64), "eval_levels": Bound(1, 100000), "eval_seeds": Bound(1, 1000),
-    "oracle_epsilon": Bound(0.0, 1.0), "map_mode": Bound(choices=("sample", "argmax"))}
+    "oracle_epsilon": Bound(0.0, 1.0), "map_mode": Bound(choices=("sample", "argmax")),
+    "seed": Bound(0, 2**31 - 1)}
 
 
 def model_settings(model) -> dict:
@@ -225,6 +228,19 @@ def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True, threads: int 
             res[n] = _eval_to(out / "eval" / f"lam_N{n}.json",
                               lambda: evaluate_actor(None, actor_for_seed=make, desc=f"eval lam N={n}", **ev),
                               policy=f"LAM policy, map from {n} labelled transitions ({cfg.map_mode})")
+        # the ablations: the other map mode, and the oracle without random actions
+        other = "argmax" if cfg.map_mode == "sample" else "sample"
+        res["oracle_eps0"] = _eval_to(out / "eval" / "oracle_eps0.json",
+                                      lambda: evaluate_actor(PolicyActor(ora_pol), desc="eval oracle eps 0", **ev),
+                                      policy="oracle BC, no random actions")
+        res["other"] = {}
+        for n in cfg.label_counts:
+            def make(s, n=n):
+                return PolicyActor(lam_pol, to_env=build_map(lat, real, linfo["num_latent"], len(EFFECTIVE_ACTIONS), n,
+                                                             seed=s, mode=other))
+            res["other"][n] = _eval_to(out / "eval" / f"lam_{other}_N{n}.json",
+                                       lambda: evaluate_actor(None, actor_for_seed=make, desc=f"eval lam {other} N={n}", **ev),
+                                       policy=f"LAM policy, map from {n} labelled transitions ({other})")
         return res
 
     res = timed("curve", curve)
@@ -234,14 +250,24 @@ def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True, threads: int 
         "settings": {**asdict(cfg), **env_kw},
         "expert": base["expert"], "random": base["random"], "random15": base["random15"], "hold_right_jump": base["hold"],
         "oracle_bc": res["oracle"], "lam": {str(n): res[n] for n in cfg.label_counts},
+        "oracle_bc_no_epsilon": res["oracle_eps0"],
+        "lam_other_map_mode": {"mode": "argmax" if cfg.map_mode == "sample" else "sample",
+                               **{str(n): res["other"][n] for n in cfg.label_counts}},
         "bc_accuracy": {"lam": lam_meta["metrics"], "oracle": ora_meta["metrics"]},
         "latent_vs_real_counts_all_transitions": full.counts.tolist(),
         "expert_data": {"episodes": len(labels), "transitions": int(len(lat))},
         "seconds": state["seconds"],
     }
+    best_oracle = max(res["oracle"]["solved"], res["oracle_eps0"]["solved"], 1e-9)
     for n in cfg.label_counts:
-        summary["lam"][str(n)]["ratio_to_oracle"] = round(res[n]["solved"] / max(res["oracle"]["solved"], 1e-9), 4)
+        for r in (summary["lam"][str(n)], summary["lam_other_map_mode"][str(n)]):
+            r["ratio_to_oracle"] = round(r["solved"] / max(res["oracle"]["solved"], 1e-9), 4)
+            r["ratio_to_best_oracle"] = round(r["solved"] / best_oracle, 4)
     summary["nmi_latent_real_expert_data"] = round(_nmi(full.counts), 4)
+    # purity: the share of transitions whose real action is their latent's most frequent one (what an
+    # argmax map built from every transition would get right)
+    summary["purity_latent_real_expert_data"] = round(float(full.counts.max(1).sum() / max(1, full.counts.sum())), 4)
+    summary["real_action_frequencies_expert_data"] = np.round(full.counts.sum(0) / max(1, full.counts.sum()), 4).tolist()
     summary = _without(summary, "solved_by_level")
     atomic_write_json(out, "curve.json", summary)
     plot_curve(summary, out / "curve.png")
@@ -274,19 +300,31 @@ def plot_curve(summary: dict, path) -> None:
     from matplotlib.figure import Figure
 
     ns = sorted(int(n) for n in summary["lam"])
-    fig = Figure(figsize=(5.5, 3.8), dpi=120)
+    fig = Figure(figsize=(6.4, 4.4), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
     y = [summary["lam"][str(n)]["solved"] for n in ns]
     lo = [summary["lam"][str(n)]["ci95"][0] for n in ns]
     hi = [summary["lam"][str(n)]["ci95"][1] for n in ns]
     ax.errorbar(ns, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt="o-", color="C0", capsize=3,
-                label="LAM policy + map D")
+                label=f"LAM policy + map D ({summary['settings']['map_mode']})")
+    alt = summary.get("lam_other_map_mode")
+    if alt:
+        ya = [alt[str(n)]["solved"] for n in ns]
+        la = [alt[str(n)]["ci95"][0] for n in ns]
+        ha = [alt[str(n)]["ci95"][1] for n in ns]
+        ax.errorbar([n * 1.06 for n in ns], ya, yerr=[np.subtract(ya, la), np.subtract(ha, ya)], fmt="s-", color="C4",
+                    capsize=3, label=f"LAM policy + map D ({alt['mode']})")
     ax.fill_between(ns, lo, hi, color="C0", alpha=0.2)
-    for key, color, name in (("oracle_bc", "C2", "oracle BC"), ("expert", "C3", "expert (PPO)"),
+    eps = summary["settings"]["oracle_epsilon"]
+    for key, color, name in (("oracle_bc", "C2", f"oracle BC ({eps:g} random actions)"),
+                             ("oracle_bc_no_epsilon", "C8", "oracle BC (no random actions)"),
+                             ("expert", "C3", "expert (PPO)"),
                              ("hold_right_jump", "C1", "always Right+Jump (blind)"),
                              ("random", "C7", "random (6 actions)")):
-        r = summary[key]
+        r = summary.get(key)
+        if r is None:
+            continue
         ax.axhline(r["solved"], color=color, ls="--", label=name)
         ax.axhspan(r["ci95"][0], r["ci95"][1], color=color, alpha=0.1)
     ax.set_xscale("log")
