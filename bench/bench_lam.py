@@ -117,20 +117,11 @@ def infer(lam, frames, centres, batch: int = 256):
     return torch.cat(codes).numpy(), torch.cat(lats).numpy()
 
 
-@torch.no_grad()
-def merge_codes_in_order(lam, frames, centres, limit: int = 60_000) -> None:
-    """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions from the first ``limit``
-    training transitions in video order (runs of consecutive centres are one video)."""
-    from genieworld.lam_codebook import merge_by_cooccurrence
+def merge_codes(lam) -> None:
+    """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions, as ``genie train lam`` does."""
+    from genieworld.lam_codebook import merge_by_vectors
 
-    c = centres[:limit]
-    was = lam.training
-    lam.eval()
-    raw = np.concatenate([lam.encode_codes(windows(frames, c[i:i + 256], 3))[:, 1].numpy()
-                          for i in range(0, len(c), 256)])
-    lam.train(was)
-    cuts = np.flatnonzero(np.diff(c) != 1) + 1
-    lam.merge_codes(merge_by_cooccurrence(np.split(raw, cuts), lam.cfg.vq.num_codes, lam.cfg.merged_actions))
+    lam.merge_codes(merge_by_vectors(lam.vq.normalized_codebook().detach().numpy(), lam.cfg.merged_actions))
 
 
 def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed):
@@ -247,7 +238,7 @@ def main(argv=None) -> int:
         copy_l.append(float(F.mse_loss(x[:, :-1], x[:, 1:])))
         if step == args.steps or (args.eval_every and step % args.eval_every == 0):
             if cfg.merged_actions:  # merge the trained codes into actions as `genie train lam` does
-                merge_codes_in_order(lam, fr, ce)
+                merge_codes(lam)
             codes, lats = infer(lam, ef, ec)
             r = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
                  "mse": round(float(np.mean(mse_l[-100:])), 5), "copy_mse": round(float(np.mean(copy_l[-100:])), 5),

@@ -184,10 +184,6 @@ def run_lam(args) -> int:
     except ValueError as e:
         raise UserError(f"preset {preset.name}: {e}") from None
     loader = _open_data(args, cfg, rank, world)
-    task.merge_store = getattr(loader, "store", None)
-    if lam_cfg.merged_actions and task.merge_store is None:
-        raise UserError(f"{args.data}: merging the LAM's {lam_cfg.vq.num_codes} codes into {lam_cfg.merged_actions} "
-                        "actions needs an episode store (whole videos, in order), not a clip array")
     _check_resolution(loader, lam_cfg.image_size, args.data)
     info = {"component": "lam", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "model_configs": task.model_configs(), "seed": cfg.seed}
