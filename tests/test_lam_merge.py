@@ -128,3 +128,10 @@ def test_genie_train_lam_merges_its_codes_when_it_finishes(tmp_path, synthetic_s
     assert lam.num_actions == 2 and lam.is_merged
     cb = lam.vq.normalized_codebook().detach().numpy()
     np.testing.assert_array_equal(lam.merge_map.numpy(), merge_by_vectors(cb, 2))
+    # such a LAM cannot be co-trained with the dynamics: refused with one line
+    common = ["--data", str(synthetic_store_dir), "--preset", str(preset), "--no-progress"]
+    assert main(["train", "tokenizer", "--out", str(tmp_path / "tok"), "--steps", "1", *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "world"),
+                 "--steps", "1", *common]) == 2
+    assert "cannot be co-trained" in capsys.readouterr().err

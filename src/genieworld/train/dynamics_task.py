@@ -233,6 +233,10 @@ def build_dynamics_task(preset: Preset, tokenizer_path, seq_len: int, action_inj
         lam_dir = resolve_lam_dir(lam_path)
         frozen_lam = load_component(build_lam, LAMConfig, lam_dir)
     lam_cfg = replace(preset.lam, max_frames=max(preset.lam.max_frames, seq_len))
+    if frozen_lam is None and action_source == "lam" and lam_cfg.merged_actions:
+        raise ValueError(f"preset {preset.name}: lam.merged_actions = {lam_cfg.merged_actions} merges a LAM's codes "
+                         "after it is trained, so it cannot be co-trained; train it first (genie train lam) and "
+                         "pass --lam RUN")
     dyn_cfg = replace(preset.dynamics, max_frames=max(preset.dynamics.max_frames, seq_len))
     if action_injection is not None:
         dyn_cfg = replace(dyn_cfg, action_injection=action_injection)
