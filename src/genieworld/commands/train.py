@@ -48,7 +48,9 @@ frames, batch 32 for cpu). RUN/lam is then the frozen LAM that
 
 The preset's lam.arch picks the model: "conv" (cpu preset; a convolutional
 inverse/forward-dynamics pair, see genieworld.lam_conv) or "transformer" (the
-paper's ST-transformer VQ-VAE). Resumes like the tokenizer.
+paper's ST-transformer VQ-VAE). With lam.merged_actions (cpu: 16 codes -> 8 actions)
+it trains more codes than play offers and merges them when it finishes (Ward linkage of
+the code vectors). Resumes like the tokenizer.
 
 examples:
   genie train lam --data data/coinrun --out runs/lam --preset cpu
