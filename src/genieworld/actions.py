@@ -164,7 +164,7 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
 # counting and naming
 
 
-def _windows(length: int, window: int) -> list[tuple[int, int]]:
+def frame_windows(length: int, window: int) -> list[tuple[int, int]]:
     """[start, stop) frame windows of at most ``window`` frames overlapping by one frame."""
     if length < 2:
         return []
@@ -189,7 +189,7 @@ def cooccurrence_counts(genie, store, episodes: Sequence[int], num_true: int, wi
     counts = np.zeros((num_latent, num_true), dtype=np.int64)
     groups: dict[int, list[tuple[int, int, int]]] = {}
     for ep in episodes:
-        for start, stop in _windows(store.episode_length(ep), window):
+        for start, stop in frame_windows(store.episode_length(ep), window):
             groups.setdefault(stop - start, []).append((ep, start, stop))
 
     def flush(items):

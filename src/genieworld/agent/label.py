@@ -16,18 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genieworld.actions import frame_windows
 from genieworld.errors import UserError
 
 FORMAT = "genieworld-agent-labels"
-
-
-def _windows(length: int, window: int) -> list[tuple[int, int]]:
-    out, start = [], 0
-    while start < length - 1:
-        stop = min(length, start + window)
-        out.append((start, stop))
-        start = stop - 1
-    return out
 
 
 def label_store(model, data, out, window: int = 256, progress: bool = True) -> dict:
@@ -51,7 +43,7 @@ def label_store(model, data, out, window: int = 256, progress: bool = True) -> d
     for e in it:
         n = store.episode_length(e)
         ep = []
-        for a, b in _windows(n, window):
+        for a, b in frame_windows(n, window):
             with torch.inference_mode():
                 ep.append(np.asarray(genie.infer_actions(store.read_frames(e, a, b)[None])[0].cpu(), dtype=np.int64))
         ep = np.concatenate(ep) if ep else np.zeros(0, dtype=np.int64)
