@@ -124,6 +124,13 @@ def merge_codes(lam) -> None:
     lam.merge_codes(merge_by_vectors(lam.vq.normalized_codebook().detach().numpy(), lam.cfg.merged_actions))
 
 
+@torch.no_grad()
+def trained_codes(lam, frames, centres, batch: int = 256) -> np.ndarray:
+    """The code a LAM trained (before any merge into actions) of x_t -> x_{t+1} for every centre t."""
+    return np.concatenate([lam.encode_codes(windows(frames, centres[i:i + batch], 3))[:, 1].numpy()
+                           for i in range(0, len(centres), batch)])
+
+
 def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed):
     from genieworld.data.coinrun import effective_action
     from genieworld.eval.metrics import nmi
@@ -202,10 +209,8 @@ def main(argv=None) -> int:
         result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
                        **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
         if lam.cfg.merged_actions:  # also the codes it trained, before they were merged into actions
-            raw = np.concatenate([lam.encode_codes(windows(ef, ec[i:i + 256], 3))[:, 1].numpy()
-                                  for i in range(0, len(ec), 256)])
             k = lam.cfg.vq.num_codes
-            trained = score(raw, lats, ea[ec], k, args.seed, cam)
+            trained = score(trained_codes(lam, ef, ec), lats, ea[ec], k, args.seed, cam)
             result["lam"]["trained_codes"] = k
             result["trained_codes"] = {key: trained[key] for key in ("nmi6", "nmi6_shuffled", "nmi_direction",
                                                                      "nmi_jump", "codes_used", "max_code_share")}

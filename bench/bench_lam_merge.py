@@ -27,13 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_lam import load_store, score, windows  # noqa: E402
-
-
-@torch.no_grad()
-def trained_codes(lam, frames, centres, batch=256):
-    return np.concatenate([lam.encode_codes(windows(frames, centres[i:i + batch], 3))[:, 1].numpy()
-                           for i in range(0, len(centres), batch)])
+from bench_lam import infer, load_store, score, trained_codes, windows  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -70,8 +64,8 @@ def main(argv=None) -> int:
     ec = np.sort(ec[rng.permutation(len(ec))[: args.eval_transitions]])
     tr, te = trained_codes(lam, tf, tc), trained_codes(lam, ef, ec)
     seqs = np.split(tr, np.flatnonzero(np.diff(tc) != 1) + 1)
-    lats = np.concatenate([lam.encode_latents(windows(ef, ec[i:i + 256], 3))[:, 1].float().numpy()
-                           for i in range(0, len(ec), 256)])
+    _, lats = infer(lam, ef, ec)
+    lam.eval()  # infer() leaves the model in training mode
 
     pair = np.zeros((k, k))
     for s in seqs:
