@@ -119,7 +119,8 @@ def test_resuming_into_a_different_run_is_refused(tmp_path, coinrun_npy, micro_p
     other_path.write_text(json.dumps(other))
     assert main(train_args(coinrun_npy, run, other_path)) == 2
     err = capsys.readouterr().err
-    assert "already holds a run with model_configs" in err
+    assert "already holds a run with other model_configs" in err
+    assert "vq.num_codes: " in err and "64 here" in err  # the mismatch is named, not truncated away
 
 
 def test_bad_arguments_are_clear_errors(tmp_path, coinrun_npy, capsys):  # noqa: F811

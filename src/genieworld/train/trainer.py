@@ -117,9 +117,12 @@ def check_run_info(run: Path, run_info: dict) -> None:
         raise RunMismatchError(f"{path}: not a JSON object; use another --out folder")
     for key in RUN_KEYS:
         if key in old and key in run_info and old[key] != run_info[key]:
+            diffs = _diff_paths(old[key], run_info[key], key)
+            what = "; ".join(f"{p}: {_short(a)} there, {_short(b)} here" for p, a, b in diffs[:4])
+            more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
             raise RunMismatchError(
-                f"{run} already holds a run with {key}={_short(old[key])}, but this run has "
-                f"{key}={_short(run_info[key])}. Use another --out folder, or the same settings to resume."
+                f"{run} already holds a run with other {key}: {what}{more}. "
+                "Use another --out folder, or the same settings to resume."
             )
 
 
@@ -461,6 +464,19 @@ def _to_device(batch, device):
     if isinstance(batch, dict):
         return {k: _to_device(v, device) for k, v in batch.items()}
     return batch
+
+
+_ABSENT = "(absent)"
+
+
+def _diff_paths(a, b, prefix: str) -> list[tuple[str, object, object]]:
+    """The dotted paths where two JSON values differ, with both values (``(absent)`` where a key is missing)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff_paths(a.get(k, _ABSENT), b.get(k, _ABSENT), f"{prefix}.{k}")
+        return out
+    return [] if a == b else [(prefix, a, b)]
 
 
 def _short(x) -> str:
