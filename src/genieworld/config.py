@@ -149,6 +149,12 @@ class DynamicsConfig:
     # model also learns the play-time situation (a fully clean past, the next frame masked).
     # False = paper (only frame 1 is clean; every later frame is masked at the sample's rate).
     train_clean_prefix: bool = False
+    # Training only (not in the paper): every frame 2..T is predicted, masked, from *clean* copies of
+    # the frames before it, exactly as play conditions each new frame on committed clean frames. The
+    # sequence is run twice side by side (clean and masked, ``STTransformer(paired=True)``): about
+    # twice the compute per window, with T-1 play-like targets per window instead of one. Overrides
+    # ``train_clean_prefix``.
+    train_clean_context: bool = False
     # The output layer reuses the token embedding (logits = h @ E^T + b, as MaskGIT's BERT-style
     # head does), so "the token I attended to" maps straight back to its own id. False = a separate
     # linear head (the paper does not say which).

@@ -18,6 +18,8 @@ action that *produced* it, a_{t-1} (transition x_{t-1} -> x_t), and frame 1 gets
 
 Training mask: :func:`sample_train_mask` (the one place where the mask schedule lives).
 Loss: :func:`masked_cross_entropy` over masked positions only.
+With ``DynamicsConfig.train_clean_context`` every frame is predicted from clean copies of the
+frames before it (:meth:`DynamicsModel.forward_clean_context`), the situation of play.
 
 Temporal attention is causal, so the logits of frame t depend only on frames 1..t and
 actions a_1..a_{t-1}.  Incremental decoding (:meth:`DynamicsModel.step_logits`) runs one
@@ -57,9 +59,9 @@ def align_actions_to_frames(action_emb_b_t1_d: torch.Tensor, num_frames: int, no
 
 
 def sample_train_mask(batch: int, frames: int, tokens: int, rate_min: float = 0.5, rate_max: float = 1.0,
-                      generator: torch.Generator | None = None, device=None, clean_prefix: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """THE training mask schedule: (mask (B, T, N) bool, rate (B,)).
+                      generator: torch.Generator | None = None, device=None, clean_prefix: bool = False,
+                      per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE training mask schedule: (mask (B, T, N) bool, rate (B,), or (B, T) with ``per_frame``).
 
     Per sample a masking rate p ~ U(rate_min, rate_max) (paper: U(0.5, 1)); every token of
     frames 2..T is masked independently with probability p (Bernoulli); frame 1 is never
@@ -71,12 +73,16 @@ def sample_train_mask(batch: int, frames: int, tokens: int, rate_min: float = 0.
     the first, while play conditions every new frame on clean past frames: our first CoinRun
     model predicted frame 16 from 15 clean frames with 8% token accuracy (copying frame 15
     would give 52%) although it reached 45% on frame 2 from frame 1.
+
+    ``per_frame`` draws a rate for every frame instead of one per sample (used with
+    ``train_clean_context``, where each frame is its own MaskGIT problem on a clean past).
     """
     if not 0.0 <= rate_min <= rate_max <= 1.0:
         raise ValueError(f"need 0 <= rate_min <= rate_max <= 1, got {rate_min}, {rate_max}")
-    rate = rate_min + (rate_max - rate_min) * torch.rand(batch, generator=generator, device=device)
+    shape = (batch, frames) if per_frame else (batch,)
+    rate = rate_min + (rate_max - rate_min) * torch.rand(shape, generator=generator, device=device)
     u = torch.rand(batch, frames, tokens, generator=generator, device=device)
-    mask = u < rate[:, None, None]
+    mask = u < (rate[:, :, None] if per_frame else rate[:, None, None])
     mask[:, 0] = False
     if clean_prefix and frames > 1:
         c = torch.randint(1, frames, (batch,), generator=generator, device=device)  # clean frames 1..c
@@ -201,6 +207,20 @@ class DynamicsModel(nn.Module):
         self._check_tokens(tokens_btn)
         return self._logits(self.transformer(self._embed(tokens_btn, act_btd), window=window))
 
+    def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
+                              ) -> torch.Tensor:
+        """Logits (B, T, N, V) of the masked frames ``masked_btn``, each frame t seeing the *clean* frames
+        ``clean_btn`` before it (and itself): the logits :meth:`step_logits` gives on a cache of the clean
+        frames. One paired pass (``STTransformer(paired=True)``) over both copies."""
+        self._check_tokens(clean_btn)
+        self._check_tokens(masked_btn)
+        if clean_btn.shape != masked_btn.shape:
+            raise ValueError(f"clean and masked tokens differ in shape: {tuple(clean_btn.shape)} vs {tuple(masked_btn.shape)}")
+        t = clean_btn.shape[1]
+        act = self.frame_action_embeddings(actions_b_t1_a, t)
+        x = torch.cat([self._embed(clean_btn, act), self._embed(masked_btn, act)], dim=1)  # (B, 2T, S, d)
+        return self._logits(self.transformer(x, paired=True)[:, t:])
+
     # ------------------------------------------------------------------ incremental
     def new_cache(self, batch: int, window: int | None = None, device=None, dtype=None) -> TemporalKVCache:
         """An empty KV cache; ``window`` (<= max_frames) is the temporal context in frames."""
@@ -236,11 +256,16 @@ class DynamicsModel(nn.Module):
         if int(tokens_btn.max()) >= self.mask_id:
             raise ValueError("training tokens must be real codes, not the mask id")
         b, t, n = tokens_btn.shape
+        paired = self.cfg.train_clean_context
         mask, rate = sample_train_mask(b, t, n, self.cfg.mask_rate_min, self.cfg.mask_rate_max, generator,
-                                       tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix)
+                                       tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix and not paired,
+                                       per_frame=paired)
         inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), tokens_btn)
-        logits = self(inputs, actions_b_t1_a)
+        if paired:  # masked frames predicted from clean copies of their past, as in play
+            logits = self.forward_clean_context(tokens_btn, inputs, actions_b_t1_a)
+        else:
+            logits = self(inputs, actions_b_t1_a)
         loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
         info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
-                "rate": rate, "mask": mask}
+                "rate": rate[:, 1:].mean(1) if paired else rate, "mask": mask}
         return loss, info
