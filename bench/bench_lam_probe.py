@@ -80,19 +80,12 @@ def apply_sets(cfg, sets: dict):
 
 def camera_moves(frames_thwc: np.ndarray, max_dx: int, max_dy: int) -> np.ndarray:
     """(T-1, 2): direction (-1, 0, +1) in which the picture moved from frame t to t+1, horizontally
-    (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other."""
-    g = frames_thwc.astype(np.float32).mean(-1) / 255  # (T, H, W)
-    a, b = g[:-1], g[1:]
-    h, w = g.shape[1:]
-    max_dx, max_dy = min(max_dx, w // 4), min(max_dy, h // 4)  # keep half the frame to compare
-    m = max(max_dx, max_dy)
-    target = b[:, m:h - m, m:w - m]
-    kx = 2 * max_dx + 1
-    err = np.stack([np.abs(target - a[:, m + dy:h - m + dy, m + dx:w - m + dx]).mean((1, 2))
-                    for dy in range(-max_dy, max_dy + 1) for dx in range(-max_dx, max_dx + 1)], 1)
-    best = err.argmin(1)  # the d with x_{t+1}(p) = x_t(p + d): the picture moved by -d
-    d = np.stack([best % kx - max_dx, best // kx - max_dy], 1)
-    return -np.sign(d).astype(np.int64)
+    (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other
+    (:func:`genieworld.eval.motion.frame_shifts`, which gives the view's motion: the picture's is its opposite)."""
+    from genieworld.eval.motion import frame_shifts
+
+    shift, _ = frame_shifts(frames_thwc[:-1], frames_thwc[1:], max_dx, max_dy)
+    return -np.sign(shift).astype(np.int64)
 
 
 def main(argv=None) -> int:

@@ -233,9 +233,11 @@ def test_eval_cli_report_with_fvd_and_overlap_warning(tiny_model_dir, synthetic_
     cb = m["codebook_usage"]
     assert cb["tokenizer"]["used"] >= 1 and cb["lam"]["num_codes"] == s["num_actions"]
     assert m["data_overlap"]["overlap"] and m["warnings"]
+    gm = m["grid_motion"]  # what each action of the grid does to the view
+    assert len(gm["actions"]) == s["num_actions"] and gm["prompts"] >= 1 and gm["steps"] >= 1
     md = (out / "report.md").read_text()
     for text in ("ΔtPSNR", "FVD", "NMI", "Codebook usage", "rollouts.gif", "action_grid.png", "psnr_per_step.png",
-                 "Warning"):
+                 "Warning", "moves the view"):
         assert text in md, text
 
 

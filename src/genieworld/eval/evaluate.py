@@ -698,6 +698,10 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
     names = list(getattr(genie, "action_names", None) or [])
     if len(names) != num_actions:
         names = [str(i) for i in range(num_actions)]
+    if grid is not None:  # what each action does to the view, from the last prompt frame on
+        from genieworld.eval.motion import grid_motion
+
+        metrics["grid_motion"] = _jsonable(grid_motion(grid[:, :, p - 1:], names))
     return EvalResult(metrics=_jsonable(metrics), real=real, generated=gen, generated_random=gen_rand, recon=recon,
                       inferred_actions=inferred, random_actions=rand, grid=grid, action_names=names,
                       warnings=warnings_out)
