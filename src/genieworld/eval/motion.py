@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 
-#: An action *moves* the view in a direction when, from the prompt to the rollout's last frame, the
-#: view moved by at least ``MIN_PIXELS`` that way with the scene kept (aligned PSNR at least
-#: ``KEEP_DB``) in at least ``MIN_PROMPTS`` prompts, and at least 3 times as many as moved the other
-#: way. Calibrated on real CoinRun (held-out levels, one effective action held for 4 recorded steps):
-#: the last frame matches the first at >= 12 dB in 80-90% of real rollouts, and Right moves the view
-#: >= 2 px right in 51% of them, Left >= 2 px left in 31%, the jumps >= 2 px up in 25-60%.
+#: An action *moves* the view in a direction when, over the rollout, the view moved by at least
+#: ``MIN_PIXELS`` that way with the scene kept (:func:`scene_kept`) in at least ``MIN_PROMPTS``
+#: prompts, and at least 3 times as many as moved the other way. Calibrated on real CoinRun (held-out
+#: levels, one effective action held for 4 recorded steps, ``bench/bench_grid.py``'s ``real``): the
+#: scene counts as kept in most real rollouts, and the real game passes the grid test with 16 prompts.
 MIN_PIXELS = 2
-KEEP_DB = 12.0
+KEEP_DB = 10.0
 MIN_CONTRAST = 0.5
+EDGE_RATIO = (0.5, 1.5)
 MIN_PROMPTS = 3
 
 
@@ -57,26 +57,41 @@ def frame_shifts(a_nhwc: np.ndarray, b_nhwc: np.ndarray, max_dx: int = 8, max_dy
     return shift, psnr
 
 
-def rollout_motion(frames_tkhwc: np.ndarray, max_shift: int = 16) -> dict[str, np.ndarray]:
-    """Per rollout (R, 1 + k, H, W, C): the view's displacement (R, 2) from the first frame to the last,
-    and how well the last frame matches the first at that displacement (aligned PSNR (R,), dB)."""
+def rollout_motion(frames_tkhwc: np.ndarray, max_dx: int = 12, max_dy: int = 16) -> dict[str, np.ndarray]:
+    """Per rollout (R, 1 + k, H, W, C): the view's total displacement (R, 2), the sum of its k step-to-step
+    shifts (each searched within +-max_dx, +-max_dy); the median aligned PSNR of the steps; whether any
+    step's best horizontal shift lies on the search edge; and the contrast (std of the grey image) of the
+    last frame relative to the first."""
     if frames_tkhwc.ndim != 5 or frames_tkhwc.shape[1] < 2:
         raise ValueError(f"need rollouts (R, 1 + k, H, W, C) with k >= 1, got {frames_tkhwc.shape}")
-    first, last = frames_tkhwc[:, 0], frames_tkhwc[:, -1]
-    shift, psnr = frame_shifts(first, last, max_shift, max_shift)
-    h, w = first.shape[1:3]
-    edge = (np.abs(shift[:, 0]) >= min(max_shift, w // 4)) | (np.abs(shift[:, 1]) >= min(max_shift, h // 4))
-    std_first = first.astype(np.float32).mean(-1).std((1, 2))
-    std_last = last.astype(np.float32).mean(-1).std((1, 2))
-    contrast = std_last / np.maximum(std_first, 1e-6)
-    return {"displacement": shift, "aligned_psnr": psnr, "at_search_edge": edge, "contrast_ratio": contrast}
+    r, t = frames_tkhwc.shape[:2]
+    h, w = frames_tkhwc.shape[2:4]
+    a = frames_tkhwc[:, :-1].reshape(-1, *frames_tkhwc.shape[2:])
+    b = frames_tkhwc[:, 1:].reshape(-1, *frames_tkhwc.shape[2:])
+    shift, psnr = frame_shifts(a, b, max_dx, max_dy)
+    shift, psnr = shift.reshape(r, t - 1, 2), psnr.reshape(r, t - 1)
+    edge = np.abs(shift[..., 0]) >= min(max_dx, w // 4)  # horizontal only: real jumps reach the vertical edge
+    grey = frames_tkhwc[:, [0, -1]].astype(np.float32).mean(-1) / 255  # (R, 2, H, W)
+    std = grey.std((2, 3))
+    # edge density: the fraction of neighbouring pixel pairs that differ by > 0.1 (CoinRun is drawn in
+    # flat regions; a picture dissolved into speckle has many more edges than the prompt)
+    edges = ((np.abs(np.diff(grey, axis=2)) > 0.1).mean((2, 3)) + (np.abs(np.diff(grey, axis=3)) > 0.1).mean((2, 3))) / 2
+    return {"displacement": shift.sum(1), "aligned_psnr": psnr.min(1), "at_search_edge": edge.any(1),
+            "contrast_ratio": std[:, 1] / np.maximum(std[:, 0], 1e-6),
+            "edge_ratio": edges[:, 1] / np.maximum(edges[:, 0], 1e-3)}
 
 
 def scene_kept(motion: dict) -> np.ndarray:
-    """Bool (R,): the last frame is the first one moved, not a different or emptied picture: aligned PSNR
-    >= KEEP_DB, a displacement inside the search range (a blank frame "matches" best at the edge), and
-    at least ``MIN_CONTRAST`` of the first frame's contrast (std of the grey image)."""
-    return (motion["aligned_psnr"] >= KEEP_DB) & ~motion["at_search_edge"] & (motion["contrast_ratio"] >= MIN_CONTRAST)
+    """Bool (R,): the rollout moved the picture rather than replacing or emptying it: a median step
+    aligned PSNR >= KEEP_DB and a last frame with at least ``MIN_CONTRAST`` of the first frame's contrast
+    (an emptied picture has none), an edge density within ``EDGE_RATIO`` of the first frame's (a picture
+    dissolved into speckle has more edges, an emptied one fewer; real 4-step rollouts stay within 1.06-1.43
+    of it in 90% of cases), and no step whose horizontal shift lies on the search edge (+-max_dx:
+    a picture that changed instead of moving "matches" best there). The vertical edge is allowed: real
+    CoinRun jumps move the view by 16 px or more in one recorded step in most 4-step rollouts."""
+    lo, hi = EDGE_RATIO
+    return ((motion["aligned_psnr"] >= KEEP_DB) & ~motion["at_search_edge"] & (motion["contrast_ratio"] >= MIN_CONTRAST)
+            & (motion["edge_ratio"] >= lo) & (motion["edge_ratio"] <= hi))
 
 
 def _direction(disp: np.ndarray, kept: np.ndarray) -> tuple[str | None, int]:
@@ -90,7 +105,8 @@ def _direction(disp: np.ndarray, kept: np.ndarray) -> tuple[str | None, int]:
     return None, max(pos, neg)
 
 
-def grid_motion(grid_pakhwc: np.ndarray, action_names: list[str] | None = None, max_shift: int = 16) -> dict:
+def grid_motion(grid_pakhwc: np.ndarray, action_names: list[str] | None = None, max_dx: int = 12, max_dy: int = 16
+                ) -> dict:
     """What each action of a grid (P prompts, A actions, 1 + k frames: the last prompt frame, then the
     action repeated k times) does to the view. Per action: mean displacement, per-prompt displacements,
     prompts where the scene survives, and the direction it consistently moves the view (``right``/``left``,
@@ -101,7 +117,7 @@ def grid_motion(grid_pakhwc: np.ndarray, action_names: list[str] | None = None, 
                  "min_prompts": MIN_PROMPTS, "actions": {}}
     moves: dict[str, list[str]] = {"left": [], "right": [], "up": [], "down": []}
     for a in range(a_n):
-        m = rollout_motion(grid_pakhwc[:, a], max_shift)
+        m = rollout_motion(grid_pakhwc[:, a], max_dx, max_dy)
         disp, kept = m["displacement"], scene_kept(m)
         hx, _ = _direction(disp[:, 0], kept)
         vy, _ = _direction(disp[:, 1], kept)
