@@ -149,6 +149,22 @@ def _synthetic(tmp_path_factory) -> Path:
     return _memo("synthetic", tmp_path_factory, build)
 
 
+def load_script(relpath: str):
+    """Import one of the repository's scripts (``bench/bench_grid.py``, ``scripts/...``) as a module; a
+    script's own folder goes on sys.path first, for its sibling imports (``bench/common.py``)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / relpath
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="session")
 def synthetic_store_dir(tmp_path_factory) -> Path:
     """A synthetic moving-square store with ground-truth actions (0 left, 1 right, 2 up, 3 down)."""

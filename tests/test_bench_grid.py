@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from fixtures_models import synthetic_store_dir, untrained_model_dir  # noqa: F401  (pytest fixtures)
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from fixtures_models import load_script, synthetic_store_dir, untrained_model_dir  # noqa: F401  (pytest fixtures)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_grid", BENCH / "bench_grid.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/bench_grid.py")
 
 
 def test_grid_bench_scores_every_action_of_a_model(bench, untrained_model_dir, synthetic_store_dir, tmp_path,  # noqa: F811

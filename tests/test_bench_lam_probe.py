@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_models import synthetic_store_dir  # noqa: F401  (pytest fixture)
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from fixtures_models import load_script, synthetic_store_dir  # noqa: F401  (pytest fixture)
 
 
 @pytest.fixture(scope="module")
 def probe():
-    sys.path.insert(0, str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_lam_probe", BENCH / "bench_lam_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/bench_lam_probe.py")
 
 
 def test_camera_moves_reads_the_direction_of_a_whole_picture_shift(probe):

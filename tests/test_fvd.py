@@ -7,7 +7,6 @@ PyPI), never on an integrity error.  CPU cost: about 35 I3D clip passes.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pickle
 import sys
@@ -19,6 +18,7 @@ import pytest
 import scipy.linalg
 import torch
 import torch.nn.functional as F
+from fixtures_models import load_script
 
 from genieworld.eval.fvd import (
     frechet_distance,
@@ -54,11 +54,7 @@ def model(weights: Path) -> torch.nn.Module:
 
 
 def _reference_inputs() -> dict[str, np.ndarray]:
-    spec = importlib.util.spec_from_file_location("make_i3d_reference", ROOT / "scripts" / "make_i3d_reference.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.make_inputs()
+    return load_script("scripts/make_i3d_reference.py").make_inputs()
 
 
 # ----------------------------------------------------------------------------- Frechet distance (no I3D)
