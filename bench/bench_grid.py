@@ -6,8 +6,8 @@
 From ``--prompts`` real frames of the held-out store (random episodes and times, ``--seed``), every
 action of the model is held for ``--steps`` play steps at the model's play settings (what a user
 pressing one key sees). For each action, ``genieworld.eval.motion.grid_motion`` reports how far the
-view moved from the prompt to the last frame (whole-pixel shift search), whether the scene survived
-(aligned PSNR), and the direction it consistently moves the view in.
+view moved over the steps (the sum of whole-pixel shifts from step to step), whether the scene
+survived (``scene_kept``), and the direction it consistently moves the view in.
 
 The same measurement on the real game is the reference: every stretch of the store where one
 effective action is held for ``--steps`` recorded steps, per action (``real``). Issue 14's target,
@@ -155,8 +155,8 @@ def main(argv=None) -> int:
         free = [n for n in mv[d] if n not in chosen.values()]
         if free:
             chosen[d] = free[0]
-    out = {"bench": "grid", "model": args.model, "true_actions": args.true_actions, "data": args.data, "prompts": args.prompts, "steps": args.steps,
-           "sampling": overrides, "seed": args.seed, "grid": gm,
+    out = {"bench": "grid", "model": args.model, "true_actions": args.true_actions, "data": args.data,
+           "prompts": args.prompts, "steps": args.steps, "sampling": overrides, "seed": args.seed, "grid": gm,
            "target": "three different actions move the view left, right and up in >= 3 prompts each",
            "target_actions": chosen, "target_met": len(chosen) == 3,
            "real": None if args.no_real else real_reference(store, args.steps, args.prompts, args.seed),

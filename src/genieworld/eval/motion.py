@@ -8,7 +8,8 @@ agree (``aligned_psnr``): a rollout that wipes the scene out has no shift that e
 a low aligned PSNR, whatever shift the search returns.
 
 :func:`grid_motion` summarises an action grid (each latent action repeated from a few prompts,
-``genie eval``'s ``action_grid.png``) per action: the view's total displacement over the rollout,
+``genie eval``'s ``action_grid.png``) per action: the view's total displacement over the rollout
+(the sum of its step-to-step shifts),
 how consistent its direction is across prompts, and whether the scene survives. This is the
 measurement behind "scroll left, scroll right, jump" in issue 14.
 """
@@ -59,9 +60,9 @@ def frame_shifts(a_nhwc: np.ndarray, b_nhwc: np.ndarray, max_dx: int = 8, max_dy
 
 def rollout_motion(frames_tkhwc: np.ndarray, max_dx: int = 12, max_dy: int = 16) -> dict[str, np.ndarray]:
     """Per rollout (R, 1 + k, H, W, C): the view's total displacement (R, 2), the sum of its k step-to-step
-    shifts (each searched within +-max_dx, +-max_dy); the median aligned PSNR of the steps; whether any
+    shifts (each searched within +-max_dx, +-max_dy); the lowest aligned PSNR of its steps; whether any
     step's best horizontal shift lies on the search edge; and the contrast (std of the grey image) of the
-    last frame relative to the first."""
+    last frame relative to the first, and its edge density relative to the first."""
     if frames_tkhwc.ndim != 5 or frames_tkhwc.shape[1] < 2:
         raise ValueError(f"need rollouts (R, 1 + k, H, W, C) with k >= 1, got {frames_tkhwc.shape}")
     r, t = frames_tkhwc.shape[:2]
@@ -82,8 +83,8 @@ def rollout_motion(frames_tkhwc: np.ndarray, max_dx: int = 12, max_dy: int = 16)
 
 
 def scene_kept(motion: dict) -> np.ndarray:
-    """Bool (R,): the rollout moved the picture rather than replacing or emptying it: a median step
-    aligned PSNR >= KEEP_DB and a last frame with at least ``MIN_CONTRAST`` of the first frame's contrast
+    """Bool (R,): the rollout moved the picture rather than replacing or emptying it: every step
+    aligned at >= KEEP_DB, a last frame with at least ``MIN_CONTRAST`` of the first frame's contrast
     (an emptied picture has none), an edge density within ``EDGE_RATIO`` of the first frame's (a picture
     dissolved into speckle has more edges, an emptied one fewer; real 4-step rollouts stay within 1.06-1.43
     of it in 90% of cases), and no step whose horizontal shift lies on the search edge (+-max_dx:
@@ -110,7 +111,7 @@ def grid_motion(grid_pakhwc: np.ndarray, action_names: list[str] | None = None, 
     """What each action of a grid (P prompts, A actions, 1 + k frames: the last prompt frame, then the
     action repeated k times) does to the view. Per action: mean displacement, per-prompt displacements,
     prompts where the scene survives, and the direction it consistently moves the view (``right``/``left``,
-    ``down``/``up``, or None). ``distinct`` lists the actions that move it somewhere, by direction."""
+    ``down``/``up``, or None). ``moves`` lists, per direction, the actions that move the view that way."""
     p, a_n = grid_pakhwc.shape[:2]
     names = list(action_names) if action_names else [str(i) for i in range(a_n)]
     out: dict = {"prompts": p, "steps": int(grid_pakhwc.shape[2] - 1), "min_pixels": MIN_PIXELS, "keep_db": KEEP_DB,
@@ -129,7 +130,7 @@ def grid_motion(grid_pakhwc: np.ndarray, action_names: list[str] | None = None, 
         out["actions"][names[a]] = {
             "mean_dx": float(disp[:, 0].mean()), "mean_dy": float(disp[:, 1].mean()),
             "dx": disp[:, 0].tolist(), "dy": disp[:, 1].tolist(),
-            "kept_prompts": int(kept.sum()), "mean_aligned_psnr": float(m["aligned_psnr"].mean()),
+            "kept_prompts": int(kept.sum()), "mean_aligned_psnr": float(m["aligned_psnr"].mean()),  # of the worst steps
             "horizontal": horizontal, "vertical": vertical}
     out["moves"] = moves
     out["distinct_directions"] = sorted(d for d, v in moves.items() if v)

@@ -340,11 +340,12 @@ def render_markdown(metrics: dict, action_names: list[str] | None = None) -> str
     add("![latent-action grid](action_grid.png)\n")
     gm = metrics.get("grid_motion")
     if gm:
-        add(f"What each action does to the view over the grid's {gm['steps']} steps (from the last prompt frame to "
-            f"the last generated one, whole-pixel shift search; +x right, +y down). An action moves the view when "
+        add(f"What each action does to the view over the grid's {gm['steps']} steps (from the last prompt frame on, "
+            f"the sum of whole-pixel shifts from step to step; +x right, +y down). An action moves the view when "
             f">= {gm['min_prompts']} of {gm['prompts']} prompts move >= {gm['min_pixels']} px that way with the "
-            f"scene kept (aligned PSNR >= {_f(gm['keep_db'], 0)} dB):\n")
-        add(_md_table(["action", "mean dx", "mean dy", "scene kept", "aligned PSNR", "moves the view"], [
+            f"scene kept (every step aligned at >= {_f(gm['keep_db'], 0)} dB, the picture neither emptied nor "
+            f"dissolved; genieworld.eval.motion.scene_kept):\n")
+        add(_md_table(["action", "mean dx", "mean dy", "scene kept", "worst step aligned PSNR", "moves the view"], [
             [name, _f(a["mean_dx"], 1), _f(a["mean_dy"], 1), f"{a['kept_prompts']}/{gm['prompts']}",
              _f(a["mean_aligned_psnr"], 1), " ".join(d for d in (a["horizontal"], a["vertical"]) if d) or "-"]
             for name, a in gm["actions"].items()]))
