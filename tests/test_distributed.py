@@ -143,7 +143,7 @@ def test_ddp_resume_and_fsdp2(setup):
     # a different world size (data order) or --fsdp (checkpoint layout) is refused with a clear message
     p = subprocess.run([sys.executable, "-m", "genieworld.cli", *_train_args(setup, "ddp_resumed")], env=_env(),
                        capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "world_size=2" in p.stderr, p.stderr[-2000:]
+    assert p.returncode == 2 and "world_size: 2 there, 1 here" in p.stderr, p.stderr[-2000:]
 
     # FSDP2 (fully_shard) on gloo/CPU: 3 steps, checkpoint, resume from it, finish, export.
     out = cli(setup, "fsdp", "--fsdp", "--stop-after", "3")
