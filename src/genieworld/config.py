@@ -159,6 +159,12 @@ class DynamicsConfig:
     # head does), so "the token I attended to" maps straight back to its own id. False = a separate
     # linear head (the paper does not say which).
     tie_embeddings: bool = False
+    # Not in the paper: each frame's input also gets a local copy of the *previous* frame, shifted by
+    # an offset the frame's action chooses (softmax weights over a (2r+1) x (2r+1) window of token
+    # offsets, r = this radius; :class:`~genieworld.dynamics.PrevFrameWarp`). A camera scroll is a
+    # shifted copy, which the factorised ST attention otherwise has to assemble over two layers.
+    # Needs a square token grid. 0 = off (the paper).
+    prev_frame_warp: int = 0
 
 
 @dataclass
@@ -255,7 +261,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
-                     "mask_rate_min": _UNIT, "mask_rate_max": _UNIT},
+                     "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64)},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "context_frames": Bound(1, 1024),
                      "play_maskgit_steps": Bound(1, 256)},
@@ -309,6 +315,9 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
 def _rules_dynamics(c: DynamicsConfig) -> Iterator[tuple[str, str]]:
     if c.mask_rate_min > c.mask_rate_max:
         yield "mask_rate_min", f"mask_rate_min {c.mask_rate_min} is above mask_rate_max {c.mask_rate_max}"
+    side = math.isqrt(c.tokens_per_frame)
+    if c.prev_frame_warp and side * side != c.tokens_per_frame:
+        yield "prev_frame_warp", f"prev_frame_warp needs a square token grid; tokens_per_frame is {c.tokens_per_frame}"
 
 
 def _rules_train(c: TrainConfig) -> Iterator[tuple[str, str]]:

@@ -20,6 +20,8 @@ Training mask: :func:`sample_train_mask` (the one place where the mask schedule 
 Loss: :func:`masked_cross_entropy` over masked positions only.
 With ``DynamicsConfig.train_clean_context`` every frame is predicted from clean copies of the
 frames before it (:meth:`DynamicsModel.forward_clean_context`), the situation of play.
+With ``DynamicsConfig.prev_frame_warp`` every frame's input also gets :class:`PrevFrameWarp`, a
+shifted copy of the previous frame's (clean) tokens whose shift the frame's action chooses.
 
 Temporal attention is causal, so the logits of frame t depend only on frames 1..t and
 actions a_1..a_{t-1}.  Incremental decoding (:meth:`DynamicsModel.step_logits`) runs one
@@ -28,8 +30,11 @@ frame at a time on a ring-buffer KV cache and equals the full pass.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from genieworld.config import DynamicsConfig
@@ -127,6 +132,53 @@ class TiedHead(nn.Module):
         return F.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype))
 
 
+class PrevFrameWarp(nn.Module):
+    """An action-chosen shift of the previous frame, added to the next frame's input (not in the paper).
+
+    For frame t with action embedding a_t (B, T, d) and previous-frame token embeddings
+    E(z_{t-1}) on the (h, w) grid::
+
+        w_t = softmax(W a_t)                       # (K,) weights over K = (2r+1)^2 token offsets o
+        warp_t[p] = P( sum_o w_t[o] * E(z_{t-1})[p + o] )   # zero outside the frame
+
+    P is a linear map initialised to zero, so a new model starts as the paper's. When the camera
+    scrolls by whole tokens the right offset makes warp_t the next frame itself; the transformer
+    fixes sub-token shifts, edges and sprites. Frame 1 of a rollout has no previous frame: its
+    "previous" tokens are all mask ids (see :meth:`DynamicsModel.prev_tokens`).
+    """
+
+    def __init__(self, d_model: int, tokens_per_frame: int, radius: int):
+        super().__init__()
+        side = math.isqrt(tokens_per_frame)
+        if side * side != tokens_per_frame or radius < 1:
+            raise ValueError(f"PrevFrameWarp needs a square token grid and radius >= 1, got {tokens_per_frame}, {radius}")
+        self.side, self.radius = side, radius
+        self.kernel = nn.Linear(d_model, (2 * radius + 1) ** 2)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def reset_parameters(self) -> None:
+        """Zero kernel logits (a uniform blur) and a zero output map: the warp starts switched off."""
+        nn.init.zeros_(self.kernel.weight)
+        nn.init.zeros_(self.kernel.bias)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def weights(self, act_btd: torch.Tensor) -> torch.Tensor:
+        """(B, T, 2r+1, 2r+1): the offset weights each frame's action chooses (rows dy, columns dx)."""
+        k = 2 * self.radius + 1
+        return self.kernel(act_btd).softmax(-1).unflatten(-1, (k, k))
+
+    def forward(self, prev_emb_btnd: torch.Tensor, act_btd: torch.Tensor) -> torch.Tensor:
+        b, t, n, d = prev_emb_btnd.shape
+        k = 2 * self.radius + 1
+        x = rearrange(prev_emb_btnd, "b t (h w) d -> (b t d) h w", h=self.side)[None]  # (1, B*T*d, h, w)
+        w_btkk = self.weights(act_btd.to(prev_emb_btnd.dtype))
+        # one grouped conv: every (frame, channel) is its own group with that frame's k x k kernel
+        kern = rearrange(w_btkk[:, :, None].expand(b, t, d, k, k), "b t d i j -> (b t d) 1 i j")
+        out = F.conv2d(x, kern, padding=self.radius, groups=b * t * d)[0]  # cross-correlation: out[p] = sum_o w[o] x[p+o]
+        return self.proj(rearrange(out, "(b t d) h w -> b t (h w) d", b=b, t=t))
+
+
 class DynamicsModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -146,9 +198,12 @@ class DynamicsModel(nn.Module):
         s = cfg.tokens_per_frame + (1 if self.prepend else 0)
         self.transformer = STTransformer(cfg.transformer, s, cfg.max_frames)
         self.head = TiedHead(self.token_embed, cfg.num_codes) if cfg.tie_embeddings else nn.Linear(d, cfg.num_codes)
+        self.warp = PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp) if cfg.prev_frame_warp else None
         init_weights(self)
         with torch.no_grad():
             self.no_action.normal_(0.0, 0.02)
+            if self.warp is not None:
+                self.warp.reset_parameters()
         assert self.token_embed.num_embeddings == self.mask_id + 1 and self.head.out_features == self.mask_id
 
     # ------------------------------------------------------------------ actions
@@ -178,8 +233,23 @@ class DynamicsModel(nn.Module):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) > self.mask_id):
             raise ValueError(f"token ids must be in [0, {self.num_codes}] ({self.mask_id} = mask)")
 
-    def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor) -> torch.Tensor:
+    def prev_tokens(self, tokens_btn: torch.Tensor, first_prev_bn: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, N): the tokens of the frame before each frame, for :class:`PrevFrameWarp`.
+
+        Frame k's previous frame is ``tokens_btn[:, k-1]``; the first frame's is ``first_prev_bn``
+        (the frame before the window), or all mask ids when there is none (a rollout's first frame).
+        """
+        first = (torch.full_like(tokens_btn[:, 0], self.mask_id) if first_prev_bn is None else first_prev_bn)
+        return torch.cat([first[:, None], tokens_btn[:, :-1]], dim=1)
+
+    def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, prev_btn: torch.Tensor | None = None
+               ) -> torch.Tensor:
         x = self.token_embed(tokens_btn)  # (B, T, N, d)
+        if self.warp is not None:
+            if prev_btn is None:
+                prev_btn = self.prev_tokens(tokens_btn)
+            self._check_tokens(prev_btn)
+            x = x + self.warp(self.token_embed(prev_btn), act_btd)
         act = act_btd.to(x.dtype)[:, :, None, :]
         if self.prepend:
             return torch.cat([act, x], dim=2)
@@ -191,21 +261,27 @@ class DynamicsModel(nn.Module):
         return self.head(h_btsd)
 
     # ------------------------------------------------------------------ full pass
-    def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim)."""
+    def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim).
+
+        ``prev_btn`` (only with ``prev_frame_warp``): the previous frame's tokens for each frame, as
+        :meth:`prev_tokens` builds them; default: ``tokens_btn`` itself shifted by one frame.
+        """
         self._check_tokens(tokens_btn)
         act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
-        return self.forward_embedded(tokens_btn, act)
+        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn)
 
-    def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None
-                         ) -> torch.Tensor:
+    def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None,
+                         prev_btn: torch.Tensor | None = None) -> torch.Tensor:
         """Like :meth:`forward` with per-frame action embeddings (B, T, d) already aligned.
 
         ``window`` (default max_frames) is the temporal attention band: with the window of a
-        cache from :meth:`new_cache`, the logits equal those of :meth:`step_logits` on that cache.
+        cache from :meth:`new_cache`, the logits equal those of :meth:`step_logits` on that cache
+        (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``).
         """
         self._check_tokens(tokens_btn)
-        return self._logits(self.transformer(self._embed(tokens_btn, act_btd), window=window))
+        return self._logits(self.transformer(self._embed(tokens_btn, act_btd, prev_btn), window=window))
 
     def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
                               ) -> torch.Tensor:
@@ -218,7 +294,8 @@ class DynamicsModel(nn.Module):
             raise ValueError(f"clean and masked tokens differ in shape: {tuple(clean_btn.shape)} vs {tuple(masked_btn.shape)}")
         t = clean_btn.shape[1]
         act = self.frame_action_embeddings(actions_b_t1_a, t)
-        x = torch.cat([self._embed(clean_btn, act), self._embed(masked_btn, act)], dim=1)  # (B, 2T, S, d)
+        prev = self.prev_tokens(clean_btn) if self.warp is not None else None  # both copies warp the clean past
+        x = torch.cat([self._embed(clean_btn, act, prev), self._embed(masked_btn, act, prev)], dim=1)  # (B, 2T, S, d)
         return self._logits(self.transformer(x, paired=True)[:, t:])
 
     # ------------------------------------------------------------------ incremental
@@ -238,12 +315,20 @@ class DynamicsModel(nn.Module):
 
         ``action_vec_bd`` is the action that produced this frame (None for the very first frame).
         ``advance=False`` may be called repeatedly (MaskGIT refinement rewrites the same cache slot);
-        ``advance=True`` commits the frame.
+        ``advance=True`` commits the frame (and, with ``prev_frame_warp``, keeps its tokens in
+        ``cache.extra["prev_tokens"]`` as the next frame's previous frame).
         """
         self._check_tokens(tokens_bn)
         act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
-        x = self._embed(tokens_bn[:, None], act[:, None])
-        return self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
+        prev = None
+        if self.warp is not None:
+            last = cache.extra.get("prev_tokens") if cache.length else None
+            prev = self.prev_tokens(tokens_bn[:, None], last)
+        x = self._embed(tokens_bn[:, None], act[:, None], prev)
+        out = self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
+        if advance and self.warp is not None:
+            cache.extra["prev_tokens"] = tokens_bn.clone()
+        return out
 
     # ------------------------------------------------------------------ training
     def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None
@@ -263,8 +348,9 @@ class DynamicsModel(nn.Module):
         inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), tokens_btn)
         if paired:  # masked frames predicted from clean copies of their past, as in play
             logits = self.forward_clean_context(tokens_btn, inputs, actions_b_t1_a)
-        else:
-            logits = self(inputs, actions_b_t1_a)
+        else:  # the warp always copies the clean previous frame, as play has it
+            prev = self.prev_tokens(tokens_btn) if self.warp is not None else None
+            logits = self(inputs, actions_b_t1_a, prev_btn=prev)
         loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
         info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
                 "rate": rate[:, 1:].mean(1) if paired else rate, "mask": mask}

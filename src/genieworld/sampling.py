@@ -262,10 +262,14 @@ class World:
             hist = torch.stack(hist_list, dim=1) if hist_list else None
             hist_emb = self._act_emb[len(self._act_emb) - len(hist_list):] if hist_list else []
             act_btd = torch.stack(hist_emb + [emb], dim=1)
+            # the frame before the window, which the first window frame's prev_frame_warp copies
+            before = len(self._tokens) - len(hist_list) - 1
+            first_prev = self._tokens[before] if before >= 0 else None
 
             def logits_fn(tok):
                 seq = tok[:, None] if hist is None else torch.cat([hist, tok[:, None]], dim=1)
-                return dyn.forward_embedded(seq, act_btd, window=sp.context_frames)[:, -1]
+                prev = dyn.prev_tokens(seq, first_prev) if dyn.warp is not None else None
+                return dyn.forward_embedded(seq, act_btd, window=sp.context_frames, prev_btn=prev)[:, -1]
 
         new = sample_frame(logits_fn, self.batch, dyn.tokens_per_frame, dyn.mask_id, sp.maskgit_steps,
                            sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device)

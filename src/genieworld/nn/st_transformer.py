@@ -172,6 +172,9 @@ class TemporalKVCache:
     several times before ``advance`` (MaskGIT refinement of the same frame) just
     rewrites that slot. Because RoPE scores depend only on relative offsets, the
     outputs equal a full pass with :func:`banded_causal_mask` of the same window.
+
+    ``extra`` holds whatever else the model must carry from one committed frame to the next
+    (the dynamics' ``prev_frame_warp`` keeps the last frame's tokens there); cleared by :meth:`reset`.
     """
 
     def __init__(self, num_layers: int, rows: int, num_heads: int, head_dim: int, window: int, device, dtype):
@@ -181,6 +184,7 @@ class TemporalKVCache:
         self.window = window
         self.length = 0
         self._slots = torch.arange(window, device=device)
+        self.extra: dict[str, torch.Tensor] = {}
 
     def valid_mask(self) -> torch.Tensor:
         """Bool (1, window): slots holding frames max(0, t-window+1)..t, where t = length (the frame being stepped)."""
@@ -192,12 +196,14 @@ class TemporalKVCache:
 
     def reset(self) -> None:
         self.length = 0
+        self.extra = {}
 
     def clone(self) -> "TemporalKVCache":
         other = object.__new__(TemporalKVCache)
         other.k = [x.clone() for x in self.k]
         other.v = [x.clone() for x in self.v]
         other.window, other.length, other._slots = self.window, self.length, self._slots
+        other.extra = {k: v.clone() for k, v in self.extra.items()}
         return other
 
 
