@@ -97,12 +97,21 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    cpu = flat(asdict(load_preset("cpu")))
+    current = flat(asdict(load_preset("cpu")))
+    cpu = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-16to8-seq16.json"))))
+    # the shipped model's preset: the model before it, with the dynamics on 4-frame windows at batch 8
+    # (same tokens per step), 4 frames of play context, and the previous-frame warp
+    changed = {k for k in current if current[k] != cpu.get(k)} - {"name"}
+    assert changed == {"dynamics.max_frames", "dynamics.prev_frame_warp", "sampling.context_frames",
+                       "dynamics_train.batch_size", "dynamics_train.seq_len"}
+    assert current["dynamics.prev_frame_warp"] == 3 and current["dynamics_train.seq_len"] == 4
+    seq4 = flat(asdict(load_preset(str(configs_dir() / "cpu-seq4-dynamics.json"))))
+    assert {k for k in current if current[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp"}
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
     assert changed == {"lam.context_mask_rate", "lam.residual_decoder", "dynamics.tie_embeddings"}
-    # the frame-skip-4 model's preset: co-trained transformer LAM; the cpu preset trains a conv LAM first
+    # the frame-skip-4 model's preset: co-trained transformer LAM; its successors train a conv LAM first
     changed = {k for k in cpu if cpu[k] != skip4.get(k)} - {"name"}
     assert {k.split(".")[0] for k in changed} == {"lam", "lam_train", "tokenizer_train", "dynamics_train",
                                                   "dynamics"}
@@ -112,7 +121,7 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
                                                                         "dynamics_train.steps"}
     assert {k for k in changed if k.startswith("tokenizer_train.")} == {"tokenizer_train.steps"}
     assert skip4["lam_train.steps"] == skip1["lam_train.steps"] == 0 and cpu["lam.arch"] == "conv"
-    # the first conv-LAM model's preset (8 codes, additive actions): the cpu preset trains 16 codes,
+    # the first conv-LAM model's preset (8 codes, additive actions): the next preset trains 16 codes,
     # merges them into 8 actions, in half the steps, and prepends the action token (docs/experiments.md)
     eight = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-8codes-add.json"))))
     changed = {k for k in cpu if cpu[k] != eight.get(k)} - {"name"}
