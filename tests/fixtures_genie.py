@@ -66,6 +66,33 @@ def tiny_genie(seed: int = 0, injection: str = "add", actions: int = 4, context:
     return Genie(tok, lam, dyn, SamplingConfig(maskgit_steps=steps, temperature=1.0, context_frames=context))
 
 
+
+def predict_last_frame_after_training(cfg: DynamicsConfig, batch, steps: int, batch_size: int, eval_size: int,
+                                      lr: float) -> tuple[float, float]:
+    """Train a DynamicsModel(cfg) (seed 0, AdamW) on ``batch(n) -> (tokens (n, T, N), actions (n, T-1, a))``,
+    then predict a fully masked last frame from the clean frames before it, as play does.
+
+    Returns (token accuracy on that frame, accuracy of copying the frame before it) on a fresh batch.
+    """
+    from genieworld.dynamics import DynamicsModel
+
+    torch.manual_seed(0)
+    dyn = DynamicsModel(cfg).train()
+    opt = torch.optim.AdamW(dyn.parameters(), lr=lr)
+    for _ in range(steps):
+        tok, act = batch(batch_size)
+        loss, _ = dyn.loss(tok, act)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    dyn.eval()
+    tok, act = batch(eval_size)
+    inputs = tok.clone()
+    inputs[:, -1] = dyn.mask_id
+    with torch.no_grad():
+        acc = (dyn(inputs, act)[:, -1].argmax(-1) == tok[:, -1]).float().mean().item()
+    return acc, (tok[:, -2] == tok[:, -1]).float().mean().item()
+
 PALETTE = np.array([[230, 40, 40], [40, 230, 40], [40, 40, 230], [230, 230, 40], [40, 230, 230], [230, 40, 230]],
                    dtype=np.uint8)
 

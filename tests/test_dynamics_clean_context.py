@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from fixtures_genie import one_thread, tiny_dyn_cfg  # noqa: F401  (fixture)
+from fixtures_genie import one_thread, predict_last_frame_after_training, tiny_dyn_cfg  # noqa: F401  (fixture)
 
 from genieworld.dynamics import DynamicsModel, sample_train_mask
 from genieworld.nn.st_transformer import paired_causal_mask
@@ -97,23 +97,9 @@ def test_clean_context_training_beats_the_paper_mask_at_predicting_a_frame_from_
         table = torch.eye(8)[:3]
         return torch.stack(frames, 1), table[a]
 
-    def train(clean_context):
-        torch.manual_seed(0)
-        dyn = DynamicsModel(replace(tiny_dyn_cfg(max_frames=6), train_clean_context=clean_context)).train()
-        opt = torch.optim.AdamW(dyn.parameters(), lr=1e-3)
-        for _ in range(300):
-            tok, act = batch(8)
-            loss, _ = dyn.loss(tok, act)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        dyn.eval()
-        tok, act = batch(64)
-        inputs = tok.clone()
-        inputs[:, -1] = dyn.mask_id  # play: clean frames 1..5, frame 6 fully masked
-        with torch.no_grad():
-            acc = (dyn(inputs, act)[:, -1].argmax(-1) == tok[:, -1]).float().mean().item()
-        return acc, (tok[:, -2] == tok[:, -1]).float().mean().item()
+    def train(clean_context):  # play: clean frames 1..5, frame 6 fully masked
+        cfg = replace(tiny_dyn_cfg(max_frames=6), train_clean_context=clean_context)
+        return predict_last_frame_after_training(cfg, batch, steps=300, batch_size=8, eval_size=64, lr=1e-3)
 
     (acc_paper, copy), (acc_clean, _) = train(False), train(True)
     assert acc_clean > copy + 0.1 and acc_clean > acc_paper + 0.1, (acc_paper, acc_clean, copy)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from fixtures_genie import one_thread, tiny_dyn_cfg, tiny_genie  # noqa: F401  (fixture)
+from fixtures_genie import one_thread, predict_last_frame_after_training, tiny_dyn_cfg, tiny_genie  # noqa: F401  (fixture)
 
 from genieworld.config import ConfigError, validate_config
 from genieworld.dynamics import DynamicsModel, PrevFrameWarp
@@ -141,22 +141,8 @@ def test_warp_learns_a_scrolling_world_the_plain_dynamics_does_not():
         return torch.stack(frames, 1).flatten(2), torch.eye(8)[:3][a]
 
     def train(warp):
-        torch.manual_seed(0)
-        dyn = DynamicsModel(replace(tiny_dyn_cfg(max_frames=4, warp=warp), train_clean_prefix=True)).train()
-        opt = torch.optim.AdamW(dyn.parameters(), lr=2e-3)
-        for _ in range(250):
-            tok, act = batch(16)
-            loss, _ = dyn.loss(tok, act)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        dyn.eval()
-        tok, act = batch(128)
-        inputs = tok.clone()
-        inputs[:, -1] = dyn.mask_id
-        with torch.no_grad():
-            acc = (dyn(inputs, act)[:, -1].argmax(-1) == tok[:, -1]).float().mean().item()
-        return acc, (tok[:, -2] == tok[:, -1]).float().mean().item()
+        cfg = replace(tiny_dyn_cfg(max_frames=4, warp=warp), train_clean_prefix=True)
+        return predict_last_frame_after_training(cfg, batch, steps=250, batch_size=16, eval_size=128, lr=2e-3)
 
     (plain, copy), (warped, _) = train(0), train(1)
     assert warped > 0.65 and warped > plain + 0.15, (plain, warped, copy)
