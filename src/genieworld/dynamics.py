@@ -248,7 +248,6 @@ class DynamicsModel(nn.Module):
         if self.warp is not None:
             if prev_btn is None:
                 prev_btn = self.prev_tokens(tokens_btn)
-            self._check_tokens(prev_btn)
             x = x + self.warp(self.token_embed(prev_btn), act_btd)
         act = act_btd.to(x.dtype)[:, :, None, :]
         if self.prepend:
@@ -281,6 +280,8 @@ class DynamicsModel(nn.Module):
         (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``).
         """
         self._check_tokens(tokens_btn)
+        if prev_btn is not None:  # the caller's; derived previous frames come from checked tokens
+            self._check_tokens(prev_btn)
         return self._logits(self.transformer(self._embed(tokens_btn, act_btd, prev_btn), window=window))
 
     def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
