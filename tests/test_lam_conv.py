@@ -134,3 +134,95 @@ def test_a_one_frame_decoder_ignores_the_frame_before():
     assert (lam.fdm(prev, cur, a) - _lam(fdm_frames=2).fdm(prev, cur, a)).abs().max() > 0  # a different model
     with pytest.raises(ValueError, match="fdm_frames"):
         _lam(fdm_frames=3)
+
+
+def _texture(b=3, size=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.avg_pool2d(torch.rand(b, 3, size, size, generator=g) * 2 - 1, 3, 1, 1)
+
+
+def test_measure_shift_finds_whole_and_sub_pixel_shifts():
+    from genieworld.lam_conv import measure_shift
+
+    big = _texture(4, 48)
+    a = big[:, :, 8:40, 8:40]
+    shifts = [(2, -5), (-3, 6), (0, 0), (4, 7)]  # (dx, dy): the view moved right 2 px and up 5 px, ...
+    b = torch.stack([big[i, :, 8 + dy:40 + dy, 8 + dx:40 + dx] for i, (dx, dy) in enumerate(shifts)])
+    torch.testing.assert_close(measure_shift(a, b, 4, 8), torch.tensor(shifts, dtype=torch.float32),
+                               atol=0.02, rtol=0)
+    sub = shift_images(a, torch.tensor([[1.5, -2.25]]).repeat(4, 1) * 2 / 32)  # pixels -> grid units
+    err = (measure_shift(a, sub, 4, 8) - torch.tensor([1.5, -2.25])).abs()
+    assert float(err.max()) < 0.3, err
+
+
+@pytest.mark.parametrize("mode", ["given", "previous"])
+def test_camera_shift_moves_the_last_frame_by_the_measured_shift_at_init(mode):
+    """Before training, the decoder predicts x_t moved by the camera: this step's measured shift
+    ("given") or the previous step's ("previous": the view keeps its velocity)."""
+    from genieworld.lam_conv import measure_shift
+
+    lam = _lam(camera_shift=mode, camera_dx=3, camera_dy=3)
+    big = _texture(2, 32, seed=1)
+    frames = torch.stack([big[:, :, 8 + 2 * k:24 + 2 * k, 8 + k:24 + k] for k in range(3)], 1)  # the view moves (1, 2) px a step
+    frames = ((frames.permute(0, 1, 3, 4, 2) + 1) * 127.5).round().to(torch.uint8)
+    prev, cur, nxt = lam._windows(frames)
+    cam = lam.camera_shift(prev, cur, nxt)
+    k = 1  # the second transition of each clip has a real x_{t-1}
+    torch.testing.assert_close(cam.view(2, 2, 2)[:, k], torch.tensor([[1.0, 2.0]] * 2), atol=0.1, rtol=0)
+    moved = shift_images(cur, cam * 2 / 16)
+    torch.testing.assert_close(lam.fdm(prev, cur, torch.randn(prev.shape[0], 8), cam), moved)
+    # the moved frame matches x_{t+1} away from the border it had to invent
+    err = (moved - nxt).view(2, 2, 3, 16, 16)[:, k, :, 3:-3, 3:-3].abs().max()
+    assert float(err) < 0.1
+    assert torch.equal(measure_shift(prev, cur, 3, 3), cam) == (mode == "previous")
+
+
+def test_hidden_centre_is_not_seen_by_the_decoder():
+    lam = _lam(fdm_hide_centre=6, camera_shift="given", camera_dx=2, camera_dy=2)
+    with torch.no_grad():
+        for p in lam.fdm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    prev, cur, _ = lam._windows(_frames(t=3))
+    a, cam = torch.randn(prev.shape[0], 8), torch.zeros(prev.shape[0], 2)
+    scribbled = [x.clone() for x in (prev, cur)]
+    for x in scribbled:
+        x[..., 5:11, 5:11] = torch.rand_like(x[..., 5:11, 5:11])
+    torch.testing.assert_close(lam.fdm(prev, cur, a, cam), lam.fdm(*scribbled, a, cam))
+    outside = cur.clone()
+    outside[..., 0, 0] += 1.0
+    assert (lam.fdm(prev, outside, a, cam) - lam.fdm(prev, cur, a, cam)).abs().max() > 0
+
+
+def test_camera_settings_are_validated_by_name():
+    from genieworld.config import ConfigError, validate_config
+
+    for conv, words in [(dict(camera_shift="sideways"), "one of"),
+                        (dict(camera_shift="given", camera_dx=5), "conv.camera_dx"),
+                        (dict(camera_shift="given", global_motion=True), "conv.camera_shift"),
+                        (dict(fdm_hide_centre=17), "conv.fdm_hide_centre")]:
+        with pytest.raises(ConfigError, match=words):
+            validate_config(_cfg(**conv), where="lam")
+
+
+def test_persistence_loss_scores_the_frame_after_next_with_the_same_action():
+    lam = _lam(persist_weight=0.5).train()
+    x = _frames(t=4)
+    _, info = lam(x)
+    assert "persist_mse" in info
+    torch.testing.assert_close(info["loss"], info["mse"] + info["vq_loss"] + 0.5 * info["persist_mse"])
+    # only x_2.. are targets of the persistence loss: x_{k+2} for k = 0, 1
+    y = x.clone()
+    y[:, 3] = 255 - y[:, 3]
+    assert float(lam(y)[1]["persist_mse"]) != float(info["persist_mse"])
+    # the action of x_0 -> x_1 gets a gradient from predicting x_2 (through the forward model)
+    with torch.no_grad():
+        for p in lam.fdm.parameters():  # away from the zero-initialised "nothing moves" decoder
+            p.add_(0.05 * torch.randn_like(p))
+    prev, cur, nxt = lam._windows(x)
+    zq = lam.vq(lam.idm(prev, cur, nxt))[0].detach().requires_grad_(True)
+    lam._persistence_loss(cur, nxt, zq, 2).backward()
+    g = zq.grad.view(2, 3, -1).abs().sum(-1)
+    assert bool((g[:, :2] > 0).all()) and bool((g[:, 2] == 0).all())  # the last transition has no x_{k+2}
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        lam(x[:, :2])
+    assert "persist_mse" not in _lam().train()(x)[1]

@@ -91,6 +91,24 @@ class ConvLAMConfig:
     # its U-Net's residual.  Rendering "the picture moved 3 px left" then costs the action one number.
     global_motion: bool = False
     max_shift: float = 0.25  # largest global shift, as a fraction of the frame size
+    # The camera's shift, measured (not learned) by a whole-pixel search with a sub-pixel refinement
+    # and handed to the forward model, which moves x_t by it before adding its U-Net's residual:
+    # "off"; "previous" = the shift of x_{t-1} -> x_t (the velocity), from which, with the latent
+    # action, a small head predicts this step's shift; "given" = the shift of x_t -> x_{t+1} itself
+    # (the decoder is a training device only: play and labelling use the encoder and the codebook).
+    # Either way the camera's motion costs the latent less, so what the action adds has to carry it.
+    camera_shift: str = "off"
+    # Side in pixels of a square at the frame centre hidden from the forward model's inputs (set to
+    # mid-grey in x_{t-1}, x_t and the moved x_t): where a camera that follows the agent keeps it, the
+    # decoder cannot copy the agent's sprite and has to draw it from the latent action. 0 = off.
+    fdm_hide_centre: int = 0
+    # Weight of a second loss: the latent action of x_t -> x_{t+1} must also let the forward model
+    # predict x_{t+2} from (x_t, x_{t+1}), as when a player keeps the key down.  What persists from
+    # one step to the next is the held action (and the facing it gives the agent); the motion that
+    # follows from the past the forward model already sees.  0 = off (the paper's objective).
+    persist_weight: float = 0.0
+    camera_dx: int = 6  # shift search range in pixels, horizontally ...
+    camera_dy: int = 12  # ... and vertically (a CoinRun jump moves the view ~11 px per skip-4 frame)
     # Extra loss weight of a Gaussian bump (sigma = image_size / 8) at the frame centre, where
     # CoinRun's camera keeps the agent: 0 = a plain MSE.
     centre_weight: float = 0.0
@@ -254,7 +272,10 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     TokenizerConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
-                    "fdm_frames": Bound(1, 2), "max_shift": _UNIT, "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
+                    "fdm_frames": Bound(1, 2), "max_shift": _UNIT,
+                    "camera_shift": Bound(choices=("off", "previous", "given")), "camera_dx": Bound(0, 256),
+                    "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096),
+                    "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
@@ -303,6 +324,15 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
     if c.arch == "conv":
         if c.image_size < 16 or c.image_size & (c.image_size - 1):
             yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
+        if c.conv.fdm_hide_centre > c.image_size:
+            yield "conv.fdm_hide_centre", f"a {c.conv.fdm_hide_centre}-px square does not fit a {c.image_size}-px frame"
+        if c.conv.camera_shift != "off":
+            if c.conv.global_motion:
+                yield "conv.camera_shift", "camera_shift and global_motion both move x_t; turn one off"
+            for name in ("camera_dx", "camera_dy"):
+                if 4 * getattr(c.conv, name) > c.image_size:
+                    yield f"conv.{name}", (f"a shift search of +-{getattr(c.conv, name)} px leaves less than half "
+                                           f"of a {c.image_size}-px frame to compare (at most {c.image_size // 4})")
     else:
         yield from _rules_patches(c)
         if c.merged_actions:

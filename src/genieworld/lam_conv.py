@@ -74,6 +74,35 @@ def shift_images(x_bchw: torch.Tensor, shift_b2: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(x_bchw, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+@torch.no_grad()
+def measure_shift(a_bchw: torch.Tensor, b_bchw: torch.Tensor, max_dx: int, max_dy: int) -> torch.Tensor:
+    """The view's motion d (B, 2) = [dx, dy] in pixels (+x right, +y down) from image a to image b:
+    ``b(p) ~ a(p + d)``.  Whole-pixel search over [-max_dx, max_dx] x [-max_dy, max_dy] by the sum of
+    squared differences of the grey images on the central region (one grouped convolution), then a
+    parabola through the best shift and its neighbours along each axis (sub-pixel, at most +-0.5)."""
+    b, _, h, w = a_bchw.shape
+    ga, gb = a_bchw.float().mean(1), b_bchw.float().mean(1)  # (B, H, W)
+    target = gb[:, max_dy:h - max_dy, max_dx:w - max_dx]  # (B, h', w')
+    cross = F.conv2d(ga[None], target[:, None], groups=b)[0]  # (B, 2dy+1, 2dx+1): sum a(p + d) * b(p)
+    a2 = F.conv2d((ga * ga)[:, None], torch.ones_like(target[:1, None]))[:, 0]
+    ssd = a2 - 2 * cross + target.pow(2).sum((1, 2))[:, None, None]
+    ny, nx = ssd.shape[1:]
+    best = ssd.flatten(1).argmin(1)
+    iy, ix = best // nx, best % nx
+    rows = torch.arange(b, device=ssd.device)
+
+    def refine(e_minus, e0, e_plus, ok):
+        den = e_minus - 2 * e0 + e_plus
+        off = torch.where(ok & (den > 0), 0.5 * (e_minus - e_plus) / den.clamp_min(1e-12), torch.zeros_like(den))
+        return off.clamp(-0.5, 0.5)
+
+    e0 = ssd[rows, iy, ix]
+    okx, oky = (ix > 0) & (ix < nx - 1), (iy > 0) & (iy < ny - 1)
+    fx = refine(ssd[rows, iy, (ix - 1).clamp_min(0)], e0, ssd[rows, iy, (ix + 1).clamp_max(nx - 1)], okx)
+    fy = refine(ssd[rows, (iy - 1).clamp_min(0), ix], e0, ssd[rows, (iy + 1).clamp_max(ny - 1), ix], oky)
+    return torch.stack([ix - max_dx + fx, iy - max_dy + fy], dim=1)
+
+
 class InverseDynamics(nn.Module):
     """(x_{t-1}, x_t, x_{t+1}) -> continuous latent action (code_dim)."""
 
@@ -109,9 +138,12 @@ class ForwardDynamics(nn.Module):
         if cfg.conv.fdm_frames not in (1, 2):
             raise ValueError(f"LAM conv.fdm_frames must be 1 or 2, got {cfg.conv.fdm_frames}")
         self.frames = cfg.conv.fdm_frames
-        self.stem = nn.Conv2d(self.frames * ch * 4, widths[0], 3, 1, 1)
+        self.camera = cfg.conv.camera_shift
+        self.camera_range = (float(max(cfg.conv.camera_dx, 1)), float(max(cfg.conv.camera_dy, 1)))
+        cond = cfg.vq.code_dim + (2 if self.camera != "off" else 0)  # FiLM input: action (+ camera shift)
+        self.stem = nn.Conv2d((self.frames + (self.camera != "off")) * ch * 4, widths[0], 3, 1, 1)
         self.down = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 3, 2, 1) for i in range(levels - 1)])
-        self.film = nn.ModuleList([nn.Linear(cfg.vq.code_dim, 2 * w) for w in widths])
+        self.film = nn.ModuleList([nn.Linear(cond, 2 * w) for w in widths])
         # up[j] takes level i+1 (after merging its skip) to level i's resolution and width
         self.up = nn.ModuleList([nn.Conv2d(widths[i + 1] * (1 if i == levels - 2 else 2), widths[i], 3, 1, 1)
                                  for i in range(levels - 2, -1, -1)])
@@ -125,6 +157,18 @@ class ForwardDynamics(nn.Module):
             self.motion = nn.Sequential(nn.Linear(widths[-1] + cfg.vq.code_dim, 128), nn.GELU(), nn.Linear(128, 2))
             nn.init.zeros_(self.motion[-1].weight)
             nn.init.zeros_(self.motion[-1].bias)
+        hide = None
+        if cfg.conv.fdm_hide_centre:
+            k, lo = cfg.conv.fdm_hide_centre, (size - cfg.conv.fdm_hide_centre) // 2
+            hide = torch.ones(1, 1, size, size)
+            hide[..., lo:lo + k, lo:lo + k] = 0
+        self.register_buffer("hide", hide, persistent=False)  # (1, 1, H, W) 0 where hidden, or None
+        self.step_motion = None
+        if self.camera == "previous":
+            # this step's shift = the previous step's + a correction from the action and that velocity
+            self.step_motion = nn.Sequential(nn.Linear(cond, 128), nn.GELU(), nn.Linear(128, 2))
+            nn.init.zeros_(self.step_motion[-1].weight)
+            nn.init.zeros_(self.step_motion[-1].bias)
         for f in self.film:  # FiLM starts as the identity
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
@@ -134,15 +178,32 @@ class ForwardDynamics(nn.Module):
         scale, shift = rearrange(p, "b (two c) -> two b c 1 1", two=2)
         return F.gelu(h * (1 + scale) + shift)
 
-    def forward(self, prev_bchw, cur_bchw, a_bd) -> torch.Tensor:
-        x = F.pixel_unshuffle(torch.cat([prev_bchw, cur_bchw], dim=1) if self.frames == 2 else cur_bchw, 2)
-        h = self._film(self.stem(x), self.film[0](a_bd))
+    def forward(self, prev_bchw, cur_bchw, a_bd, camera_b2: torch.Tensor | None = None) -> torch.Tensor:
+        """``camera_b2``: with ``conv.camera_shift`` on, the measured shift in pixels (B, 2) -- of
+        x_{t-1} -> x_t ("previous") or of x_t -> x_{t+1} ("given"); zeros when omitted."""
+        if self.hide is not None:
+            prev_bchw, cur_bchw = prev_bchw * self.hide, cur_bchw * self.hide
+        images = [prev_bchw, cur_bchw] if self.frames == 2 else [cur_bchw]
+        base, cond = cur_bchw, a_bd
+        if self.camera != "off":
+            if camera_b2 is None:
+                camera_b2 = a_bd.new_zeros(a_bd.shape[0], 2)
+            cam = camera_b2.to(a_bd.dtype) / a_bd.new_tensor(self.camera_range)  # about [-1, 1]
+            cond = torch.cat([a_bd, cam], dim=-1)
+            step = camera_b2.to(a_bd.dtype)
+            if self.step_motion is not None:
+                step = step + self.step_motion(cond) * a_bd.new_tensor(self.camera_range)
+            base = shift_images(cur_bchw, step * 2.0 / cur_bchw.shape[-1])  # pixels -> grid units
+            if self.hide is not None:
+                base = base * self.hide
+            images.append(base)
+        x = F.pixel_unshuffle(torch.cat(images, dim=1), 2)
+        h = self._film(self.stem(x), self.film[0](cond))
         skips = [h]
         for conv, film in zip(self.down, self.film[1:]):
-            h = self._film(conv(h), film(a_bd))
+            h = self._film(conv(h), film(cond))
             skips.append(h)
         h = skips.pop()
-        base = cur_bchw
         if self.motion is not None:
             shift = self.max_shift * 2 * torch.tanh(self.motion(torch.cat([h.mean(dim=(2, 3)), a_bd], dim=-1)))
             base = shift_images(cur_bchw, shift)
@@ -194,6 +255,28 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         return rearrange(self.idm(prev, cur, nxt), "(b k) d -> b k d", b=frames.shape[0])
 
     # ------------------------------------------------------------------ training
+    def camera_shift(self, prev, cur, nxt) -> torch.Tensor | None:
+        """The measured camera shift the forward model is given (``conv.camera_shift``), or None."""
+        c = self.cfg.conv
+        if c.camera_shift == "off":
+            return None
+        a, b = (prev, cur) if c.camera_shift == "previous" else (cur, nxt)
+        return measure_shift(a, b, c.camera_dx, c.camera_dy)
+
+    def _persistence_loss(self, cur, nxt, zq, b: int) -> torch.Tensor:
+        """MSE of x_{k+2} predicted from (x_k, x_{k+1}) with the latent action of x_k -> x_{k+1}, for every
+        transition k whose window holds x_{k+2}: "the key is still held".  Players hold keys for several
+        frames, so an action explains the frame after next too, while what it does not cause (where the
+        camera already was, what it moved) the decoder sees in (x_k, x_{k+1}) itself."""
+        cur_k, nxt_k = (rearrange(v, "(b k) c h w -> b k c h w", b=b) for v in (cur, nxt))
+        a_k = rearrange(zq, "(b k) d -> b k d", b=b)
+        if cur_k.shape[1] < 2:
+            raise ValueError("conv.persist_weight needs windows of at least 3 frames")
+        flat = lambda v: rearrange(v[:, :-1], "b k ... -> (b k) ...")  # noqa: E731
+        p0, p1, tgt, a = flat(cur_k), flat(nxt_k), rearrange(nxt_k[:, 1:], "b k ... -> (b k) ..."), flat(a_k)
+        pred = self.fdm(p0, p1, a, self.camera_shift(p0, p1, tgt))
+        return (self._loss_weights(p1, tgt) * (pred.float() - tgt) ** 2).mean() / 4.0
+
     def _loss_weights(self, cur, nxt) -> torch.Tensor:
         w = self.centre_map
         if self.cfg.conv.change_weight > 0:
@@ -207,12 +290,16 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         prev, cur, nxt = self._windows(frames)
         z = self.idm(prev, cur, nxt)  # (B*K, code_dim)
         zq, idx, vq_info = self.vq(z)
-        pred = self.fdm(prev, cur, zq)
+        pred = self.fdm(prev, cur, zq, self.camera_shift(prev, cur, nxt))
         w = self._loss_weights(cur, nxt)
         # the model works in [-1, 1]; the loss is reported in [0, 1] units like the transformer LAM's
         mse = (w * (pred.float() - nxt) ** 2).mean() / 4.0
         b = frames.shape[0]
+        persist = self._persistence_loss(cur, nxt, zq, b) if self.cfg.conv.persist_weight > 0 else None
         info = self.training_info(mse, vq_info, rearrange(idx, "(b k) -> b k", b=b),
                                   rearrange(zq, "(b k) d -> b k d", b=b))
+        if persist is not None:
+            info["loss"] = info["loss"] + self.cfg.conv.persist_weight * persist
+            info["persist_mse"] = persist.detach()
         pred_out = rearrange((pred.detach() + 1) / 2, "(b k) c h w -> b k h w c", b=b)
         return pred_out, info
