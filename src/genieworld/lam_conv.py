@@ -20,6 +20,11 @@ parts that failed:
   steps, that motion gives the action away too, and the latent learns to carry something else.
 * **A loss about what moved** (``conv.centre_weight``, ``conv.change_weight``, both 0 by
   default): optional weights toward the frame centre and toward changed pixels.
+* **Research options, off by default** (each measured on CoinRun and none better than the
+  default there; docs/experiments.md, "The separate LAM stage", 9): ``conv.camera_shift`` hands
+  the decoder the camera's measured motion (:func:`measure_shift`), ``conv.fdm_hide_centre``
+  hides the agent's square from it, ``conv.persist_weight`` also scores x_{t+2} with the same
+  action, as if the key were held.
 
 Shapes (B batch, T frames, K = T - 1 transitions, C channels, H = W = image_size)::
 
