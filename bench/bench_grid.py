@@ -107,6 +107,7 @@ def main(argv=None) -> int:
                          "CoinRun's 6 effective actions")
     ap.add_argument("--maskgit-steps", type=int, help="default: the model's play setting")
     ap.add_argument("--temperature", type=float, help="default: the model's sampling temperature")
+    ap.add_argument("--order", choices=("confidence", "random"), help="MaskGIT unmasking order (default: the model's)")
     ap.add_argument("--confidence-noise", type=float, help="MaskGIT's annealed Gumbel noise on the unmasking order "
                     "(default: the World's, 0)")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
         overrides["maskgit_steps"] = args.maskgit_steps
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
+    if args.order is not None:
+        overrides["order"] = args.order
     if args.confidence_noise is not None:
         overrides["confidence_noise"] = args.confidence_noise
     x = torch.from_numpy(prompts)[:, None].repeat_interleave(a_n, 0)  # (P*A, 1, H, W, 3), prompt-major

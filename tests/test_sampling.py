@@ -77,14 +77,47 @@ def test_greedy_sampling_is_argmax_and_reveals_most_confident_first():
     assert seen[2].tolist() == [[6, 2, 6, 4]]
 
 
+
+def test_random_order_reveals_a_uniform_subset_on_the_same_schedule():
+    """order="random": which tokens are revealed ignores confidence (position 1 is by far the surest,
+    yet every position comes first about equally often), and the schedule is unchanged."""
+    logits = torch.zeros(1, 4, 6)
+    logits[0, torch.arange(4), torch.tensor([1, 2, 3, 4])] = torch.tensor([1.0, 9.0, 2.0, 3.0])
+    first = []
+    for seed in range(200):
+        seen = []
+
+        def logits_fn(tok):
+            seen.append(tok.clone())
+            return logits
+
+        out = sample_frame(logits_fn, 1, 4, mask_id=6, steps=4, temperature=0.0,
+                           generator=torch.Generator().manual_seed(seed), schedule="linear", order="random")
+        assert out.tolist() == [[1, 2, 3, 4]]  # temperature 0: still the argmax tokens
+        assert [int((t == 6).sum()) for t in seen] == [4, 3, 2, 1]
+        first.append(int((seen[1] != 6).nonzero()[0, 1]))
+    counts = np.bincount(first, minlength=4)
+    assert counts.min() >= 30, counts  # uniform: 50 each expected; confidence order would give [0, 200, 0, 0]
+
+
+def test_orders_agree_at_one_step_and_bad_order_is_rejected():
+    g_logits = torch.randn(2, 16, 10, generator=torch.Generator().manual_seed(0))
+    outs = [sample_frame(lambda tok: g_logits, 2, 16, mask_id=10, steps=1, temperature=1.0,
+                         generator=torch.Generator().manual_seed(7), order=o) for o in ("confidence", "random")]
+    assert torch.equal(outs[0], outs[1])  # one step draws every token at once: the order cannot matter
+    with pytest.raises(ValueError, match="order must be one of"):
+        sample_frame(lambda tok: g_logits, 2, 16, mask_id=10, steps=2, temperature=1.0,
+                     generator=torch.Generator(), order="sideways")
+
+
 # ----------------------------------------------------------------------------- World
-@pytest.mark.parametrize("injection", ["add", "prepend"])
-def test_cached_and_reference_paths_give_identical_tokens(injection):
+@pytest.mark.parametrize("injection,order", [("add", "confidence"), ("prepend", "confidence"), ("add", "random")])
+def test_cached_and_reference_paths_give_identical_tokens(injection, order):
     """context 4, 7 generated frames: the ring buffer wraps around and must still match the reference."""
     genie = tiny_genie(injection=injection, context=4, steps=3)
     prompt = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)  # 2 prompt frames
     actions = [0, 3, 1, 1, 2, 0, 3]
-    worlds = [genie.world(prompt, seed=5, use_cache=c) for c in (True, False)]
+    worlds = [genie.world(prompt, seed=5, use_cache=c, order=order) for c in (True, False)]
     for a in actions:
         frames = [w.step(a) for w in worlds]
         assert np.array_equal(frames[0], frames[1])
@@ -120,6 +153,8 @@ def test_world_step_validation_and_reproducibility():
         genie.world(img, steps=3)
     with pytest.raises(ValueError, match="context_frames"):
         genie.world(img, context_frames=9)
+    with pytest.raises(ValueError, match="order"):
+        genie.world(img, order="sideways")
 
 
 def test_cache_memory_is_constant_per_frame():

@@ -190,6 +190,10 @@ class SamplingConfig:
     maskgit_steps: int = 25
     temperature: float = 1.0
     schedule: str = "cosine"  # "cosine" | "linear"
+    # which masked tokens MaskGIT reveals at each step: "confidence" (MaskGIT's rule: the most
+    # confident sampled tokens) or "random" (a uniformly random subset, the kind of visible subset
+    # the dynamics saw in training). See genieworld/sampling.py.
+    order: str = "confidence"
     context_frames: int = 16  # sliding window; defaults to the training length
     # MaskGIT steps for interactive play (`genie play`, GenieEnv); None = maskgit_steps.
     # Evaluation always uses maskgit_steps (the paper's 25). See bench/bench_generate.py.
@@ -284,8 +288,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                      "action_injection": Bound(choices=("add", "prepend")),
                      "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64)},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
-                     "schedule": Bound(choices=("cosine", "linear")), "context_frames": Bound(1, 1024),
-                     "play_maskgit_steps": Bound(1, 256)},
+                     "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
+                     "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
     TrainConfig: {"steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
                   "lr": Bound(0, 10, open_lo=True), "min_lr": Bound(0, 10), "warmup_steps": Bound(0, _BIG),
                   "beta1": Bound(0, 0.9999), "beta2": Bound(0, 0.9999), "weight_decay": Bound(0, 100),

@@ -350,7 +350,7 @@ class Genie(torch.nn.Module):
     def world(self, prompt, seed: int | None = None, **sampling_overrides):
         """An interactive :class:`~genieworld.sampling.World` started from ``prompt``.
 
-        ``sampling_overrides``: maskgit_steps, temperature, schedule, context_frames, and the
+        ``sampling_overrides``: maskgit_steps, temperature, schedule, order, context_frames, and the
         World options use_cache (default True), confidence_noise (default 0) and max_history
         (default None: keep every frame; set it for endless play sessions).
         """

@@ -9,8 +9,17 @@ MaskGIT for one frame (``S`` steps, ``N`` tokens)::
                   (temperature 0: argmax(logits))
         confidence = log p(sampled) under softmax(logits / temperature)
                      (+ confidence_noise * (1 - (s+1)/S) * Gumbel, annealed to 0; default off)
+                     (order "random": a Gumbel draw alone, i.e. a random priority)
         keep = maskgit_schedule(s, S, N) tokens stay masked: the least confident of the
                still-masked positions; the others take their sampled token for good.
+
+``SamplingConfig.order`` chooses which tokens are revealed.  "confidence" is MaskGIT's rule.
+It is biased on CoinRun: the surest tokens are the black sky's, so the first steps reveal sky
+only, and a frame whose visible tokens are all sky reads to the model as a view that moved up into
+the sky: the scene dissolves into black within a few play steps for most actions.  In training
+the visible tokens are a uniformly random subset (:func:`~genieworld.dynamics.sample_train_mask`);
+"random" reveals such a subset at every step (docs/experiments.md, "The separate LAM stage", 10).
+With ``maskgit_steps = 1`` both orders are the same: every token is drawn at once.
     after the last step (schedule = 0) nothing is masked; the final tokens are committed.
 
 Tokens fixed at an earlier step are never changed.  All randomness comes from one
@@ -40,6 +49,7 @@ import torch.nn.functional as F
 from genieworld.config import SamplingConfig
 
 SCHEDULES = ("cosine", "linear")
+ORDERS = ("confidence", "random")
 
 
 def maskgit_schedule(step: int, total: int, n_tokens: int, kind: str = "cosine") -> int:
@@ -71,7 +81,7 @@ def _gumbel(shape, generator: torch.Generator, device) -> torch.Tensor:
 @torch.no_grad()
 def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, n_tokens: int, mask_id: int,
                  steps: int, temperature: float, generator: torch.Generator, schedule: str = "cosine",
-                 confidence_noise: float = 0.0, device=None) -> torch.Tensor:
+                 confidence_noise: float = 0.0, device=None, order: str = "confidence") -> torch.Tensor:
     """MaskGIT-decode one frame; returns tokens (B, N) with no mask left.
 
     ``logits_fn(tokens_bn) -> logits (B, N, V)`` evaluates the dynamics model for the current
@@ -80,6 +90,8 @@ def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, 
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     tokens = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
     masked = torch.ones(batch, n_tokens, dtype=torch.bool, device=device)
     for s in range(steps):
@@ -90,8 +102,11 @@ def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, 
         else:
             scaled = logits
             sampled = logits.argmax(-1)
-        conf = F.log_softmax(scaled, dim=-1).gather(-1, sampled[..., None])[..., 0]
-        if confidence_noise > 0:
+        if order == "random":
+            conf = _gumbel(sampled.shape, generator, device)
+        else:
+            conf = F.log_softmax(scaled, dim=-1).gather(-1, sampled[..., None])[..., 0]
+        if confidence_noise > 0 and order == "confidence":
             anneal = 1.0 - (s + 1) / steps
             conf = conf + confidence_noise * anneal * _gumbel(conf.shape, generator, device)
         conf = conf.masked_fill(~masked, float("inf"))  # already fixed tokens are never re-masked
@@ -132,6 +147,8 @@ class World:
         self.sampling = sampling or genie.sampling
         if self.sampling.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.sampling.schedule!r}")
+        if self.sampling.order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {self.sampling.order!r}")
         if self.sampling.maskgit_steps < 1:
             raise ValueError(f"maskgit_steps must be >= 1, got {self.sampling.maskgit_steps}")
         max_frames = genie.dynamics.cfg.max_frames
@@ -272,7 +289,8 @@ class World:
                 return dyn.forward_embedded(seq, act_btd, window=sp.context_frames, prev_btn=prev)[:, -1]
 
         new = sample_frame(logits_fn, self.batch, dyn.tokens_per_frame, dyn.mask_id, sp.maskgit_steps,
-                           sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device)
+                           sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device,
+                           sp.order)
         if self.use_cache:
             dyn.step_logits(new, vec, self.cache, advance=True)  # commit the final tokens
         self._tokens.append(new)

@@ -88,6 +88,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=_positive, default=8, help="clips per rollout batch (default 8)")
     p.add_argument("--maskgit-steps", type=_positive, help="override the model's MaskGIT steps per frame")
     p.add_argument("--temperature", type=float, help="override the model's sampling temperature")
+    p.add_argument("--order", choices=("confidence", "random"),
+                   help="override the model's MaskGIT unmasking order (sampling.order)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
@@ -132,6 +134,8 @@ def run_eval(args) -> int:
         overrides["maskgit_steps"] = args.maskgit_steps
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
+    if args.order is not None:
+        overrides["order"] = args.order
     cfg = EvalConfig(episodes=args.episodes, clips_per_episode=args.clips_per_episode, horizon=args.horizon,
                      seed=args.seed, batch_size=args.batch_size, fvd=not args.no_fvd,
                      grid_prompts=args.grid_prompts, sampling_overrides=overrides, progress=not args.no_progress)

@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--steps", type=int, help="MaskGIT steps per frame (default: the model's, 25 in the paper)")
     p.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy (default: the model's)")
+    p.add_argument("--order", choices=("confidence", "random"),
+                   help="MaskGIT unmasking order: confidence or random (default: the model's)")
     p.add_argument("--scale", type=int, default=4, help="nearest-neighbour upscaling factor of the output (default 4)")
     p.add_argument("--fps", type=float, default=10.0, help="output frame rate (default 10, as in the paper)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
@@ -104,7 +106,7 @@ def run_generate(args) -> int:
         prompt = genie.prepare_prompt(args.prompt)
     except ValueError as e:
         raise UserError(f"--prompt {args.prompt}: {e}") from None
-    overrides = {"maskgit_steps": args.steps, "temperature": args.temperature}
+    overrides = {"maskgit_steps": args.steps, "temperature": args.temperature, "order": args.order}
     import torch
 
     video = genie.rollout(prompt[None], torch.tensor([actions]), seed=args.seed,

@@ -236,7 +236,9 @@ def render_markdown(metrics: dict, action_names: list[str] | None = None) -> str
         f"{s['clips_per_episode']} clip(s) per episode)")
     add(f"- prompt: {p} real frame(s); horizon: {hz} frames (t = 1..{hz}, 1-indexed; {_prompt_text(p)}, "
         f"{s['generated_frames']} generated frames)")
-    add(f"- sampling: MaskGIT {s['maskgit_steps']} steps, temperature {s['temperature']}; seed {s['seed']}, "
+    order = (s.get("sampling") or {}).get("order", "confidence")
+    add(f"- sampling: MaskGIT {s['maskgit_steps']} steps, temperature {s['temperature']}, {order} order; "
+        f"seed {s['seed']}, "
         f"batch size {s['batch_size']} (rollout seeds {s['seeds']['rollouts']})")
     add(f"- genieworld {metrics['versions'].get('genieworld')}, torch {metrics['versions'].get('torch')}, "
         f"device {s['device']}, {metrics['timing'].get('total_s', 0):.1f} s")
