@@ -177,6 +177,27 @@ def test_camera_shift_moves_the_last_frame_by_the_measured_shift_at_init(mode):
     assert torch.equal(measure_shift(prev, cur, 3, 3), cam) == (mode == "previous")
 
 
+def test_inertia_decoder_moves_by_a_gain_on_the_previous_shift_and_an_action_term_alone():
+    """camera_shift="inertia": base = x_t moved by gain * (x_{t-1} -> x_t shift) + f(action); the measured
+    shift does not reach FiLM, so with the same action two different velocities differ only by the move."""
+    from genieworld.lam_conv import measure_shift
+
+    lam = _lam(camera_shift="inertia", camera_dx=3, camera_dy=3)
+    prev, cur, nxt = lam._windows(_frames(t=3, size=16))
+    assert torch.equal(lam.camera_shift(prev, cur, nxt), measure_shift(prev, cur, 3, 3))  # the previous step's
+    a = torch.randn(prev.shape[0], 8)
+    cam = torch.tensor([[2.0, -2.0]]).expand(prev.shape[0], -1)
+    half = shift_images(cur, 0.5 * cam * 2 / 16)  # gain starts at 0.5, the action term at 0
+    torch.testing.assert_close(lam.fdm(prev, cur, a, cam), half)
+    with torch.no_grad():
+        lam.fdm.step_motion[-1].weight.normal_(0, 0.1)  # the action now moves the view
+    assert lam.fdm.film[0].in_features == 8  # the action only
+    a2 = a.clone()
+    a2[0] += 1.0
+    assert (lam.fdm(prev, cur, a2, cam) - lam.fdm(prev, cur, a, cam)).abs().max() > 0  # the action matters
+    assert lam.fdm.inertia.requires_grad
+
+
 def test_hidden_centre_is_not_seen_by_the_decoder():
     lam = _lam(fdm_hide_centre=6, camera_shift="given", camera_dx=2, camera_dy=2)
     with torch.no_grad():
@@ -193,13 +214,33 @@ def test_hidden_centre_is_not_seen_by_the_decoder():
     assert (lam.fdm(prev, outside, a, cam) - lam.fdm(prev, cur, a, cam)).abs().max() > 0
 
 
+def test_next_frame_outside_the_centre_reaches_the_decoder_and_the_inside_does_not():
+    lam = _lam(fdm_next_outside=6)
+    with torch.no_grad():
+        for p in lam.fdm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    prev, cur, nxt = lam._windows(_frames(t=3))
+    a = torch.randn(prev.shape[0], 8)
+    inside = nxt.clone()
+    inside[..., 5:11, 5:11] = torch.rand_like(inside[..., 5:11, 5:11])  # the 6-px centre square of 16
+    torch.testing.assert_close(lam.fdm(prev, cur, a, None, nxt), lam.fdm(prev, cur, a, None, inside))
+    outside = nxt.clone()
+    outside[..., 0, 0] += 1.0
+    assert (lam.fdm(prev, cur, a, None, outside) - lam.fdm(prev, cur, a, None, nxt)).abs().max() > 0
+    with pytest.raises(ValueError, match="fdm_next_outside"):
+        lam.fdm(prev, cur, a)
+    loss = lam.train()(_frames(t=3))[1]["loss"]  # the training forward hands x_{t+1} over
+    assert torch.isfinite(loss)
+
+
 def test_camera_settings_are_validated_by_name():
     from genieworld.config import ConfigError, validate_config
 
     for conv, words in [(dict(camera_shift="sideways"), "one of"),
                         (dict(camera_shift="given", camera_dx=5), "conv.camera_dx"),
                         (dict(camera_shift="given", global_motion=True), "conv.camera_shift"),
-                        (dict(fdm_hide_centre=17), "conv.fdm_hide_centre")]:
+                        (dict(fdm_hide_centre=17), "conv.fdm_hide_centre"),
+                        (dict(fdm_next_outside=17), "conv.fdm_next_outside")]:
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 

@@ -157,3 +157,28 @@ def test_resuming_with_another_lam_is_refused(trained, synthetic_store_dir, caps
     capsys.readouterr()
     assert main(args + ["--lam", str(tmp_path / "lam2")]) == 2
     assert "lam_digest" in capsys.readouterr().err
+
+
+def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
+    """module_digest (token caches, run.json's lam_digest) must not change when a setting listed in
+    config.ADDED_SETTINGS holds its old value, and must change when it does not."""
+    import hashlib
+    from dataclasses import asdict, replace
+
+    from genieworld.config import ADDED_SETTINGS, ConvLAMConfig
+    from genieworld.train.token_cache import module_digest
+
+    assert ADDED_SETTINGS["ConvLAMConfig.fdm_next_outside"] == ConvLAMConfig().fdm_next_outside
+    cfg = LAMConfig(arch="conv", image_size=16, conv=ConvLAMConfig(channels=8, hidden=32, fdm_channels=8))
+    torch.manual_seed(0)
+    lam = build_lam(cfg)
+    digest = module_digest(lam, cfg)
+    old = asdict(cfg)
+    old["conv"].pop("fdm_next_outside")  # the config as digested before fdm_next_outside existed
+    h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
+    for name, t in sorted(lam.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    assert digest == h.hexdigest()
+    assert module_digest(lam, replace(cfg, conv=replace(cfg.conv, fdm_next_outside=8))) != digest

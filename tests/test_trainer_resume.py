@@ -123,6 +123,32 @@ def test_resuming_into_a_different_run_is_refused(tmp_path, coinrun_npy, micro_p
     assert "vq.num_codes: " in err and "64 here" in err  # the mismatch is named, not truncated away
 
 
+def test_a_run_from_before_a_setting_existed_still_resumes(tmp_path, coinrun_npy, micro_preset, capsys):  # noqa: F811
+    """run.json written before a setting was added (it lacks the key; the default is the old behaviour)
+    resumes; the same setting at a non-default value is still a named mismatch."""
+    from genieworld.cli import main
+
+    run = tmp_path / "r"
+    assert main(train_args(coinrun_npy, run, micro_preset) + ["--stop-after", "2"]) == 0
+    info = json.loads((run / "run.json").read_text())
+    tok = info["model_configs"]["tokenizer"]
+    assert "vq" in tok and "num_codes" in tok["vq"]
+    removed = sorted(k for k in tok if k not in ("vq", "encoder", "decoder"))[0]
+    default = tok.pop(removed)  # as if this run predated the setting
+    (run / "run.json").write_text(json.dumps(info))
+    assert main(train_args(coinrun_npy, run, micro_preset) + ["--stop-after", "1"]) == 0
+    out = capsys.readouterr()
+    assert "from step_00000002 (step 2)" in out.out + out.err  # resumed, not refused or restarted
+    assert latest_checkpoint(run).name == "step_00000003"
+    info = json.loads((run / "run.json").read_text())
+    info["model_configs"]["tokenizer"].pop(removed, None)
+    info["model_configs"]["tokenizer"]["vq"]["num_codes"] += 1  # a real difference next to the missing key
+    (run / "run.json").write_text(json.dumps(info))
+    assert main(train_args(coinrun_npy, run, micro_preset)) == 2
+    err = capsys.readouterr().err
+    assert "vq.num_codes" in err and f"tokenizer.{removed}" not in err, (removed, default, err)
+
+
 def test_bad_arguments_are_clear_errors(tmp_path, coinrun_npy, capsys):  # noqa: F811
     from genieworld.cli import main
 

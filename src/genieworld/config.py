@@ -96,12 +96,20 @@ class ConvLAMConfig:
     # "off"; "previous" = the shift of x_{t-1} -> x_t (the velocity), from which, with the latent
     # action, a small head predicts this step's shift; "given" = the shift of x_t -> x_{t+1} itself
     # (the decoder is a training device only: play and labelling use the encoder and the codebook).
+    # "inertia" = gain * the shift of x_{t-1} -> x_t + a term from the latent action alone (a learned
+    # per-axis gain; the shift does not reach FiLM), so the action must carry the change of velocity.
     # Either way the camera's motion costs the latent less, so what the action adds has to carry it.
     camera_shift: str = "off"
     # Side in pixels of a square at the frame centre hidden from the forward model's inputs (set to
     # mid-grey in x_{t-1}, x_t and the moved x_t): where a camera that follows the agent keeps it, the
     # decoder cannot copy the agent's sprite and has to draw it from the latent action. 0 = off.
     fdm_hide_centre: int = 0
+    # Side in pixels of a square at the frame centre: the forward model also sees x_{t+1} *outside*
+    # that square (inside it mid-grey), so everything the camera, the scenery and other sprites do
+    # costs the latent nothing and only what happens where a following camera keeps the agent (its
+    # facing, pose, motion) must come through the action. A training device only, like the
+    # decoder itself: play and labelling use the encoder and the codebook. 0 = off.
+    fdm_next_outside: int = 0
     # Weight of a second loss: the latent action of x_t -> x_{t+1} must also let the forward model
     # predict x_{t+2} from (x_t, x_{t+1}), as when a player keeps the key down.  What persists from
     # one step to the next is the held action (and the facing it gives the agent); the motion that
@@ -277,8 +285,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
                     "fdm_frames": Bound(1, 2), "max_shift": _UNIT,
-                    "camera_shift": Bound(choices=("off", "previous", "given")), "camera_dx": Bound(0, 256),
-                    "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096),
+                    "camera_shift": Bound(choices=("off", "previous", "given", "inertia")), "camera_dx": Bound(0, 256),
+                    "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096), "fdm_next_outside": Bound(0, 4096),
                     "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
@@ -330,6 +338,8 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
             yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
         if c.conv.fdm_hide_centre > c.image_size:
             yield "conv.fdm_hide_centre", f"a {c.conv.fdm_hide_centre}-px square does not fit a {c.image_size}-px frame"
+        if c.conv.fdm_next_outside > c.image_size:
+            yield "conv.fdm_next_outside", f"a {c.conv.fdm_next_outside}-px square does not fit a {c.image_size}-px frame"
         if c.conv.camera_shift != "off":
             if c.conv.global_motion:
                 yield "conv.camera_shift", "camera_shift and global_motion both move x_t; turn one off"
@@ -434,6 +444,25 @@ def validate_config(obj: Any, where: str = "", _prefix: str = "") -> None:
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+#: Settings added after configs were first digested (token caches, run.json's ``lam_digest``), each
+#: with the value that reproduces the behaviour from before it.  :func:`digest_dict` leaves them out
+#: while they hold that value, so adding a setting does not invalidate every cache and resumable run.
+#: Add every new model setting here, with its default.
+ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0}
+
+
+def digest_dict(cfg: Any) -> dict:
+    """``to_dict(cfg)`` for hashing: the :data:`ADDED_SETTINGS` that hold their old value are left out."""
+    out = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{type(cfg).__name__}.{f.name}"
+        if key in ADDED_SETTINGS and value == ADDED_SETTINGS[key]:
+            continue
+        out[f.name] = digest_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def from_dict(cls: type[T], data: dict, where: str = "") -> T:

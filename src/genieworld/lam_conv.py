@@ -23,8 +23,8 @@ parts that failed:
 * **Research options, off by default** (each measured on CoinRun and none better than the
   default there; docs/experiments.md, "The separate LAM stage", 9): ``conv.camera_shift`` hands
   the decoder the camera's measured motion (:func:`measure_shift`), ``conv.fdm_hide_centre``
-  hides the agent's square from it, ``conv.persist_weight`` also scores x_{t+2} with the same
-  action, as if the key were held.
+  hides the agent's square from it, ``conv.fdm_next_outside`` shows it x_{t+1} outside that square,
+  ``conv.persist_weight`` also scores x_{t+2} with the same action, as if the key were held.
 
 Shapes (B batch, T frames, K = T - 1 transitions, C channels, H = W = image_size)::
 
@@ -145,8 +145,12 @@ class ForwardDynamics(nn.Module):
         self.frames = cfg.conv.fdm_frames
         self.camera = cfg.conv.camera_shift
         self.camera_range = (float(max(cfg.conv.camera_dx, 1)), float(max(cfg.conv.camera_dy, 1)))
-        cond = cfg.vq.code_dim + (2 if self.camera != "off" else 0)  # FiLM input: action (+ camera shift)
-        self.stem = nn.Conv2d((self.frames + (self.camera != "off")) * ch * 4, widths[0], 3, 1, 1)
+        # FiLM input: the action (+ the camera shift, except with "inertia", where the shift enters only
+        # through the base image, so the action alone must explain how the motion changed)
+        cond = cfg.vq.code_dim + (2 if self.camera in ("previous", "given") else 0)
+        self.next_outside = cfg.conv.fdm_next_outside > 0
+        n_images = self.frames + (self.camera != "off") + self.next_outside
+        self.stem = nn.Conv2d(n_images * ch * 4, widths[0], 3, 1, 1)
         self.down = nn.ModuleList([nn.Conv2d(widths[i], widths[i + 1], 3, 2, 1) for i in range(levels - 1)])
         self.film = nn.ModuleList([nn.Linear(cond, 2 * w) for w in widths])
         # up[j] takes level i+1 (after merging its skip) to level i's resolution and width
@@ -168,12 +172,23 @@ class ForwardDynamics(nn.Module):
             hide = torch.ones(1, 1, size, size)
             hide[..., lo:lo + k, lo:lo + k] = 0
         self.register_buffer("hide", hide, persistent=False)  # (1, 1, H, W) 0 where hidden, or None
-        self.step_motion = None
-        if self.camera == "previous":
-            # this step's shift = the previous step's + a correction from the action and that velocity
+        outside = None
+        if self.next_outside:
+            k, lo = cfg.conv.fdm_next_outside, (size - cfg.conv.fdm_next_outside) // 2
+            outside = torch.ones(1, 1, size, size)
+            outside[..., lo:lo + k, lo:lo + k] = 0
+        self.register_buffer("outside", outside, persistent=False)  # (1, 1, H, W) 0 in the centre square, or None
+        self.step_motion = self.inertia = None
+        if self.camera in ("previous", "inertia"):
+            # "previous": this step's shift = the previous step's + a correction from the action and that
+            # velocity; "inertia": gain * the previous step's + a term from the action alone (linear
+            # inertia, as in CoinRun: v <- 0.8 v + 0.1 a per game step), so the code must carry the change
+            # of velocity the action causes -- the action itself -- rather than the new velocity
             self.step_motion = nn.Sequential(nn.Linear(cond, 128), nn.GELU(), nn.Linear(128, 2))
             nn.init.zeros_(self.step_motion[-1].weight)
             nn.init.zeros_(self.step_motion[-1].bias)
+        if self.camera == "inertia":
+            self.inertia = nn.Parameter(torch.full((2,), 0.5))  # per-axis gain on the previous shift
         for f in self.film:  # FiLM starts as the identity
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
@@ -183,9 +198,13 @@ class ForwardDynamics(nn.Module):
         scale, shift = rearrange(p, "b (two c) -> two b c 1 1", two=2)
         return F.gelu(h * (1 + scale) + shift)
 
-    def forward(self, prev_bchw, cur_bchw, a_bd, camera_b2: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, prev_bchw, cur_bchw, a_bd, camera_b2: torch.Tensor | None = None,
+                next_bchw: torch.Tensor | None = None) -> torch.Tensor:
         """``camera_b2``: with ``conv.camera_shift`` on, the measured shift in pixels (B, 2) -- of
-        x_{t-1} -> x_t ("previous") or of x_t -> x_{t+1} ("given"); zeros when omitted."""
+        x_{t-1} -> x_t ("previous", "inertia") or of x_t -> x_{t+1} ("given"); zeros when omitted.
+        ``next_bchw``: x_{t+1}, needed with ``conv.fdm_next_outside`` (only its outside is used)."""
+        if self.outside is not None and next_bchw is None:
+            raise ValueError("conv.fdm_next_outside: the forward model needs x_{t+1} (next_bchw)")
         if self.hide is not None:
             prev_bchw, cur_bchw = prev_bchw * self.hide, cur_bchw * self.hide
         images = [prev_bchw, cur_bchw] if self.frames == 2 else [cur_bchw]
@@ -194,14 +213,19 @@ class ForwardDynamics(nn.Module):
             if camera_b2 is None:
                 camera_b2 = a_bd.new_zeros(a_bd.shape[0], 2)
             cam = camera_b2.to(a_bd.dtype) / a_bd.new_tensor(self.camera_range)  # about [-1, 1]
-            cond = torch.cat([a_bd, cam], dim=-1)
             step = camera_b2.to(a_bd.dtype)
-            if self.step_motion is not None:
+            if self.inertia is not None:
+                step = step * self.inertia + self.step_motion(a_bd) * a_bd.new_tensor(self.camera_range)
+            else:
+                cond = torch.cat([a_bd, cam], dim=-1)
+            if self.step_motion is not None and self.inertia is None:
                 step = step + self.step_motion(cond) * a_bd.new_tensor(self.camera_range)
             base = shift_images(cur_bchw, step * 2.0 / cur_bchw.shape[-1])  # pixels -> grid units
             if self.hide is not None:
                 base = base * self.hide
             images.append(base)
+        if self.outside is not None:
+            images.append(next_bchw * self.outside)
         x = F.pixel_unshuffle(torch.cat(images, dim=1), 2)
         h = self._film(self.stem(x), self.film[0](cond))
         skips = [h]
@@ -265,7 +289,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         c = self.cfg.conv
         if c.camera_shift == "off":
             return None
-        a, b = (prev, cur) if c.camera_shift == "previous" else (cur, nxt)
+        a, b = (cur, nxt) if c.camera_shift == "given" else (prev, cur)
         return measure_shift(a, b, c.camera_dx, c.camera_dy)
 
     def _persistence_loss(self, cur, nxt, zq, b: int) -> torch.Tensor:
@@ -279,7 +303,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
             raise ValueError("conv.persist_weight needs windows of at least 3 frames")
         flat = lambda v: rearrange(v[:, :-1], "b k ... -> (b k) ...")  # noqa: E731
         p0, p1, tgt, a = flat(cur_k), flat(nxt_k), rearrange(nxt_k[:, 1:], "b k ... -> (b k) ..."), flat(a_k)
-        pred = self.fdm(p0, p1, a, self.camera_shift(p0, p1, tgt))
+        pred = self.fdm(p0, p1, a, self.camera_shift(p0, p1, tgt), tgt)
         return (self._loss_weights(p1, tgt) * (pred.float() - tgt) ** 2).mean() / 4.0
 
     def _loss_weights(self, cur, nxt) -> torch.Tensor:
@@ -295,7 +319,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         prev, cur, nxt = self._windows(frames)
         z = self.idm(prev, cur, nxt)  # (B*K, code_dim)
         zq, idx, vq_info = self.vq(z)
-        pred = self.fdm(prev, cur, zq, self.camera_shift(prev, cur, nxt))
+        pred = self.fdm(prev, cur, zq, self.camera_shift(prev, cur, nxt), nxt)
         w = self._loss_weights(cur, nxt)
         # the model works in [-1, 1]; the loss is reported in [0, 1] units like the transformer LAM's
         mse = (w * (pred.float() - nxt) ** 2).mean() / 4.0

@@ -45,9 +45,9 @@ def module_digest(module: torch.nn.Module, cfg=None) -> str:
     """sha256 over a module's state dict (names, dtypes, shapes, bytes) and its config."""
     h = hashlib.sha256()
     if cfg is not None:
-        from dataclasses import asdict
+        from genieworld.config import digest_dict
 
-        h.update(json.dumps(asdict(cfg), sort_keys=True).encode())
+        h.update(json.dumps(digest_dict(cfg), sort_keys=True).encode())
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())

@@ -117,7 +117,9 @@ def check_run_info(run: Path, run_info: dict) -> None:
         raise RunMismatchError(f"{path}: not a JSON object; use another --out folder")
     for key in RUN_KEYS:
         if key in old and key in run_info and old[key] != run_info[key]:
-            diffs = _diff_paths(old[key], run_info[key], key)
+            diffs = _diff_paths(_with_defaults(old[key]) if key == "model_configs" else old[key], run_info[key], key)
+            if not diffs:
+                continue
             what = "; ".join(f"{p}: {_short(a)} there, {_short(b)} here" for p, a, b in diffs[:4])
             more = f" (and {len(diffs) - 4} more)" if len(diffs) > 4 else ""
             raise RunMismatchError(
@@ -467,6 +469,23 @@ def _to_device(batch, device):
 
 
 _ABSENT = "(absent)"
+
+
+def _with_defaults(model_configs):
+    """``model_configs`` of an older run.json with the settings added since then filled in at their
+    defaults (every new setting defaults to the old behaviour), so that it still resumes."""
+    from genieworld.config import ConfigError, DynamicsConfig, LAMConfig, TokenizerConfig, from_dict
+
+    if not isinstance(model_configs, dict):
+        return model_configs
+    out = dict(model_configs)
+    for name, cls in (("tokenizer", TokenizerConfig), ("lam", LAMConfig), ("dynamics", DynamicsConfig)):
+        if isinstance(out.get(name), dict):
+            try:
+                out[name] = asdict(from_dict(cls, out[name]))
+            except ConfigError:  # a setting since removed or renamed: compare as written
+                pass
+    return out
 
 
 def _diff_paths(a, b, prefix: str) -> list[tuple[str, object, object]]:
