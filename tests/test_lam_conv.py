@@ -233,6 +233,20 @@ def test_next_frame_outside_the_centre_reaches_the_decoder_and_the_inside_does_n
     assert torch.isfinite(loss)
 
 
+def test_shift_rank_loss_prefers_the_true_next_frame_to_its_moves():
+    lam = _lam(shift_rank_weight=0.5)
+    prev, cur, nxt = lam._windows(_frames(t=3))
+    right = lam._shift_rank_loss(nxt, cur, nxt)  # a perfect prediction
+    moved = shift_images(nxt, nxt.new_tensor([2 / 16, 0.0]).expand(len(nxt), 2))  # 1 px off
+    wrong = lam._shift_rank_loss(moved, cur, nxt)
+    assert float(right.detach()) < 0.1 < float(wrong.detach())
+    info = lam.train()(_frames(t=3))[1]
+    assert "shift_rank" in info and torch.isfinite(info["loss"])
+    info["loss"].backward()
+    assert lam.log_rank_temp.grad is not None and lam.log_rank_temp.grad.abs() > 0
+    assert _lam().log_rank_temp is None  # off by default: no extra parameter, the same weights as before
+
+
 def test_camera_settings_are_validated_by_name():
     from genieworld.config import ConfigError, validate_config
 
@@ -240,7 +254,8 @@ def test_camera_settings_are_validated_by_name():
                         (dict(camera_shift="given", camera_dx=5), "conv.camera_dx"),
                         (dict(camera_shift="given", global_motion=True), "conv.camera_shift"),
                         (dict(fdm_hide_centre=17), "conv.fdm_hide_centre"),
-                        (dict(fdm_next_outside=17), "conv.fdm_next_outside")]:
+                        (dict(fdm_next_outside=17), "conv.fdm_next_outside"),
+                        (dict(shift_rank_weight=-1.0), "conv.shift_rank_weight")]:
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 

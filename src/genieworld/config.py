@@ -123,6 +123,12 @@ class ConvLAMConfig:
     # Extra loss weight on pixels that changed between x_t and x_{t+1} (weight 1 + k * |change| /
     # mean |change|), so the loss is about what moved rather than the static background.
     change_weight: float = 0.0
+    # Weight of a ranking loss on the forward model's prediction: it must be nearer to the true x_{t+1}
+    # than to x_{t+1} moved by 1 or 2 px in any of the four directions, or to x_t (softmax over minus
+    # the squared distances, a learned temperature).  A plain MSE pays little for a 1-px error in where
+    # the picture went; this pays as much for it as for any other, so the latent must say where it went.
+    # 0 = off.
+    shift_rank_weight: float = 0.0
 
 
 @dataclass
@@ -287,7 +293,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "fdm_frames": Bound(1, 2), "max_shift": _UNIT,
                     "camera_shift": Bound(choices=("off", "previous", "given", "inertia")), "camera_dx": Bound(0, 256),
                     "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096), "fdm_next_outside": Bound(0, 4096),
-                    "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6)},
+                    "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6),
+                    "shift_rank_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
@@ -450,7 +457,7 @@ def to_dict(cfg: Any) -> dict:
 #: with the value that reproduces the behaviour from before it.  :func:`digest_dict` leaves them out
 #: while they hold that value, so adding a setting does not invalidate every cache and resumable run.
 #: Add every new model setting here, with its default.
-ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0}
+ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0}
 
 
 def digest_dict(cfg: Any) -> dict:

@@ -24,7 +24,9 @@ parts that failed:
   default there; docs/experiments.md, "The separate LAM stage", 9): ``conv.camera_shift`` hands
   the decoder the camera's measured motion (:func:`measure_shift`), ``conv.fdm_hide_centre``
   hides the agent's square from it, ``conv.fdm_next_outside`` shows it x_{t+1} outside that square,
-  ``conv.persist_weight`` also scores x_{t+2} with the same action, as if the key were held.
+  ``conv.persist_weight`` also scores x_{t+2} with the same action, as if the key were held,
+  ``conv.camera_shift = "inertia"`` moves x_t by a gain on the previous shift plus an action term,
+  ``conv.shift_rank_weight`` ranks the prediction against 1-2 px moves of the true x_{t+1}.
 
 Shapes (B batch, T frames, K = T - 1 transitions, C channels, H = W = image_size)::
 
@@ -218,8 +220,8 @@ class ForwardDynamics(nn.Module):
                 step = step * self.inertia + self.step_motion(a_bd) * a_bd.new_tensor(self.camera_range)
             else:
                 cond = torch.cat([a_bd, cam], dim=-1)
-            if self.step_motion is not None and self.inertia is None:
-                step = step + self.step_motion(cond) * a_bd.new_tensor(self.camera_range)
+                if self.step_motion is not None:
+                    step = step + self.step_motion(cond) * a_bd.new_tensor(self.camera_range)
             base = shift_images(cur_bchw, step * 2.0 / cur_bchw.shape[-1])  # pixels -> grid units
             if self.hide is not None:
                 base = base * self.hide
@@ -250,7 +252,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         super().__init__()
         if cfg.vq.num_codes < 1:
             raise ValueError("LAM needs at least one action code")
-        for name in ("centre_weight", "change_weight"):
+        for name in ("centre_weight", "change_weight", "shift_rank_weight"):
             if not getattr(cfg.conv, name) >= 0:
                 raise ValueError(f"LAM conv.{name} must be >= 0, got {getattr(cfg.conv, name)}")
         self.cfg = cfg
@@ -266,6 +268,9 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         bump = torch.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
         w = 1 + cfg.conv.centre_weight * bump
         self.register_buffer("centre_map", (w / w.mean())[None, None], persistent=False)  # (1, 1, H, W)
+        self.log_rank_temp = None
+        if cfg.conv.shift_rank_weight > 0:  # temperature of the shift ranking loss, on the per-pixel MSE scale
+            self.log_rank_temp = nn.Parameter(torch.tensor(math.log(1e-2)))
 
     # ------------------------------------------------------------------ windows
     def _windows(self, frames: torch.Tensor):
@@ -314,6 +319,16 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
             w = w * cw / cw.mean()
         return w
 
+    def _shift_rank_loss(self, pred, cur, nxt) -> torch.Tensor:
+        """Cross-entropy of picking the true x_{t+1} among it, its 1-2 px moves and x_t, by -MSE to ``pred``."""
+        px = 2.0 / nxt.shape[-1]  # one pixel in grid units
+        moves = [(0, 0)] + [(s * k, 0) for k in (1, 2) for s in (1, -1)] + [(0, s * k) for k in (1, 2) for s in (1, -1)]
+        cands = [nxt if (dx, dy) == (0, 0) else shift_images(nxt, nxt.new_tensor([dx * px, dy * px]).expand(len(nxt), 2))
+                 for dx, dy in moves] + [cur]
+        d = torch.stack([((pred.float() - c) ** 2).mean(dim=(1, 2, 3)) for c in cands], dim=1)  # (B, 10)
+        logits = -d / self.log_rank_temp.exp()
+        return F.cross_entropy(logits, torch.zeros(len(d), dtype=torch.long, device=d.device))
+
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Returns (predictions of x_2..x_T (B, T-1, H, W, C) in [0, 1] scale, info) as the transformer LAM."""
         prev, cur, nxt = self._windows(frames)
@@ -330,5 +345,9 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         if persist is not None:
             info["loss"] = info["loss"] + self.cfg.conv.persist_weight * persist
             info["persist_mse"] = persist.detach()
+        if self.log_rank_temp is not None:
+            rank = self._shift_rank_loss(pred, cur, nxt)
+            info["loss"] = info["loss"] + self.cfg.conv.shift_rank_weight * rank
+            info["shift_rank"] = rank.detach()
         pred_out = rearrange((pred.detach() + 1) / 2, "(b k) c h w -> b k h w c", b=b)
         return pred_out, info
