@@ -102,11 +102,14 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     # the shipped model's preset: the model before it, with the dynamics on 4-frame windows at batch 8
     # (same tokens per step), 4 frames of play context, and the previous-frame warp
     changed = {k for k in current if current[k] != cpu.get(k)} - {"name"}
+    # ... and decoding with random order at temperature 0 (docs/experiments.md, "The separate LAM stage", 10)
     assert changed == {"dynamics.max_frames", "dynamics.prev_frame_warp", "sampling.context_frames",
-                       "dynamics_train.batch_size", "dynamics_train.seq_len"}
+                       "dynamics_train.batch_size", "dynamics_train.seq_len", "sampling.order", "sampling.temperature"}
+    assert current["sampling.order"] == "random" and current["sampling.temperature"] == 0
     assert current["dynamics.prev_frame_warp"] == 3 and current["dynamics_train.seq_len"] == 4
     seq4 = flat(asdict(load_preset(str(configs_dir() / "cpu-seq4-dynamics.json"))))
-    assert {k for k in current if current[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp"}
+    assert {k for k in current if current[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp", "sampling.order",
+                                                                              "sampling.temperature"}
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
