@@ -28,6 +28,13 @@ def _lam(seed=0, **conv):
     return build_lam(_cfg(**conv)).eval()
 
 
+def _wake_decoder(lam) -> None:
+    """Move the decoder off its zero-initialised "nothing moves" start, so every input it takes shows."""
+    with torch.no_grad():
+        for p in lam.fdm.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+
+
 def _frames(b=2, t=5, size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (b, t, size, size, 3), generator=g, dtype=torch.uint8)
@@ -77,9 +84,7 @@ def test_decoder_uses_the_action_and_starts_as_copying():
     prev, cur, _ = lam._windows(_frames(t=3))
     a = torch.randn(prev.shape[0], 8)
     torch.testing.assert_close(lam.fdm(prev, cur, a), cur)  # zero-initialised output: "nothing moves"
-    with torch.no_grad():
-        for p in lam.fdm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    _wake_decoder(lam)
     assert (lam.fdm(prev, cur, a) - lam.fdm(prev, cur, -a)).abs().max() > 1e-3
 
 
@@ -125,9 +130,7 @@ def test_finds_the_actions_of_a_toy_game():
 
 def test_a_one_frame_decoder_ignores_the_frame_before():
     lam = _lam(fdm_frames=1)
-    with torch.no_grad():
-        for p in lam.fdm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    _wake_decoder(lam)
     prev, cur, _ = lam._windows(_frames(t=3))
     a = torch.randn(prev.shape[0], 8)
     torch.testing.assert_close(lam.fdm(prev, cur, a), lam.fdm(torch.rand_like(prev), cur, a))
@@ -200,9 +203,7 @@ def test_inertia_decoder_moves_by_a_gain_on_the_previous_shift_and_an_action_ter
 
 def test_hidden_centre_is_not_seen_by_the_decoder():
     lam = _lam(fdm_hide_centre=6, camera_shift="given", camera_dx=2, camera_dy=2)
-    with torch.no_grad():
-        for p in lam.fdm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    _wake_decoder(lam)
     prev, cur, _ = lam._windows(_frames(t=3))
     a, cam = torch.randn(prev.shape[0], 8), torch.zeros(prev.shape[0], 2)
     scribbled = [x.clone() for x in (prev, cur)]
@@ -216,9 +217,7 @@ def test_hidden_centre_is_not_seen_by_the_decoder():
 
 def test_next_frame_outside_the_centre_reaches_the_decoder_and_the_inside_does_not():
     lam = _lam(fdm_next_outside=6)
-    with torch.no_grad():
-        for p in lam.fdm.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    _wake_decoder(lam)
     prev, cur, nxt = lam._windows(_frames(t=3))
     a = torch.randn(prev.shape[0], 8)
     inside = nxt.clone()
@@ -271,9 +270,7 @@ def test_persistence_loss_scores_the_frame_after_next_with_the_same_action():
     y[:, 3] = 255 - y[:, 3]
     assert float(lam(y)[1]["persist_mse"]) != float(info["persist_mse"])
     # the action of x_0 -> x_1 gets a gradient from predicting x_2 (through the forward model)
-    with torch.no_grad():
-        for p in lam.fdm.parameters():  # away from the zero-initialised "nothing moves" decoder
-            p.add_(0.05 * torch.randn_like(p))
+    _wake_decoder(lam)
     prev, cur, nxt = lam._windows(x)
     zq = lam.vq(lam.idm(prev, cur, nxt))[0].detach().requires_grad_(True)
     lam._persistence_loss(cur, nxt, zq, 2).backward()

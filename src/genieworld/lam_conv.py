@@ -129,6 +129,16 @@ class InverseDynamics(nn.Module):
         return self.head(self.convs(x))
 
 
+def _outside_centre(size: int, k: int) -> torch.Tensor | None:
+    """(1, 1, size, size) mask that is 0 in the central k x k square and 1 elsewhere; None for k = 0."""
+    if not k:
+        return None
+    lo = (size - k) // 2
+    mask = torch.ones(1, 1, size, size)
+    mask[..., lo:lo + k, lo:lo + k] = 0
+    return mask
+
+
 class ForwardDynamics(nn.Module):
     """U-Net: (x_{t-1}, x_t) and action vector a -> x_t + predicted change; FiLM(a) at every level.
 
@@ -168,18 +178,9 @@ class ForwardDynamics(nn.Module):
             self.motion = nn.Sequential(nn.Linear(widths[-1] + cfg.vq.code_dim, 128), nn.GELU(), nn.Linear(128, 2))
             nn.init.zeros_(self.motion[-1].weight)
             nn.init.zeros_(self.motion[-1].bias)
-        hide = None
-        if cfg.conv.fdm_hide_centre:
-            k, lo = cfg.conv.fdm_hide_centre, (size - cfg.conv.fdm_hide_centre) // 2
-            hide = torch.ones(1, 1, size, size)
-            hide[..., lo:lo + k, lo:lo + k] = 0
-        self.register_buffer("hide", hide, persistent=False)  # (1, 1, H, W) 0 where hidden, or None
-        outside = None
-        if self.next_outside:
-            k, lo = cfg.conv.fdm_next_outside, (size - cfg.conv.fdm_next_outside) // 2
-            outside = torch.ones(1, 1, size, size)
-            outside[..., lo:lo + k, lo:lo + k] = 0
-        self.register_buffer("outside", outside, persistent=False)  # (1, 1, H, W) 0 in the centre square, or None
+        # (1, 1, H, W) masks, 0 in a centre square, or None: what is hidden of x_{t-1} and x_t / seen of x_{t+1}
+        self.register_buffer("hide", _outside_centre(size, cfg.conv.fdm_hide_centre), persistent=False)
+        self.register_buffer("outside", _outside_centre(size, cfg.conv.fdm_next_outside), persistent=False)
         self.step_motion = self.inertia = None
         if self.camera in ("previous", "inertia"):
             # "previous": this step's shift = the previous step's + a correction from the action and that
