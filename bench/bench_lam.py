@@ -4,6 +4,8 @@
     PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST --set lam.vq.num_codes=8
     PYTHONPATH=src python bench/bench_lam.py --model models/coinrun-cpu --eval-data TEST  # score a trained LAM
     PYTHONPATH=src python bench/bench_lam.py --model RUN/lam --eval-data TEST --data DATA --steps 4000  # + its ceiling
+    PYTHONPATH=src python bench/bench_lam.py --init models/coinrun-cpu --data DATA --eval-data TEST \
+        --set lam.vq.num_codes=8 --set lam.merged_actions=0    # fine-tune its 8 merged actions as 8 codes
 
 Trains the preset's LAM alone for ``--steps`` steps on random short windows (``--seq-len``
 frames, default 3) of an episode store held in memory, then, on the held-out store, infers the
@@ -24,7 +26,9 @@ latent action of every transition x_t -> x_{t+1} whose x_{t-1} is in the episode
 on the true effective action, same windows, steps and batch: ``ceiling.acc6`` and
 ``ceiling.nmi6`` bound what any latent action model with this encoder can recover, and
 ``probe6_vs_ceiling`` = probe6 / ceiling.acc6 is the issue's "85 % of the ceiling" figure.
-The ceiling needs the conv LAM's encoder (``lam.arch = conv``).
+The ceiling needs the conv LAM's encoder (``lam.arch = conv``). ``--past-ceiling`` trains the same
+encoder with x_t in place of x_{t+1} (``ceiling_past``): how much of the action (x_{t-1}, x_t) alone
+give away, which a forward model that sees them needs no latent action for.
 
 Measured on this project's 2-core machine (one thread each): see docs/experiments.md.
 """
@@ -131,7 +135,11 @@ def trained_codes(lam, frames, centres, batch: int = 256) -> np.ndarray:
                            for i in range(0, len(centres), batch)])
 
 
-def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed):
+def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed,
+                  past_only: bool = False):
+    """The LAM's encoder trained on the true effective action of x_t -> x_{t+1}. ``past_only``: it sees
+    x_t in place of x_{t+1}, so it reads only what (x_{t-1}, x_t) tell of the action -- what a forward
+    model that sees them can predict without any latent action."""
     from genieworld.data.coinrun import effective_action
     from genieworld.eval.metrics import nmi
     from genieworld.lam_conv import InverseDynamics
@@ -143,7 +151,7 @@ def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centr
 
     def split(w):
         x = (w.float() / 127.5 - 1).permute(0, 1, 4, 2, 3)
-        return x[:, 0], x[:, 1], x[:, 2]
+        return x[:, 0], x[:, 1], x[:, 1 if past_only else 2]
 
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
@@ -165,11 +173,41 @@ def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centr
             "acc_jump": round(float((pred % 2 == y % 2).mean()), 4), "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def init_from(lam, path) -> None:
+    """Start ``lam`` from a trained LAM's weights. When ``lam`` trains as many codes as the trained LAM has
+    merged actions, its codebook starts as those actions' vectors: the encoder then adapts to the merge
+    instead of losing to it what merging the codes loses."""
+    from genieworld.config import LAMConfig
+    from genieworld.genie import load_component
+    from genieworld.lam import build_lam
+
+    p = Path(path)
+    src = load_component(build_lam, LAMConfig, p / "lam" if (p / "lam" / "config.json").exists() else p)
+    skip = ("vq.", "merge_map", "merged_codebook")
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith(skip)}
+    try:
+        missing, unexpected = lam.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        raise SystemExit(f"--init {path}: its weights do not fit this LAM: {e}") from None
+    if unexpected or any(not k.startswith(skip) for k in missing):
+        raise SystemExit(f"--init {path}: its weights do not fit this LAM (missing {missing}, unexpected {unexpected})")
+    with torch.no_grad():
+        if src.cfg.merged_actions and src.is_merged and src.cfg.merged_actions == lam.cfg.vq.num_codes:
+            lam.vq.codebook.copy_(src.merged_codebook)
+        elif src.cfg.vq.num_codes == lam.cfg.vq.num_codes:
+            lam.vq.codebook.copy_(src.vq.codebook)
+        else:
+            return  # a fresh codebook, initialised from the first batch's latents
+        lam.vq.initialized.fill_(1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="training store with recorded actions (not needed with --model)")
     ap.add_argument("--eval-data", required=True, help="held-out store with recorded actions")
     ap.add_argument("--model", help="score this trained LAM (a model dir, or a LAM folder) instead of training one")
+    ap.add_argument("--init", help="start the LAM it trains from this trained LAM's weights (a model dir or LAM "
+                    "folder); with --set lam.vq.num_codes=N equal to its merged actions, from those actions")
     ap.add_argument("--preset", default="cpu", help="preset (or .json) whose LAM is trained (default: cpu)")
     ap.add_argument("--set", action="append", default=[], metavar="lam.KEY=VALUE",
                     help="override a LAM setting, e.g. lam.vq.num_codes=8 or lam.conv.centre_weight=20 (repeatable)")
@@ -181,6 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-transitions", type=int, default=3000)
     ap.add_argument("--max-episodes", type=int, help="read at most this many training episodes")
     ap.add_argument("--no-ceiling", dest="ceiling", action="store_false", help="skip the supervised ceiling")
+    ap.add_argument("--past-ceiling", action="store_true",
+                    help="also train the ceiling on (x_{t-1}, x_t) alone: how much of the action the past gives away")
     ap.add_argument("--save", help="write the trained LAM here (config.json + model.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -219,6 +259,9 @@ def main(argv=None) -> int:
             c = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
             result.update({"ceiling": c, "ceiling_steps": args.steps,
                            "probe6_vs_ceiling": round(result["probe6"] / max(c["acc6"], 1e-9), 4)})
+            if args.past_ceiling:
+                result["ceiling_past"] = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size,
+                                                       args.lr, args.seed, past_only=True)
         print(json.dumps(result))
         return 0
 
@@ -226,6 +269,8 @@ def main(argv=None) -> int:
     cfg = replace(cfg, max_frames=max(cfg.max_frames, args.seq_len))
     fr, ac, ce = load_store(args.data, args.max_episodes)
     lam = build_lam(cfg)
+    if args.init:
+        init_from(lam, args.init)
     opt = torch.optim.AdamW(lam.parameters(), lr=args.lr, weight_decay=1e-4)
     history, mse_l, copy_l = [], [], []
     t0 = time.perf_counter()
@@ -256,6 +301,7 @@ def main(argv=None) -> int:
         save_component(lam, lam.cfg, Path(args.save))
     result.update({"data": str(args.data), "train_transitions": int(len(ce)), "steps": args.steps,
                    "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "sets": args.set,
+                   "init": args.init,
                    "lam": {"arch": cfg.arch, "num_codes": cfg.vq.num_codes, "actions": lam.num_actions,
                            "params": sum(p.numel() for p in lam.parameters())},
                    **history[-1], "history": history[:-1]})
@@ -266,6 +312,9 @@ def main(argv=None) -> int:
             c = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
             result["ceiling"] = c
             result["probe6_vs_ceiling"] = round(result["probe6"] / max(c["acc6"], 1e-9), 4)
+            if args.past_ceiling:
+                result["ceiling_past"] = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size,
+                                                       args.lr, args.seed, past_only=True)
     print(json.dumps(result))
     return 0
 

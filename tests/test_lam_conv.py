@@ -246,6 +246,58 @@ def test_shift_rank_loss_prefers_the_true_next_frame_to_its_moves():
     assert _lam().log_rank_temp is None  # off by default: no extra parameter, the same weights as before
 
 
+def test_best_code_loss_pulls_the_latent_toward_the_code_that_draws_the_next_frame_best():
+    lam = _lam(best_code_weight=1.0, best_code_samples=64)
+    _wake_decoder(lam)
+    prev, cur, nxt = lam._windows(_frames(t=3))
+    cb = lam.vq.normalized_codebook().detach()
+    with torch.no_grad():
+        err = torch.stack([((lam.fdm(prev, cur, c.expand(len(cur), -1)) - nxt) ** 2).mean((1, 2, 3)) for c in cb], 1)
+    best, worst = err.argmin(1), err.argmax(1)
+    assert (best != worst).all()
+    at_best = lam._best_code_loss(prev, cur, nxt, cb[best])  # the latent on the code that draws x_{t+1} best
+    at_worst = lam._best_code_loss(prev, cur, nxt, cb[worst])
+    assert float(at_best.detach()) + 1.0 < float(at_worst.detach())
+    lam.train()
+    info = lam(_frames(t=3))[1]
+    info["loss"].backward()
+    assert "best_code" in info and lam.idm.head[-1].weight.grad.abs().sum() > 0
+    assert "best_code" not in _lam().train()(_frames(t=3))[1]  # off by default
+
+
+def test_slow_loss_is_the_distance_between_consecutive_latents():
+    lam = _lam(slow_weight=1.0).train()
+    frames = _frames(t=4)
+    info = lam(frames)[1]
+    z = torch.nn.functional.normalize(lam.encode_latents(frames).detach(), dim=-1)
+    z = z[:, 1:]  # the first transition, without its x_{t-1}, is left out
+    expected = (z[:, 1:] - z[:, :-1]).pow(2).sum(-1).mean()
+    assert torch.allclose(info["slow"], expected, atol=1e-5) and float(expected) > 0
+    still = frames[:, :1].expand(-1, 4, -1, -1, -1)  # nothing moves: every transition is the same, so is its latent
+    assert float(lam(still)[1]["slow"]) < 1e-8
+    with pytest.raises(ValueError, match="slow_weight"):
+        lam(_frames(t=2))
+    assert "slow" not in _lam().train()(frames)[1]
+
+
+def test_nce_loss_picks_the_true_next_frame_and_trains_the_encoder():
+    lam = _lam(nce_weight=1.0).train()
+    frames = _frames(b=4, t=3)
+    info = lam(frames)[1]
+    n = 8  # 4 windows x 2 transitions, against 2n candidates: chance is log(2n)
+    assert abs(float(info["nce"]) - np.log(2 * n)) < 1.5
+    info["loss"].backward()
+    assert lam.idm.head[-1].weight.grad.abs().sum() > 0  # through the quantised action
+    opt = torch.optim.Adam(lam.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = lam._nce_loss(*lam._windows(frames), lam.vq(lam.idm(*lam._windows(frames)))[0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5  # it learns to tell this batch's next frames apart
+    assert not hasattr(_lam(), "nce_head")  # off by default: no extra weights
+
+
 def test_camera_settings_are_validated_by_name():
     from genieworld.config import ConfigError, validate_config
 
@@ -254,7 +306,11 @@ def test_camera_settings_are_validated_by_name():
                         (dict(camera_shift="given", global_motion=True), "conv.camera_shift"),
                         (dict(fdm_hide_centre=17), "conv.fdm_hide_centre"),
                         (dict(fdm_next_outside=17), "conv.fdm_next_outside"),
-                        (dict(shift_rank_weight=-1.0), "conv.shift_rank_weight")]:
+                        (dict(shift_rank_weight=-1.0), "conv.shift_rank_weight"),
+                        (dict(best_code_weight=-1.0), "conv.best_code_weight"),
+                        (dict(best_code_samples=0), "conv.best_code_samples"),
+                        (dict(slow_weight=-1.0), "conv.slow_weight"),
+                        (dict(nce_weight=-1.0), "conv.nce_weight")]:
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 

@@ -129,6 +129,25 @@ class ConvLAMConfig:
     # the picture went; this pays as much for it as for any other, so the latent must say where it went.
     # 0 = off.
     shift_rank_weight: float = 0.0
+    # Weight of a "which code explains it best" loss, the same for every transition whatever its size
+    # in pixels: for ``best_code_samples`` transitions of each batch the forward model draws x_{t+1}
+    # with every code of the codebook, and the encoder is trained (cross-entropy on its latent's cosine
+    # similarities to the codes) to pick the code whose drawing is nearest the true x_{t+1}. The
+    # reconstruction loss pays the encoder for a code in proportion to the pixels it moves -- a jump's
+    # scroll far more than the sprite turning round -- this pays for the right choice equally. 0 = off.
+    best_code_weight: float = 0.0
+    best_code_samples: int = 16
+    # Weight of a slowness loss on the latent: the squared distance between the (L2-normalised) latent
+    # actions of consecutive transitions of a window. Players hold keys for several frames, while much
+    # of what else changes (a jump's rise, then its fall) turns round from one frame to the next, so a
+    # latent that changes slowly is pushed toward the held key. Needs windows of 3 or more frames
+    # (2 or more transitions); 0 = off.
+    slow_weight: float = 0.0
+    # Weight of a contrastive (InfoNCE) loss in a learned embedding instead of pixels: from an embedding
+    # of (x_{t-1}, x_t) and the quantised action, a head predicts an embedding of x_{t+1}, which must pick
+    # the true x_{t+1} out of the batch's other next frames and every transition's x_t (128-d, cosine,
+    # temperature 0.1). What the embedding keeps is learned, not the pixel count. 0 = off.
+    nce_weight: float = 0.0
 
 
 @dataclass
@@ -294,7 +313,9 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "camera_shift": Bound(choices=("off", "previous", "given", "inertia")), "camera_dx": Bound(0, 256),
                     "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096), "fdm_next_outside": Bound(0, 4096),
                     "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6),
-                    "shift_rank_weight": Bound(0, 10**6)},
+                    "shift_rank_weight": Bound(0, 10**6), "best_code_weight": Bound(0, 10**6),
+                    "best_code_samples": Bound(1, 1 << 16), "slow_weight": Bound(0, 10**6),
+                    "nce_weight": Bound(0, 10**6)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
@@ -457,7 +478,9 @@ def to_dict(cfg: Any) -> dict:
 #: with the value that reproduces the behaviour from before it.  :func:`digest_dict` leaves them out
 #: while they hold that value, so adding a setting does not invalidate every cache and resumable run.
 #: Add every new model setting here, with its default.
-ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0}
+ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
+                                  "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
+                                  "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0}
 
 
 def digest_dict(cfg: Any) -> dict:

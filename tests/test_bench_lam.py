@@ -1,0 +1,51 @@
+"""bench/bench_lam.py: a short run end to end, fine-tuning from a trained LAM's merged actions, and the
+ceiling of the past alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fixtures_models import load_script, synthetic_store_dir  # noqa: F401  (pytest fixture)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench/bench_lam.py")
+
+
+def _last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_trains_saves_fine_tunes_from_merged_actions_and_reads_the_past_ceiling(
+        bench, synthetic_store_dir, tmp_path, capsys):  # noqa: F811
+    from dataclasses import replace
+
+    from genieworld.config import LAMConfig, load_preset
+    from genieworld.genie import load_component
+    from genieworld.lam import build_lam
+
+    torch.set_num_threads(1)
+    store = str(synthetic_store_dir)
+    common = ["--data", store, "--eval-data", store, "--batch-size", "4", "--eval-transitions", "60", "--threads", "1"]
+    assert bench.main(common + ["--steps", "2", "--no-ceiling", "--save", str(tmp_path / "lam")]) == 0
+    r = _last_json(capsys)
+    assert r["lam"]["num_codes"] == 16 and r["lam"]["actions"] == 8 and r["eval_transitions"] == 60
+    assert 0 <= r["nmi6"] <= 1 and 0 <= r["probe6"] <= 1 and r["init"] is None
+
+    src = load_component(build_lam, LAMConfig, tmp_path / "lam")
+    assert src.is_merged
+    cfg = load_preset("cpu").lam
+    lam = build_lam(replace(cfg, vq=replace(cfg.vq, num_codes=8), merged_actions=0))
+    bench.init_from(lam, tmp_path / "lam")
+    assert torch.equal(lam.vq.codebook, src.merged_codebook)  # the 8 merged actions become the 8 codes
+    assert torch.equal(lam.idm.head[-1].weight, src.idm.head[-1].weight)
+    with pytest.raises(SystemExit, match="do not fit"):
+        bench.init_from(build_lam(replace(cfg, conv=replace(cfg.conv, channels=8))), tmp_path / "lam")
+
+    assert bench.main(["--model", str(tmp_path / "lam"), "--steps", "2", "--past-ceiling"] + common) == 0
+    r = _last_json(capsys)
+    for key in ("ceiling", "ceiling_past"):
+        assert 0 <= r[key]["acc6"] <= 1 and r[key]["seconds"] > 0, key
