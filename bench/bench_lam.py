@@ -173,16 +173,32 @@ def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centr
             "acc_jump": round(float((pred % 2 == y % 2).mean()), 4), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def init_from(lam, path) -> None:
-    """Start ``lam`` from a trained LAM's weights. When ``lam`` trains as many codes as the trained LAM has
-    merged actions, its codebook starts as those actions' vectors: the encoder then adapts to the merge
-    instead of losing to it what merging the codes loses."""
+def load_lam(path):
+    """A trained LAM from a model dir (its ``lam/``) or a LAM folder."""
     from genieworld.config import LAMConfig
     from genieworld.genie import load_component
     from genieworld.lam import build_lam
 
     p = Path(path)
-    src = load_component(build_lam, LAMConfig, p / "lam" if (p / "lam" / "config.json").exists() else p)
+    return load_component(build_lam, LAMConfig, p / "lam" if (p / "lam" / "config.json").exists() else p)
+
+
+def ceilings(cfg, fr, ac, ce, ef, ea, ec, probe6: float, args) -> dict:
+    """The supervised ceiling of ``cfg``'s encoder, probe6 against it and, with ``--past-ceiling``, the
+    ceiling of (x_{t-1}, x_t) alone."""
+    run = dict(steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed)
+    c = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, **run)
+    out = {"ceiling": c, "probe6_vs_ceiling": round(probe6 / max(c["acc6"], 1e-9), 4)}
+    if args.past_ceiling:
+        out["ceiling_past"] = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, **run, past_only=True)
+    return out
+
+
+def init_from(lam, path) -> None:
+    """Start ``lam`` from a trained LAM's weights. When ``lam`` trains as many codes as the trained LAM has
+    merged actions, its codebook starts as those actions' vectors: the encoder then adapts to the merge
+    instead of losing to it what merging the codes loses."""
+    src = load_lam(path)
     skip = ("vq.", "merge_map", "merged_codebook")
     state = {k: v for k, v in src.state_dict().items() if not k.startswith(skip)}
     try:
@@ -228,7 +244,7 @@ def main(argv=None) -> int:
     if args.model is None and args.data is None:
         raise SystemExit("need --data (to train a LAM) or --model (to score one)")
 
-    from genieworld.config import LAMConfig, load_preset
+    from genieworld.config import load_preset
     from genieworld.lam import build_lam
 
     torch.set_num_threads(args.threads)
@@ -240,11 +256,7 @@ def main(argv=None) -> int:
     result: dict = {"bench": "lam", "eval_data": str(args.eval_data), "eval_transitions": int(len(ec))}
 
     if args.model:
-        from genieworld.genie import load_component
-
-        p = Path(args.model)
-        lam_dir = p / "lam" if (p / "lam" / "config.json").exists() else p
-        lam = load_component(build_lam, LAMConfig, lam_dir)
+        lam = load_lam(args.model)
         codes, lats = infer(lam, ef, ec)
         result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
                        **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
@@ -256,12 +268,8 @@ def main(argv=None) -> int:
                                                                      "nmi_jump", "codes_used", "max_code_share")}
         if args.ceiling and args.data and lam.cfg.arch == "conv":  # the ceiling of this LAM's encoder
             fr, ac, ce = load_store(args.data, args.max_episodes)
-            c = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
-            result.update({"ceiling": c, "ceiling_steps": args.steps,
-                           "probe6_vs_ceiling": round(result["probe6"] / max(c["acc6"], 1e-9), 4)})
-            if args.past_ceiling:
-                result["ceiling_past"] = train_ceiling(lam.cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size,
-                                                       args.lr, args.seed, past_only=True)
+            result.update({**ceilings(lam.cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args),
+                           "ceiling_steps": args.steps})
         print(json.dumps(result))
         return 0
 
@@ -309,12 +317,7 @@ def main(argv=None) -> int:
         if cfg.arch != "conv":
             result["ceiling"] = None
         else:
-            c = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size, args.lr, args.seed)
-            result["ceiling"] = c
-            result["probe6_vs_ceiling"] = round(result["probe6"] / max(c["acc6"], 1e-9), 4)
-            if args.past_ceiling:
-                result["ceiling_past"] = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, args.steps, args.batch_size,
-                                                       args.lr, args.seed, past_only=True)
+            result.update(ceilings(cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args))
     print(json.dumps(result))
     return 0
 

@@ -255,8 +255,8 @@ def test_best_code_loss_pulls_the_latent_toward_the_code_that_draws_the_next_fra
         err = torch.stack([((lam.fdm(prev, cur, c.expand(len(cur), -1)) - nxt) ** 2).mean((1, 2, 3)) for c in cb], 1)
     best, worst = err.argmin(1), err.argmax(1)
     assert (best != worst).all()
-    at_best = lam._best_code_loss(prev, cur, nxt, cb[best])  # the latent on the code that draws x_{t+1} best
-    at_worst = lam._best_code_loss(prev, cur, nxt, cb[worst])
+    at_best = lam._best_code_loss(prev, cur, nxt, cb[best], None)  # the latent on the code that draws x_{t+1} best
+    at_worst = lam._best_code_loss(prev, cur, nxt, cb[worst], None)
     assert float(at_best.detach()) + 1.0 < float(at_worst.detach())
     lam.train()
     info = lam(_frames(t=3))[1]

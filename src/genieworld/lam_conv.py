@@ -113,18 +113,23 @@ def measure_shift(a_bchw: torch.Tensor, b_bchw: torch.Tensor, max_dx: int, max_d
     return torch.stack([ix - max_dx + fx, iy - max_dy + fy], dim=1)
 
 
+def _down_convs(cfg: LAMConfig, images: int) -> list[nn.Module]:
+    """``images`` stacked images (B, images*C, H, W) -> (B, _widths(cfg)[-1], 4, 4): stride-2 conv, GroupNorm
+    and GELU per level of :func:`_widths`."""
+    layers, cin = [], images * cfg.channels
+    for w in _widths(cfg):
+        layers += [nn.Conv2d(cin, w, 3, 2, 1), nn.GroupNorm(min(8, w), w), nn.GELU()]
+        cin = w
+    return layers
+
+
 class InverseDynamics(nn.Module):
     """(x_{t-1}, x_t, x_{t+1}) -> continuous latent action (code_dim)."""
 
     def __init__(self, cfg: LAMConfig):
         super().__init__()
-        widths = _widths(cfg)
-        layers, cin = [], 4 * cfg.channels
-        for w in widths:
-            layers += [nn.Conv2d(cin, w, 3, 2, 1), nn.GroupNorm(min(8, w), w), nn.GELU()]
-            cin = w
-        self.convs = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(cin * 16, cfg.conv.hidden), nn.GELU(),
+        self.convs = nn.Sequential(*_down_convs(cfg, 4))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(_widths(cfg)[-1] * 16, cfg.conv.hidden), nn.GELU(),
                                   nn.Linear(cfg.conv.hidden, cfg.vq.code_dim))
 
     def forward(self, prev_bchw, cur_bchw, nxt_bchw) -> torch.Tensor:
@@ -144,11 +149,7 @@ def _outside_centre(size: int, k: int) -> torch.Tensor | None:
 
 def _embedder(cfg: LAMConfig, frames: int, out: int) -> nn.Sequential:
     """``frames`` stacked images (B, frames*C, H, W) -> (B, out): the encoder's stride-2 convs, then a linear."""
-    layers, cin = [], frames * cfg.channels
-    for w in _widths(cfg):
-        layers += [nn.Conv2d(cin, w, 3, 2, 1), nn.GroupNorm(min(8, w), w), nn.GELU()]
-        cin = w
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin * 16, out))
+    return nn.Sequential(*_down_convs(cfg, frames), nn.Flatten(), nn.Linear(_widths(cfg)[-1] * 16, out))
 
 
 class ForwardDynamics(nn.Module):
@@ -358,7 +359,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
             z_bkd = z_bkd[:, 1:]
         return (z_bkd[:, 1:] - z_bkd[:, :-1]).pow(2).sum(-1).mean()
 
-    def _best_code_loss(self, prev, cur, nxt, z) -> torch.Tensor:
+    def _best_code_loss(self, prev, cur, nxt, z, cam) -> torch.Tensor:
         """``conv.best_code_weight``'s loss on a random ``best_code_samples`` of the B*K transitions: the
         forward model draws each with every code, without gradient (cost: that many times the codebook
         size decodes), and the encoder's latent is classified, by its cosine similarities to the codes, as
@@ -371,8 +372,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         m = len(pick)
         rep = lambda v: None if v is None else v[pick].repeat_interleave(k, dim=0)  # noqa: E731  (m*K, ...)
         p, c, x = rep(prev), rep(cur), rep(nxt)
-        with torch.no_grad():
-            cam = self.camera_shift(prev, cur, nxt)
+        with torch.no_grad():  # cam: the forward model's camera shift of every transition, or None
             pred = self.fdm(p, c, cb.repeat(m, 1), rep(cam), x)  # code j of sample i at row i*K + j
             w = self._loss_weights(c, x)
             err = rearrange((w * (pred.float() - x) ** 2).mean(dim=(1, 2, 3)), "(m k) -> m k", k=k)
@@ -392,7 +392,8 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         prev, cur, nxt = self._windows(frames)
         z = self.idm(prev, cur, nxt)  # (B*K, code_dim)
         zq, idx, vq_info = self.vq(z)
-        pred = self.fdm(prev, cur, zq, self.camera_shift(prev, cur, nxt), nxt)
+        cam = self.camera_shift(prev, cur, nxt)
+        pred = self.fdm(prev, cur, zq, cam, nxt)
         w = self._loss_weights(cur, nxt)
         # the model works in [-1, 1]; the loss is reported in [0, 1] units like the transformer LAM's
         mse = (w * (pred.float() - nxt) ** 2).mean() / 4.0
@@ -405,7 +406,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
             "shift_rank": (c.shift_rank_weight, lambda: self._shift_rank_loss(pred, cur, nxt)),
             "nce": (c.nce_weight, lambda: self._nce_loss(prev, cur, nxt, zq)),
             "slow": (c.slow_weight, lambda: self._slow_loss(z, b)),
-            "best_code": (c.best_code_weight, lambda: self._best_code_loss(prev, cur, nxt, z)),
+            "best_code": (c.best_code_weight, lambda: self._best_code_loss(prev, cur, nxt, z, cam)),
         }
         for name, (weight, loss_fn) in extra.items():
             if weight > 0:
