@@ -298,6 +298,28 @@ def test_nce_loss_picks_the_true_next_frame_and_trains_the_encoder():
     assert not hasattr(_lam(), "nce_head")  # off by default: no extra weights
 
 
+def test_nce_crop_embeds_only_the_central_square():
+    frames = _frames(b=2, t=3, size=32)
+    lam = build_lam(replace(_cfg(nce_weight=1.0, nce_crop=16), image_size=32)).train()
+    seen = []
+    hook = lam.nce_target.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    info = lam(frames)[1]
+    hook.remove()
+    assert seen == [(8, 3, 16, 16)]  # 4 next + 4 current frames, cut to the central 16 px
+    assert float(info["nce"]) > 0
+    # what lies outside the central square cannot change the loss; what lies inside does
+    prev, cur, nxt = lam._windows(frames)
+    zq = lam.vq(lam.idm(prev, cur, nxt))[0].detach()
+    base = lam._nce_loss(prev, cur, nxt, zq)
+    edge, mid = nxt.clone(), nxt.clone()
+    edge[..., :8, :] = -edge[..., :8, :]
+    mid[..., 12:20, 12:20] = -mid[..., 12:20, 12:20]
+    torch.testing.assert_close(lam._nce_loss(prev, cur, edge, zq), base)
+    assert not torch.allclose(lam._nce_loss(prev, cur, mid, zq), base)
+    with pytest.raises(ValueError, match="nce_crop"):
+        _lam(nce_weight=1.0, nce_crop=12)
+
+
 def test_camera_settings_are_validated_by_name():
     from genieworld.config import ConfigError, validate_config
 
@@ -310,7 +332,9 @@ def test_camera_settings_are_validated_by_name():
                         (dict(best_code_weight=-1.0), "conv.best_code_weight"),
                         (dict(best_code_samples=0), "conv.best_code_samples"),
                         (dict(slow_weight=-1.0), "conv.slow_weight"),
-                        (dict(nce_weight=-1.0), "conv.nce_weight")]:
+                        (dict(nce_weight=-1.0), "conv.nce_weight"),
+                        (dict(nce_crop=8), "conv.nce_crop"),
+                        (dict(nce_crop=24), "conv.nce_crop")]:
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 

@@ -148,6 +148,11 @@ class ConvLAMConfig:
     # the true x_{t+1} out of the batch's other next frames and every transition's x_t (128-d, cosine,
     # temperature 0.1). What the embedding keeps is learned, not the pixel count. 0 = off.
     nce_weight: float = 0.0
+    # Side in pixels of the square at the frame centre that the InfoNCE embeddings see (context and
+    # target alike): where a camera that follows the agent keeps it, so the embedding is about the
+    # agent (its facing, pose, footing) and the scenery right around it. A power of two >= 16 and
+    # < image_size; 0 = the whole frame.
+    nce_crop: int = 0
 
 
 @dataclass
@@ -315,7 +320,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6),
                     "shift_rank_weight": Bound(0, 10**6), "best_code_weight": Bound(0, 10**6),
                     "best_code_samples": Bound(1, 1 << 16), "slow_weight": Bound(0, 10**6),
-                    "nce_weight": Bound(0, 10**6)},
+                    "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
@@ -366,6 +371,9 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
             yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
         if c.conv.fdm_hide_centre > c.image_size:
             yield "conv.fdm_hide_centre", f"a {c.conv.fdm_hide_centre}-px square does not fit a {c.image_size}-px frame"
+        crop = c.conv.nce_crop
+        if crop and not (16 <= crop < c.image_size and crop & (crop - 1) == 0):
+            yield "conv.nce_crop", f"must be 0 or a power of two >= 16 below image_size {c.image_size}, got {crop}"
         if c.conv.fdm_next_outside > c.image_size:
             yield "conv.fdm_next_outside", f"a {c.conv.fdm_next_outside}-px square does not fit a {c.image_size}-px frame"
         if c.conv.camera_shift != "off":
@@ -480,7 +488,8 @@ def to_dict(cfg: Any) -> dict:
 #: Add every new model setting here, with its default.
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
                                   "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
-                                  "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0}
+                                  "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0,
+                                  "ConvLAMConfig.nce_crop": 0}
 
 
 def digest_dict(cfg: Any) -> dict:

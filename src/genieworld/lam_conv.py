@@ -29,7 +29,8 @@ parts that failed:
   ``conv.shift_rank_weight`` ranks the prediction against 1-2 px moves of the true x_{t+1},
   ``conv.best_code_weight`` trains the encoder to pick the code whose drawing explains x_{t+1} best,
   ``conv.slow_weight`` pulls the latents of consecutive transitions together, as a held key would,
-  ``conv.nce_weight`` adds an InfoNCE loss on a learned embedding of x_{t+1}.
+  ``conv.nce_weight`` adds an InfoNCE loss on a learned embedding of x_{t+1} (``conv.nce_crop``: of
+  the central square only).
 
 Shapes (B batch, T frames, K = T - 1 transitions, C channels, H = W = image_size)::
 
@@ -46,6 +47,7 @@ only :meth:`action_vectors` (the codebook), exactly as with the transformer LAM.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -145,6 +147,13 @@ def _outside_centre(size: int, k: int) -> torch.Tensor | None:
     mask = torch.ones(1, 1, size, size)
     mask[..., lo:lo + k, lo:lo + k] = 0
     return mask
+
+
+def _centre_crop(x_bchw: torch.Tensor, side: int) -> torch.Tensor:
+    """The central ``side`` x ``side`` square of each image (B, C, side, side)."""
+    h, w = x_bchw.shape[-2:]
+    top, left = (h - side) // 2, (w - side) // 2
+    return x_bchw[..., top:top + side, left:left + side]
 
 
 def _embedder(cfg: LAMConfig, frames: int, out: int) -> nn.Sequential:
@@ -283,9 +292,14 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         bump = torch.exp(-((yy - c) ** 2 + (xx - c) ** 2) / (2 * sigma**2))
         w = 1 + cfg.conv.centre_weight * bump
         self.register_buffer("centre_map", (w / w.mean())[None, None], persistent=False)  # (1, 1, H, W)
+        crop = cfg.conv.nce_crop
+        if crop and not (16 <= crop < cfg.image_size and crop & (crop - 1) == 0):
+            raise ValueError(f"LAM conv.nce_crop must be 0 or a power of two >= 16 below image_size "
+                             f"{cfg.image_size}, got {crop}")
         if cfg.conv.nce_weight > 0:  # InfoNCE in a learned embedding (see _nce_loss)
-            self.nce_target = _embedder(cfg, 1, 128)  # x_{t+1} (and x_t, as a negative)
-            self.nce_context = _embedder(cfg, 2, 128)  # (x_{t-1}, x_t)
+            ecfg = dataclasses.replace(cfg, image_size=crop) if crop else cfg  # what the embedders see
+            self.nce_target = _embedder(ecfg, 1, 128)  # x_{t+1} (and x_t, as a negative)
+            self.nce_context = _embedder(ecfg, 2, 128)  # (x_{t-1}, x_t)
             self.nce_head = nn.Sequential(nn.Linear(128 + cfg.vq.code_dim, 256), nn.GELU(), nn.Linear(256, 128))
         self.log_rank_temp = None
         if cfg.conv.shift_rank_weight > 0:  # temperature of the shift ranking loss, on the per-pixel MSE scale
@@ -381,7 +395,10 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
 
     def _nce_loss(self, prev, cur, nxt, zq) -> torch.Tensor:
         """InfoNCE: the predicted embedding of each transition must be nearest (cosine / 0.1) its own x_{t+1}'s
-        among the batch's next frames and current frames (x_t: the "nothing happened" future)."""
+        among the batch's next frames and current frames (x_t: the "nothing happened" future); with
+        ``conv.nce_crop`` every image is first cut to its central square."""
+        if self.cfg.conv.nce_crop:
+            prev, cur, nxt = (_centre_crop(v, self.cfg.conv.nce_crop) for v in (prev, cur, nxt))
         pred = F.normalize(self.nce_head(torch.cat([self.nce_context(torch.cat([prev, cur], 1)), zq], -1)), dim=-1)
         cands = F.normalize(self.nce_target(torch.cat([nxt, cur], 0)), dim=-1)  # (2N, 128): next frames, then x_t
         logits = pred.float() @ cands.float().t() / 0.1  # (N, 2N)
