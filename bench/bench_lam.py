@@ -121,11 +121,23 @@ def infer(lam, frames, centres, batch: int = 256):
     return torch.cat(codes).numpy(), torch.cat(lats).numpy()
 
 
-def merge_codes(lam) -> None:
-    """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions, as ``genie train lam`` does."""
-    from genieworld.lam_codebook import merge_by_vectors
+def merge_codes(lam, data: str | None) -> None:
+    """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions, as ``genie train lam`` does
+    (``lam.merge = "context"`` reads the training store ``data`` in video order)."""
+    from genieworld.lam_codebook import merge_by_context, merge_by_vectors
 
-    lam.merge_codes(merge_by_vectors(lam.vq.normalized_codebook().detach().numpy(), lam.cfg.merged_actions))
+    if lam.cfg.merge == "context":
+        from genieworld.data.store import EpisodeStore
+        from genieworld.train.lam_task import store_codes
+
+        was_training = lam.training
+        lam.eval()
+        with torch.no_grad():
+            seqs = store_codes(lam, EpisodeStore(data), progress=False)
+        lam.train(was_training)
+        lam.merge_codes(merge_by_context(seqs, lam.cfg.vq.num_codes, lam.cfg.merged_actions))
+    else:
+        lam.merge_codes(merge_by_vectors(lam.vq.normalized_codebook().detach().numpy(), lam.cfg.merged_actions))
 
 
 @torch.no_grad()
@@ -296,7 +308,7 @@ def main(argv=None) -> int:
         copy_l.append(float(F.mse_loss(x[:, :-1], x[:, 1:])))
         if step == args.steps or (args.eval_every and step % args.eval_every == 0):
             if cfg.merged_actions:  # merge the trained codes into actions as `genie train lam` does
-                merge_codes(lam)
+                merge_codes(lam, args.data)
             codes, lats = infer(lam, ef, ec)
             r = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
                  "mse": round(float(np.mean(mse_l[-100:])), 5), "copy_mse": round(float(np.mean(copy_l[-100:])), 5),

@@ -14,7 +14,7 @@ CoinRun's 6 effective actions (and its direction and jump parts) on the held-out
 * ``vectors``: Ward linkage on the codebook vectors;
 * ``effect``: average linkage on what the decoder draws for each code on the same 192 contexts;
 * ``context_ib``: agglomerative information bottleneck on each code's neighbours in time
-  (:func:`merge_by_context`, below);
+  (``lam_codebook.merge_by_context``, ``genie train lam`` with ``lam.merge = "context"``);
 * ``label_oracle``: each code to its commonest true action (uses the labels: a reference only).
 """
 
@@ -30,58 +30,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lam import infer, load_store, score, trained_codes, windows  # noqa: E402
-
-
-def merge_by_context(codes: list[np.ndarray], num_codes: int, num_actions: int) -> np.ndarray:
-    """Group codes whose *neighbours in time* look alike: (num_codes,) group ids, without labels.
-
-    Each code's context is the distribution of the codes just before and just after it in the
-    videos.  A held key shows as different codes in different states (running, rising, falling),
-    and codes of one action share their neighbours.  Agglomerative information bottleneck
-    (Slonim & Tishby): repeatedly join the two groups whose merge loses the least information
-    about the context, ``(p_a + p_b) * JS_{p_a/(p_a+p_b)}(ctx_a, ctx_b)``, until ``num_actions``
-    remain.  Unused codes go to group 0.
-    """
-    if not 1 <= num_actions <= num_codes:
-        raise ValueError(f"cannot merge {num_codes} codes into {num_actions} actions")
-    ctx = np.zeros((num_codes, 2 * num_codes))
-    for seq in codes:
-        seq = np.asarray(seq, dtype=np.int64)
-        if seq.size and (seq.min() < 0 or seq.max() >= num_codes):
-            raise ValueError(f"codes must be in [0, {num_codes})")
-        if len(seq) > 1:
-            np.add.at(ctx, (seq[:-1], seq[1:]), 1)  # what follows
-            np.add.at(ctx, (seq[1:], num_codes + seq[:-1]), 1)  # what precedes
-    mass = ctx.sum(1)
-    used = [k for k in range(num_codes) if mass[k] > 0]
-    groups = [[k] for k in used] or [[0]]
-    p = [mass[g].sum() for g in groups]
-    dist = [ctx[g].sum(0) / max(mass[g].sum(), 1e-12) for g in groups]
-
-    def kl(a, b):
-        nz = a > 0
-        return float((a[nz] * np.log(a[nz] / b[nz])).sum())
-
-    total = max(sum(p), 1e-12)
-    while len(groups) > num_actions:
-        best, pick = np.inf, (0, 1)
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
-                wi, wj = p[i] / (p[i] + p[j]), p[j] / (p[i] + p[j])
-                mix = wi * dist[i] + wj * dist[j]
-                cost = (p[i] + p[j]) / total * (wi * kl(dist[i], mix) + wj * kl(dist[j], mix))
-                if cost < best - 1e-15:
-                    best, pick = cost, (i, j)
-        i, j = pick
-        wi, wj = p[i] / (p[i] + p[j]), p[j] / (p[i] + p[j])
-        dist[i] = wi * dist[i] + wj * dist[j]
-        p[i] += p[j]
-        groups[i] = sorted(groups[i] + groups[j])
-        del groups[j], p[j], dist[j]
-    out = np.zeros(num_codes, dtype=np.int64)
-    for gi, g in enumerate(sorted(groups)):
-        out[g] = gi
-    return out
 
 
 def main(argv=None) -> int:
@@ -103,7 +51,7 @@ def main(argv=None) -> int:
     from genieworld.data.coinrun import effective_action
     from genieworld.genie import load_component
     from genieworld.lam import build_lam
-    from genieworld.lam_codebook import merge_by_cooccurrence
+    from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)

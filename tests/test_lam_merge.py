@@ -14,7 +14,7 @@ from genieworld.cli import main
 from genieworld.config import ConfigError, LAMConfig, load_preset, validate_config
 from genieworld.genie import load_component, save_component
 from genieworld.lam import build_lam
-from genieworld.lam_codebook import merge_by_cooccurrence, merge_by_vectors
+from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence, merge_by_vectors
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +50,23 @@ def test_cooccurrence_merge_groups_the_codes_of_one_held_action_deterministicall
         merge_by_cooccurrence(seqs, 4, 5)
     with pytest.raises(ValueError, match=r"codes must be in \[0, 3\)"):
         merge_by_cooccurrence(seqs, 3, 2)
+
+
+def test_context_merge_groups_codes_that_share_their_neighbours_in_time():
+    seqs = _held_key_videos(np.random.default_rng(0))
+    groups = merge_by_context(seqs, 5, 2)  # code 4 is never used: it goes to group 0
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[0] != groups[2]
+    assert groups[4] == 0 and sorted(set(groups.tolist())) == [0, 1]
+    np.testing.assert_array_equal(groups, merge_by_context(seqs, 5, 2))
+    # codes that never follow one another but have the same neighbours are one action too
+    a, b = np.array([0, 2, 0, 2, 0]), np.array([1, 3, 1, 3, 1])
+    c = np.array([4, 4, 4, 4])
+    g = merge_by_context([a, b, c] * 5, 5, 3)
+    assert g[0] == g[1] and g[2] == g[3] and len({g[0], g[2], g[4]}) == 3
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge_by_context(seqs, 4, 5)
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 3\)"):
+        merge_by_context(seqs, 3, 2)
 
 
 def test_vector_merge_joins_the_nearest_codes_into_exactly_the_asked_number_of_actions():
@@ -135,3 +152,33 @@ def test_genie_train_lam_merges_its_codes_when_it_finishes(tmp_path, synthetic_s
     assert main(["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "world"),
                  "--steps", "1", *common]) == 2
     assert "cannot be co-trained" in capsys.readouterr().err
+
+
+def test_genie_train_lam_can_merge_by_context(tmp_path, synthetic_store_dir, capsys):
+    from genieworld.data.store import EpisodeStore
+    from genieworld.train.lam_task import store_codes
+
+    d = micro_preset_dict()
+    d["lam"].update(arch="conv", max_frames=8, merged_actions=2, merge="context")
+    d["lam"]["conv"].update(channels=8, hidden=32, fdm_channels=8)
+    d["lam"]["vq"].update(num_codes=4)
+    d["lam_train"].update(steps=4, batch_size=8, seq_len=3, warmup_steps=1, checkpoint_every=1000)
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps(d))
+    assert main(["train", "lam", "--data", str(synthetic_store_dir), "--preset", str(preset), "--out",
+                 str(tmp_path / "lam"), "--no-progress"]) == 0
+    assert "merged 4 codes into 2 actions by context" in capsys.readouterr().out
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam" / "lam")
+    assert lam.cfg.merge == "context" and lam.is_merged
+    store = EpisodeStore(synthetic_store_dir)
+    seqs = store_codes(lam, store, progress=False)
+    assert [len(s) for s in seqs] == [n - 1 for n in store.episode_lengths.tolist()]
+    np.testing.assert_array_equal(lam.merge_map.numpy(), merge_by_context(seqs, 4, 2))
+    assert sum(len(s) for s in store_codes(lam, store, max_transitions=5, progress=False)) == 5
+    # clips in a .npy have no videos to read in order: refused before training, with one line
+    clips = tmp_path / "clips.npy"
+    size = store.read_frames(0).shape[1]
+    np.save(clips, np.zeros((4, 3, size, size, 3), dtype=np.uint8))
+    assert main(["train", "lam", "--data", str(clips), "--preset", str(preset), "--out", str(tmp_path / "x"),
+                 "--no-progress"]) == 2
+    assert "needs an episode store" in capsys.readouterr().err

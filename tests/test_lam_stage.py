@@ -168,8 +168,10 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     from genieworld.config import ADDED_SETTINGS, ConvLAMConfig
     from genieworld.train.token_cache import module_digest
 
+    classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig}
     for key, value in ADDED_SETTINGS.items():  # each listed at its default, the value older runs had
-        assert getattr(ConvLAMConfig(), key.split(".")[1]) == value, key
+        cls, name = key.split(".")
+        assert getattr(classes[cls](), name) == value, key
     cfg = LAMConfig(arch="conv", image_size=16, conv=ConvLAMConfig(channels=8, hidden=32, fdm_channels=8))
     torch.manual_seed(0)
     lam = build_lam(cfg)
@@ -177,8 +179,7 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     old = asdict(cfg)
     for key in ADDED_SETTINGS:  # the config as digested before these settings existed
         cls, name = key.split(".")
-        assert cls == "ConvLAMConfig"
-        old["conv"].pop(name)
+        (old["conv"] if cls == "ConvLAMConfig" else old).pop(name)
     h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
     for name, t in sorted(lam.state_dict().items()):
         t = t.detach().cpu().contiguous()
@@ -186,3 +187,4 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     assert digest == h.hexdigest()
     assert module_digest(lam, replace(cfg, conv=replace(cfg.conv, fdm_next_outside=8))) != digest
+    assert module_digest(lam, replace(cfg, merge="context")) != digest

@@ -185,6 +185,10 @@ class LAMConfig:
     # With 8 codes the CoinRun LAM spent every code on vertical motion; 16 training codes also
     # carry which way the agent went, and the merge keeps most of it (docs/experiments.md).
     merged_actions: int = 0
+    # How the trained codes are merged into ``merged_actions``: "vectors" (Ward linkage of the code
+    # vectors; needs no data) or "context" (agglomerative information bottleneck on which codes come
+    # just before and after each code in the training videos, lam_codebook.merge_by_context).
+    merge: str = "vectors"
 
     @property
     def num_actions(self) -> int:
@@ -323,7 +327,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096)},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
-                "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20)},
+                "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20),
+                "merge": Bound(choices=("vectors", "context"))},
     DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
@@ -489,7 +494,7 @@ def to_dict(cfg: Any) -> dict:
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
                                   "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
                                   "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0,
-                                  "ConvLAMConfig.nce_crop": 0}
+                                  "ConvLAMConfig.nce_crop": 0, "LAMConfig.merge": "vectors"}
 
 
 def digest_dict(cfg: Any) -> dict:

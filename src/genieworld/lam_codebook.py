@@ -7,7 +7,7 @@ Both :class:`genieworld.lam.LatentActionModel` (the paper's) and
 (B, T-1, code_dim).  Play needs only :meth:`ActionCodebook.action_vectors`.
 
 A LAM may train with more codes than play offers actions (``LAMConfig.merged_actions``): after
-training, :func:`merge_by_vectors` groups its codes and :meth:`ActionCodebook.merge_codes`
+training, :func:`merge_by_vectors` (or :func:`merge_by_context`, ``LAMConfig.merge``) groups its codes and :meth:`ActionCodebook.merge_codes`
 stores the grouping (buffers ``merge_map`` and ``merged_codebook``), after which
 ``encode_actions`` and ``action_vectors`` speak the merged actions only.
 """
@@ -87,6 +87,61 @@ def merge_by_cooccurrence(codes: list[np.ndarray], num_codes: int, num_actions: 
     for k in np.flatnonzero(out < 0):  # unused codes (and, with fewer used codes than actions, nothing else)
         row = sym[k] if sym[k].sum() > 0 else usage
         out[k] = out[int(np.argmax(np.where(out >= 0, row, -1)))] if (out >= 0).any() else 0
+    return out
+
+
+def merge_by_context(codes: list[np.ndarray], num_codes: int, num_actions: int) -> np.ndarray:
+    """Group codes whose *neighbours in time* look alike: (num_codes,) group ids, without labels.
+
+    Each code's context is the distribution of the codes just before and just after it in the
+    videos.  A held key shows as different codes in different states (running, rising, falling),
+    and codes of one action share their neighbours.  Agglomerative information bottleneck
+    (Slonim & Tishby): repeatedly join the two groups whose merge loses the least information
+    about the context, ``(p_a + p_b) * JS_{p_a/(p_a+p_b)}(ctx_a, ctx_b)``, until ``num_actions``
+    remain.  Unused codes go to group 0.  Deterministic (ties go to the lowest indices).
+
+    ``LAMConfig.merge = "context"``; measured against :func:`merge_by_vectors` on three CoinRun LAMs in
+    ``bench/bench_lam_merge.py`` (docs/experiments.md, "The separate LAM stage", 5, 9 and 12).
+    """
+    if not 1 <= num_actions <= num_codes:
+        raise ValueError(f"cannot merge {num_codes} codes into {num_actions} actions")
+    ctx = np.zeros((num_codes, 2 * num_codes))
+    for seq in codes:
+        seq = np.asarray(seq, dtype=np.int64)
+        if seq.size and (seq.min() < 0 or seq.max() >= num_codes):
+            raise ValueError(f"codes must be in [0, {num_codes})")
+        if len(seq) > 1:
+            np.add.at(ctx, (seq[:-1], seq[1:]), 1)  # what follows
+            np.add.at(ctx, (seq[1:], num_codes + seq[:-1]), 1)  # what precedes
+    mass = ctx.sum(1)
+    used = [k for k in range(num_codes) if mass[k] > 0]
+    groups = [[k] for k in used] or [[0]]
+    p = [mass[g].sum() for g in groups]
+    dist = [ctx[g].sum(0) / max(mass[g].sum(), 1e-12) for g in groups]
+
+    def kl(a, b):
+        nz = a > 0
+        return float((a[nz] * np.log(a[nz] / b[nz])).sum())
+
+    total = max(sum(p), 1e-12)
+    while len(groups) > num_actions:
+        best, pick = np.inf, (0, 1)
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                wi, wj = p[i] / (p[i] + p[j]), p[j] / (p[i] + p[j])
+                mix = wi * dist[i] + wj * dist[j]
+                cost = (p[i] + p[j]) / total * (wi * kl(dist[i], mix) + wj * kl(dist[j], mix))
+                if cost < best - 1e-15:
+                    best, pick = cost, (i, j)
+        i, j = pick
+        wi, wj = p[i] / (p[i] + p[j]), p[j] / (p[i] + p[j])
+        dist[i] = wi * dist[i] + wj * dist[j]
+        p[i] += p[j]
+        groups[i] = sorted(groups[i] + groups[j])
+        del groups[j], p[j], dist[j]
+    out = np.zeros(num_codes, dtype=np.int64)
+    for gi, g in enumerate(sorted(groups)):
+        out[g] = gi
     return out
 
 

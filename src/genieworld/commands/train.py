@@ -49,8 +49,9 @@ frames, batch 32 for cpu). RUN/lam is then the frozen LAM that
 The preset's lam.arch picks the model: "conv" (cpu preset; a convolutional
 inverse/forward-dynamics pair, see genieworld.lam_conv) or "transformer" (the
 paper's ST-transformer VQ-VAE). With lam.merged_actions (cpu: 16 codes -> 8 actions)
-it trains more codes than play offers and merges them when it finishes (Ward linkage of
-the code vectors). Resumes like the tokenizer.
+it trains more codes than play offers and merges them when it finishes: by Ward linkage of
+the code vectors (lam.merge = "vectors"), or by which codes come before and after each code
+in the training videos (lam.merge = "context", the cpu preset). Resumes like the tokenizer.
 
 examples:
   genie train lam --data data/coinrun --out runs/lam --preset cpu
@@ -187,6 +188,12 @@ def run_lam(args) -> int:
         raise UserError(f"preset {preset.name}: {e}") from None
     loader = _open_data(args, cfg, rank, world)
     _check_resolution(loader, lam_cfg.image_size, args.data)
+    task.progress = not args.no_progress
+    if lam_cfg.merged_actions and lam_cfg.merge == "context":
+        task.merge_store = getattr(loader, "store", None)
+        if task.merge_store is None:
+            raise UserError(f'preset {preset.name}: lam.merge = "context" reads the training videos in order, '
+                            f"which needs an episode store as --data (from `genie data ...`), not {args.data}")
     info = {"component": "lam", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "model_configs": task.model_configs(), "seed": cfg.seed}
     return _fit(task, loader, cfg, args, info, "lam")

@@ -7,8 +7,11 @@ at batch 2.  Logs the reconstruction MSE against copying x_t (``copy_mse``): a L
 clearly below copying has learned nothing for its actions to carry.
 
 With ``LAMConfig.merged_actions`` the LAM trains more codes than play offers actions; the export
-merges the codebook into that many actions (:func:`genieworld.lam_codebook.merge_by_vectors`)
-before it writes ``RUN/lam``.
+merges the codebook into that many actions before it writes ``RUN/lam``: by its code vectors
+(:func:`genieworld.lam_codebook.merge_by_vectors`, ``LAMConfig.merge = "vectors"``), or by the codes
+that come before and after each code in the training videos (``"context"``,
+:func:`genieworld.lam_codebook.merge_by_context`; the first ``MERGE_TRANSITIONS`` transitions of
+the training store, in order).
 """
 
 from __future__ import annotations
@@ -16,13 +19,43 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+import torch
 import torch.nn.functional as F
 
 from genieworld.config import LAMConfig
 from genieworld.lam import build_lam
-from genieworld.lam_codebook import merge_by_vectors
+from genieworld.lam_codebook import merge_by_context, merge_by_vectors
 from genieworld.tokenizer import to_float_video
 from genieworld.train.task import TrainTask
+from genieworld.train.token_cache import encode_episode_actions
+
+MERGE_TRANSITIONS = 60_000  # training transitions whose codes the "context" merge reads
+
+
+def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: bool = True) -> list:
+    """The trained (unmerged) codes of the store's transitions, one array per episode in store order,
+    until ``max_transitions`` are read."""
+    seqs, n = [], 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_transitions, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
+    for i in range(store.num_episodes):
+        if n >= max_transitions:
+            break
+        frames = store.read_frames(i)
+        if len(frames) < 2:
+            continue
+        codes = encode_episode_actions(lam, frames, trained_codes=True)[: max_transitions - n]
+        seqs.append(codes.astype(np.int64))
+        n += len(codes)
+        if bar is not None:
+            bar.update(len(codes))
+    if bar is not None:
+        bar.close()
+    return seqs
 
 
 class LAMTask(TrainTask):
@@ -32,6 +65,8 @@ class LAMTask(TrainTask):
         super().__init__()
         self.lam = build_lam(cfg)
         self.data_provenance: dict = {}
+        self.merge_store = None  # the training EpisodeStore, read by the "context" merge at export
+        self.progress = True  # a progress bar while the "context" merge reads the store
 
     def training_step(self, batch: dict, step: int):
         frames = batch["frames"]  # (B, T, H, W, C) uint8
@@ -55,8 +90,16 @@ class LAMTask(TrainTask):
 
         cfg = self.lam.cfg
         if cfg.merged_actions and not self.lam.is_merged:
-            groups = merge_by_vectors(self.lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
+            if cfg.merge == "context":
+                if self.merge_store is None:
+                    raise ValueError('lam.merge = "context" needs the training episode store (LAMTask.merge_store)')
+                self.lam.eval()
+                with torch.no_grad():
+                    seqs = store_codes(self.lam, self.merge_store, progress=self.progress)
+                groups = merge_by_context(seqs, cfg.vq.num_codes, cfg.merged_actions)
+            else:
+                groups = merge_by_vectors(self.lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
             self.lam.merge_codes(groups)
-            print(f"[lam] merged {cfg.vq.num_codes} codes into {cfg.merged_actions} actions: {groups.tolist()}",
-                  flush=True)
+            print(f"[lam] merged {cfg.vq.num_codes} codes into {cfg.merged_actions} actions by {cfg.merge}: "
+                  f"{groups.tolist()}", flush=True)
         save_component(self.lam, self.lam.cfg, Path(run_dir) / "lam")

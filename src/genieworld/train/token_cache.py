@@ -73,13 +73,14 @@ def encode_episode_tokens(tokenizer, frames_thwc: np.ndarray, device="cpu", chun
 
 
 @torch.no_grad()
-def encode_episode_actions(lam, frames_thwc: np.ndarray, device="cpu") -> np.ndarray:
-    """(T-1,) latent action ids of one episode's transitions."""
+def encode_episode_actions(lam, frames_thwc: np.ndarray, device="cpu", trained_codes: bool = False) -> np.ndarray:
+    """(T-1,) latent action ids of one episode's transitions (``trained_codes``: the codes the LAM trained,
+    before any merge into actions)."""
     chunk = max(3, int(getattr(lam.cfg, "max_frames", 16)))
     out, s = [], 0
     while s < len(frames_thwc) - 1:
         x = torch.from_numpy(frames_thwc[s:s + chunk]).to(device)[None]
-        idx = lam.encode_actions(x)[0][0].cpu().numpy()
+        idx = (lam.encode_codes(x) if trained_codes else lam.encode_actions(x)[0])[0].cpu().numpy()
         out.append(idx if s == 0 else idx[1:])
         s += chunk - 2
     return np.concatenate(out)[: len(frames_thwc) - 1].astype(np.int16)
