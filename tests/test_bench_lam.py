@@ -49,3 +49,22 @@ def test_trains_saves_fine_tunes_from_merged_actions_and_reads_the_past_ceiling(
     r = _last_json(capsys)
     for key in ("ceiling", "ceiling_past"):
         assert 0 <= r[key]["acc6"] <= 1 and r[key]["seconds"] > 0, key
+
+
+def test_merges_by_context_when_the_config_says_so(bench, synthetic_store_dir, tmp_path, capsys):  # noqa: F811
+    from genieworld.config import LAMConfig
+    from genieworld.data.store import EpisodeStore
+    from genieworld.genie import load_component
+    from genieworld.lam import build_lam
+    from genieworld.lam_codebook import merge_by_context
+    from genieworld.train.lam_task import store_codes
+
+    torch.set_num_threads(1)
+    store = str(synthetic_store_dir)
+    assert bench.main(["--data", store, "--eval-data", store, "--batch-size", "4", "--eval-transitions", "60",
+                       "--threads", "1", "--steps", "2", "--no-ceiling", "--set", "lam.merge=context",
+                       "--save", str(tmp_path / "lam")]) == 0
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam")
+    assert lam.cfg.merge == "context" and lam.is_merged
+    seqs = store_codes(lam, EpisodeStore(store), progress=False)
+    assert lam.merge_map.tolist() == merge_by_context(seqs, 16, 8).tolist()
