@@ -180,8 +180,7 @@ class LAMConfig:
     arch: str = "transformer"
     conv: ConvLAMConfig = field(default_factory=lambda: ConvLAMConfig())
     # 0: play's actions are the vq.num_codes codes.  M > 0 (conv LAM, `genie train lam`): train with
-    # vq.num_codes codes, then merge them into M actions by Ward linkage of their code vectors
-    # (genieworld.lam_codebook.merge_by_vectors).
+    # vq.num_codes codes, then merge them into M actions (how: ``merge`` below).
     # With 8 codes the CoinRun LAM spent every code on vertical motion; 16 training codes also
     # carry which way the agent went, and the merge keeps most of it (docs/experiments.md).
     merged_actions: int = 0

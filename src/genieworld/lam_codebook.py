@@ -7,9 +7,10 @@ Both :class:`genieworld.lam.LatentActionModel` (the paper's) and
 (B, T-1, code_dim).  Play needs only :meth:`ActionCodebook.action_vectors`.
 
 A LAM may train with more codes than play offers actions (``LAMConfig.merged_actions``): after
-training, :func:`merge_by_vectors` (or :func:`merge_by_context`, ``LAMConfig.merge``) groups its codes and :meth:`ActionCodebook.merge_codes`
-stores the grouping (buffers ``merge_map`` and ``merged_codebook``), after which
-``encode_actions`` and ``action_vectors`` speak the merged actions only.
+training, :func:`merge_by_vectors` (or :func:`merge_by_context`, ``LAMConfig.merge``) groups its
+codes and :meth:`ActionCodebook.merge_codes` stores the grouping (buffers ``merge_map`` and
+``merged_codebook``), after which ``encode_actions`` and ``action_vectors`` speak the merged
+actions only.
 """
 
 from __future__ import annotations

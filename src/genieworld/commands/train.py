@@ -51,7 +51,7 @@ inverse/forward-dynamics pair, see genieworld.lam_conv) or "transformer" (the
 paper's ST-transformer VQ-VAE). With lam.merged_actions (cpu: 16 codes -> 8 actions)
 it trains more codes than play offers and merges them when it finishes: by Ward linkage of
 the code vectors (lam.merge = "vectors"), or by which codes come before and after each code
-in the training videos (lam.merge = "context", the cpu preset). Resumes like the tokenizer.
+in the training videos (lam.merge = "context"). Resumes like the tokenizer.
 
 examples:
   genie train lam --data data/coinrun --out runs/lam --preset cpu

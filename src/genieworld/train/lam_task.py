@@ -41,7 +41,8 @@ def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: 
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_transitions, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
+        total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 1, 0, None).sum()))
+        bar = tqdm(total=total, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
     for i in range(store.num_episodes):
         if n >= max_transitions:
             break
