@@ -124,20 +124,12 @@ def infer(lam, frames, centres, batch: int = 256):
 def merge_codes(lam, data: str | None) -> None:
     """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions, as ``genie train lam`` does
     (``lam.merge = "context"`` reads the training store ``data`` in video order)."""
-    from genieworld.lam_codebook import merge_by_context, merge_by_vectors
+    from genieworld.data.store import EpisodeStore
+    from genieworld.train.lam_task import merge_groups
 
-    if lam.cfg.merge == "context":
-        from genieworld.data.store import EpisodeStore
-        from genieworld.train.lam_task import store_codes
-
-        was_training = lam.training
-        lam.eval()
-        with torch.no_grad():
-            seqs = store_codes(lam, EpisodeStore(data), progress=False)
-        lam.train(was_training)
-        lam.merge_codes(merge_by_context(seqs, lam.cfg.vq.num_codes, lam.cfg.merged_actions))
-    else:
-        lam.merge_codes(merge_by_vectors(lam.vq.normalized_codebook().detach().numpy(), lam.cfg.merged_actions))
+    was_training = lam.training
+    lam.merge_codes(merge_groups(lam, EpisodeStore(data) if lam.cfg.merge == "context" else None, progress=False))
+    lam.train(was_training)
 
 
 @torch.no_grad()

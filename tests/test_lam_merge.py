@@ -130,14 +130,20 @@ def test_merged_actions_is_validated():
         validate_config(transformer)
 
 
-def test_genie_train_lam_merges_its_codes_when_it_finishes(tmp_path, synthetic_store_dir, capsys):
+def _merging_preset(tmp_path, **lam):
+    """A micro preset whose conv LAM trains 4 codes and merges them into 2 actions (``lam``: more settings)."""
     d = micro_preset_dict()
-    d["lam"].update(arch="conv", max_frames=8, merged_actions=2)
+    d["lam"].update(arch="conv", max_frames=8, merged_actions=2, **lam)
     d["lam"]["conv"].update(channels=8, hidden=32, fdm_channels=8)
     d["lam"]["vq"].update(num_codes=4)
     d["lam_train"].update(steps=4, batch_size=8, seq_len=3, warmup_steps=1, checkpoint_every=1000)
     preset = tmp_path / "p.json"
     preset.write_text(json.dumps(d))
+    return preset
+
+
+def test_genie_train_lam_merges_its_codes_when_it_finishes(tmp_path, synthetic_store_dir, capsys):
+    preset = _merging_preset(tmp_path)
     assert main(["train", "lam", "--data", str(synthetic_store_dir), "--preset", str(preset), "--out",
                  str(tmp_path / "lam"), "--no-progress"]) == 0
     assert "merged 4 codes into 2 actions" in capsys.readouterr().out
@@ -158,13 +164,7 @@ def test_genie_train_lam_can_merge_by_context(tmp_path, synthetic_store_dir, cap
     from genieworld.data.store import EpisodeStore
     from genieworld.train.lam_task import store_codes
 
-    d = micro_preset_dict()
-    d["lam"].update(arch="conv", max_frames=8, merged_actions=2, merge="context")
-    d["lam"]["conv"].update(channels=8, hidden=32, fdm_channels=8)
-    d["lam"]["vq"].update(num_codes=4)
-    d["lam_train"].update(steps=4, batch_size=8, seq_len=3, warmup_steps=1, checkpoint_every=1000)
-    preset = tmp_path / "p.json"
-    preset.write_text(json.dumps(d))
+    preset = _merging_preset(tmp_path, merge="context")
     assert main(["train", "lam", "--data", str(synthetic_store_dir), "--preset", str(preset), "--out",
                  str(tmp_path / "lam"), "--no-progress"]) == 0
     assert "merged 4 codes into 2 actions by context" in capsys.readouterr().out

@@ -59,6 +59,20 @@ def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: 
     return seqs
 
 
+def merge_groups(lam, store=None, progress: bool = True):
+    """How ``lam``'s trained codes join into ``lam.cfg.merged_actions`` actions, as ``lam.cfg.merge`` says:
+    (num_codes,) group ids.  ``"context"`` reads the training ``store`` in order (the LAM is left in eval mode)."""
+    cfg = lam.cfg
+    if cfg.merge == "context":
+        if store is None:
+            raise ValueError('lam.merge = "context" needs the training episode store')
+        lam.eval()
+        with torch.no_grad():
+            seqs = store_codes(lam, store, progress=progress)
+        return merge_by_context(seqs, cfg.vq.num_codes, cfg.merged_actions)
+    return merge_by_vectors(lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
+
+
 class LAMTask(TrainTask):
     component = "lam"
 
@@ -91,15 +105,7 @@ class LAMTask(TrainTask):
 
         cfg = self.lam.cfg
         if cfg.merged_actions and not self.lam.is_merged:
-            if cfg.merge == "context":
-                if self.merge_store is None:
-                    raise ValueError('lam.merge = "context" needs the training episode store (LAMTask.merge_store)')
-                self.lam.eval()
-                with torch.no_grad():
-                    seqs = store_codes(self.lam, self.merge_store, progress=self.progress)
-                groups = merge_by_context(seqs, cfg.vq.num_codes, cfg.merged_actions)
-            else:
-                groups = merge_by_vectors(self.lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
+            groups = merge_groups(self.lam, self.merge_store, self.progress)
             self.lam.merge_codes(groups)
             print(f"[lam] merged {cfg.vq.num_codes} codes into {cfg.merged_actions} actions by {cfg.merge}: "
                   f"{groups.tolist()}", flush=True)
