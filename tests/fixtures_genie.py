@@ -45,14 +45,14 @@ def tiny_lam_cfg(size: int = 16, patch: int = 4, actions: int = 4, code_dim: int
 
 
 def tiny_dyn_cfg(codes: int = 32, tokens: int = 16, action_dim: int = 8, max_frames: int = 8, injection: str = "add",
-                 d_model: int = 32, layers: int = 2, warp: int = 0) -> DynamicsConfig:
+                 d_model: int = 32, layers: int = 2, warp: int = 0, motion: bool = False) -> DynamicsConfig:
     return DynamicsConfig(num_codes=codes, tokens_per_frame=tokens, action_dim=action_dim, max_frames=max_frames,
                           transformer=tiny_st(d_model, layers, qk_norm=True), action_injection=injection,
-                          prev_frame_warp=warp)
+                          prev_frame_warp=warp, warp_motion=motion)
 
 
 def tiny_genie(seed: int = 0, injection: str = "add", actions: int = 4, context: int = 8, steps: int = 4,
-               max_frames: int = 8, warp: int = 0):
+               max_frames: int = 8, warp: int = 0, motion: bool = False):
     """A randomly initialised Genie on 16x16 frames (16 tokens per frame, 32 codes, 4 actions)."""
     from genieworld.dynamics import DynamicsModel
     from genieworld.genie import Genie
@@ -62,7 +62,7 @@ def tiny_genie(seed: int = 0, injection: str = "add", actions: int = 4, context:
     torch.manual_seed(seed)
     tok = VideoTokenizer(tiny_tokenizer_cfg(max_frames=max_frames))
     lam = LatentActionModel(tiny_lam_cfg(actions=actions, max_frames=max_frames))
-    dyn = DynamicsModel(tiny_dyn_cfg(injection=injection, max_frames=max_frames, warp=warp))
+    dyn = DynamicsModel(tiny_dyn_cfg(injection=injection, max_frames=max_frames, warp=warp, motion=motion))
     return Genie(tok, lam, dyn, SamplingConfig(maskgit_steps=steps, temperature=1.0, context_frames=context))
 
 

@@ -165,10 +165,10 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     import hashlib
     from dataclasses import asdict, replace
 
-    from genieworld.config import ADDED_SETTINGS, ConvLAMConfig
+    from genieworld.config import ADDED_SETTINGS, ConvLAMConfig, DynamicsConfig
     from genieworld.train.token_cache import module_digest
 
-    classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig}
+    classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig, "DynamicsConfig": DynamicsConfig}
     for key, value in ADDED_SETTINGS.items():  # each listed at its default, the value older runs had
         cls, name = key.split(".")
         assert getattr(classes[cls](), name) == value, key
@@ -177,9 +177,10 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     lam = build_lam(cfg)
     digest = module_digest(lam, cfg)
     old = asdict(cfg)
-    for key in ADDED_SETTINGS:  # the config as digested before these settings existed
+    for key in ADDED_SETTINGS:  # the LAM config as digested before these settings existed
         cls, name = key.split(".")
-        (old["conv"] if cls == "ConvLAMConfig" else old).pop(name)
+        if cls in ("ConvLAMConfig", "LAMConfig"):
+            (old["conv"] if cls == "ConvLAMConfig" else old).pop(name)
     h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
     for name, t in sorted(lam.state_dict().items()):
         t = t.detach().cpu().contiguous()

@@ -224,6 +224,11 @@ class DynamicsConfig:
     # shifted copy, which the factorised ST attention otherwise has to assemble over two layers.
     # Needs a square token grid. 0 = off (the paper).
     prev_frame_warp: int = 0
+    # Not in the paper: the warp's offset weights also read the camera's last shift, measured on the
+    # two frames before (for each token offset, the share of tokens the frame before the previous one
+    # explains, :meth:`~genieworld.dynamics.PrevFrameWarp.velocity`), so motion the action did not
+    # cause (a fall, inertia) stays cheap to predict. Needs ``prev_frame_warp``.
+    warp_motion: bool = False
 
 
 @dataclass
@@ -402,6 +407,8 @@ def _rules_dynamics(c: DynamicsConfig) -> Iterator[tuple[str, str]]:
     side = math.isqrt(c.tokens_per_frame)
     if c.prev_frame_warp and side * side != c.tokens_per_frame:
         yield "prev_frame_warp", f"prev_frame_warp needs a square token grid; tokens_per_frame is {c.tokens_per_frame}"
+    if c.warp_motion and not c.prev_frame_warp:
+        yield "warp_motion", "warp_motion reads the motion into the previous-frame warp: set prev_frame_warp >= 1"
 
 
 def _rules_train(c: TrainConfig) -> Iterator[tuple[str, str]]:
@@ -493,7 +500,8 @@ def to_dict(cfg: Any) -> dict:
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
                                   "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
                                   "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0,
-                                  "ConvLAMConfig.nce_crop": 0, "LAMConfig.merge": "vectors"}
+                                  "ConvLAMConfig.nce_crop": 0, "LAMConfig.merge": "vectors",
+                                  "DynamicsConfig.warp_motion": False}
 
 
 def digest_dict(cfg: Any) -> dict:

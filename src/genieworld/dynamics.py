@@ -21,7 +21,8 @@ Loss: :func:`masked_cross_entropy` over masked positions only.
 With ``DynamicsConfig.train_clean_context`` every frame is predicted from clean copies of the
 frames before it (:meth:`DynamicsModel.forward_clean_context`), the situation of play.
 With ``DynamicsConfig.prev_frame_warp`` every frame's input also gets :class:`PrevFrameWarp`, a
-shifted copy of the previous frame's (clean) tokens whose shift the frame's action chooses.
+shifted copy of the previous frame's (clean) tokens whose shift the frame's action chooses, and with
+``DynamicsConfig.warp_motion`` also the shift measured between the two frames before it.
 
 Temporal attention is causal, so the logits of frame t depend only on frames 1..t and
 actions a_1..a_{t-1}.  Incremental decoding (:meth:`DynamicsModel.step_logits`) runs one
@@ -147,32 +148,63 @@ class PrevFrameWarp(nn.Module):
     "previous" tokens are all mask ids (see :meth:`DynamicsModel.prev_tokens`).
     """
 
-    def __init__(self, d_model: int, tokens_per_frame: int, radius: int):
+    def __init__(self, d_model: int, tokens_per_frame: int, radius: int, motion: bool = False):
         super().__init__()
         side = math.isqrt(tokens_per_frame)
         if side * side != tokens_per_frame or radius < 1:
             raise ValueError(f"PrevFrameWarp needs a square token grid and radius >= 1, got {tokens_per_frame}, {radius}")
         self.side, self.radius = side, radius
-        self.kernel = nn.Linear(d_model, (2 * radius + 1) ** 2)
+        k2 = (2 * radius + 1) ** 2
+        self.kernel = nn.Linear(d_model, k2)
         self.proj = nn.Linear(d_model, d_model)
+        # with ``motion``: kernel logits also get M v_t, v_t = :meth:`velocity` (the last frames' own shift)
+        self.motion = nn.Linear(k2, k2, bias=False) if motion else None
 
     def reset_parameters(self) -> None:
-        """Zero kernel logits (a uniform blur) and a zero output map: the warp starts switched off."""
+        """Zero kernel logits (a uniform blur) and a zero output map: the warp starts switched off.
+        The motion map starts as the identity, the prior "the camera keeps its velocity"; the output map
+        is zero, so the warp's output is still zero."""
         nn.init.zeros_(self.kernel.weight)
         nn.init.zeros_(self.kernel.bias)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
+        if self.motion is not None:
+            nn.init.eye_(self.motion.weight)
 
-    def weights(self, act_btd: torch.Tensor) -> torch.Tensor:
-        """(B, T, 2r+1, 2r+1): the offset weights each frame's action chooses (rows dy, columns dx)."""
+    def velocity(self, prev_btn: torch.Tensor, prev2_btn: torch.Tensor, mask_id: int) -> torch.Tensor:
+        """(B, T, K): how well each token offset o explains frame t-1 by frame t-2 (the camera's last shift).
+
+        ``v[o]`` is the share of the previous frame's tokens p with ``z_{t-1}[p] == z_{t-2}[p + o]``
+        (offsets indexed as the kernel's), standardised over the K offsets of each frame. A frame whose
+        previous or second-previous frame is unknown (mask ids) gets zeros: no motion evidence.
+        """
+        r, h = self.radius, self.side
+        k = 2 * r + 1
+        a = prev_btn.unflatten(-1, (h, h))
+        b = F.pad(prev2_btn.unflatten(-1, (h, h)), (r, r, r, r), value=-1)
+        known = (a != mask_id) & (prev2_btn != mask_id).all(-1)[..., None, None]
+        v = torch.stack([((a == b[..., i:i + h, j:j + h]) & known).float().mean((-2, -1))
+                         for i in range(k) for j in range(k)], dim=-1)
+        v = v - v.mean(-1, keepdim=True)
+        return v / (v.std(-1, keepdim=True) + 1e-2)
+
+    def weights(self, act_btd: torch.Tensor, velocity_btk: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, 2r+1, 2r+1): the offset weights each frame's action (and, with ``motion``, the camera's
+        last shift ``velocity_btk``) chooses (rows dy, columns dx)."""
         k = 2 * self.radius + 1
-        return self.kernel(act_btd).softmax(-1).unflatten(-1, (k, k))
+        logits = self.kernel(act_btd)
+        if self.motion is not None:
+            if velocity_btk is None:
+                raise ValueError("this warp reads the camera's last shift: pass velocity_btk")
+            logits = logits + self.motion(velocity_btk.to(logits.dtype))
+        return logits.softmax(-1).unflatten(-1, (k, k))
 
-    def forward(self, prev_emb_btnd: torch.Tensor, act_btd: torch.Tensor) -> torch.Tensor:
+    def forward(self, prev_emb_btnd: torch.Tensor, act_btd: torch.Tensor, velocity_btk: torch.Tensor | None = None
+                ) -> torch.Tensor:
         b, t, n, d = prev_emb_btnd.shape
         k = 2 * self.radius + 1
         x = rearrange(prev_emb_btnd, "b t (h w) d -> (b t d) h w", h=self.side)[None]  # (1, B*T*d, h, w)
-        w_btkk = self.weights(act_btd.to(prev_emb_btnd.dtype))
+        w_btkk = self.weights(act_btd.to(prev_emb_btnd.dtype), velocity_btk)
         # one grouped conv: every (frame, channel) is its own group with that frame's k x k kernel
         kern = rearrange(w_btkk[:, :, None].expand(b, t, d, k, k), "b t d i j -> (b t d) 1 i j")
         out = F.conv2d(x, kern, padding=self.radius, groups=b * t * d)[0]  # cross-correlation: out[p] = sum_o w[o] x[p+o]
@@ -198,7 +230,8 @@ class DynamicsModel(nn.Module):
         s = cfg.tokens_per_frame + (1 if self.prepend else 0)
         self.transformer = STTransformer(cfg.transformer, s, cfg.max_frames)
         self.head = TiedHead(self.token_embed, cfg.num_codes) if cfg.tie_embeddings else nn.Linear(d, cfg.num_codes)
-        self.warp = PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp) if cfg.prev_frame_warp else None
+        self.warp = (PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp, motion=cfg.warp_motion)
+                     if cfg.prev_frame_warp else None)
         init_weights(self)
         with torch.no_grad():
             self.no_action.normal_(0.0, 0.02)
@@ -242,13 +275,23 @@ class DynamicsModel(nn.Module):
         first = (torch.full_like(tokens_btn[:, 0], self.mask_id) if first_prev_bn is None else first_prev_bn)
         return torch.cat([first[:, None], tokens_btn[:, :-1]], dim=1)
 
-    def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, prev_btn: torch.Tensor | None = None
-               ) -> torch.Tensor:
+    @property
+    def reads_motion(self) -> bool:
+        """True when the warp also reads the frame before the previous one (``warp_motion``)."""
+        return self.warp is not None and self.warp.motion is not None
+
+    def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, prev_btn: torch.Tensor | None = None,
+               prev2_btn: torch.Tensor | None = None) -> torch.Tensor:
         x = self.token_embed(tokens_btn)  # (B, T, N, d)
         if self.warp is not None:
             if prev_btn is None:
                 prev_btn = self.prev_tokens(tokens_btn)
-            x = x + self.warp(self.token_embed(prev_btn), act_btd)
+            vel = None
+            if self.reads_motion:
+                if prev2_btn is None:
+                    prev2_btn = self.prev_tokens(prev_btn)
+                vel = self.warp.velocity(prev_btn, prev2_btn, self.mask_id)
+            x = x + self.warp(self.token_embed(prev_btn), act_btd, vel)
         act = act_btd.to(x.dtype)[:, :, None, :]
         if self.prepend:
             return torch.cat([act, x], dim=2)
@@ -260,29 +303,34 @@ class DynamicsModel(nn.Module):
         return self.head(h_btsd)
 
     # ------------------------------------------------------------------ full pass
-    def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None,
+                prev2_btn: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim).
 
         ``prev_btn`` (only with ``prev_frame_warp``): the previous frame's tokens for each frame, as
         :meth:`prev_tokens` builds them; default: ``tokens_btn`` itself shifted by one frame.
+        ``prev2_btn`` (only with ``warp_motion``): the frame before that, for each frame; default:
+        ``prev_btn`` shifted by one frame.
         """
         self._check_tokens(tokens_btn)
         act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
-        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn)
+        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, prev2_btn=prev2_btn)
 
     def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None,
-                         prev_btn: torch.Tensor | None = None) -> torch.Tensor:
+                         prev_btn: torch.Tensor | None = None, prev2_btn: torch.Tensor | None = None
+                         ) -> torch.Tensor:
         """Like :meth:`forward` with per-frame action embeddings (B, T, d) already aligned.
 
         ``window`` (default max_frames) is the temporal attention band: with the window of a
         cache from :meth:`new_cache`, the logits equal those of :meth:`step_logits` on that cache
-        (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``).
+        (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``, and with
+        ``warp_motion`` the two frames before it in ``prev2_btn``).
         """
         self._check_tokens(tokens_btn)
-        if prev_btn is not None:  # the caller's; derived previous frames come from checked tokens
-            self._check_tokens(prev_btn)
-        return self._logits(self.transformer(self._embed(tokens_btn, act_btd, prev_btn), window=window))
+        for given in (prev_btn, prev2_btn):  # the caller's; derived previous frames come from checked tokens
+            if given is not None:
+                self._check_tokens(given)
+        return self._logits(self.transformer(self._embed(tokens_btn, act_btd, prev_btn, prev2_btn), window=window))
 
     def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
                               ) -> torch.Tensor:
@@ -317,17 +365,22 @@ class DynamicsModel(nn.Module):
         ``action_vec_bd`` is the action that produced this frame (None for the very first frame).
         ``advance=False`` may be called repeatedly (MaskGIT refinement rewrites the same cache slot);
         ``advance=True`` commits the frame (and, with ``prev_frame_warp``, keeps its tokens in
-        ``cache.extra["prev_tokens"]`` as the next frame's previous frame).
+        ``cache.extra["prev_tokens"]`` as the next frame's previous frame; with ``warp_motion`` the frame
+        before moves to ``cache.extra["prev2_tokens"]``).
         """
         self._check_tokens(tokens_bn)
         act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
-        prev = None
+        prev = prev2 = last = None
         if self.warp is not None:
             last = cache.extra.get("prev_tokens") if cache.length else None
             prev = self.prev_tokens(tokens_bn[:, None], last)
-        x = self._embed(tokens_bn[:, None], act[:, None], prev)
+            if self.reads_motion:
+                prev2 = self.prev_tokens(prev, cache.extra.get("prev2_tokens") if cache.length else None)
+        x = self._embed(tokens_bn[:, None], act[:, None], prev, prev2)
         out = self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
         if advance and self.warp is not None:
+            if self.reads_motion and last is not None:
+                cache.extra["prev2_tokens"] = last
             cache.extra["prev_tokens"] = tokens_bn.clone()
         return out
 
