@@ -15,7 +15,15 @@ CoinRun's 6 effective actions (and its direction and jump parts) on the held-out
 * ``effect``: average linkage on what the decoder draws for each code on the same 192 contexts;
 * ``context_ib``: agglomerative information bottleneck on each code's neighbours in time
   (``lam_codebook.merge_by_context``, ``genie train lam`` with ``lam.merge = "context"``);
+* ``camera``: information bottleneck on the camera's measured motion during each code's
+  transitions (the whole-pixel shift, as the sign of dx and dy; pixels only, no labels), on the
+  first ``--camera-transitions`` training transitions;
+* ``context_camera``: the same on each code's neighbours in time and its camera motion together;
 * ``label_oracle``: each code to its commonest true action (uses the labels: a reference only).
+
+Each grouping also reports the NMI of its actions against the camera's measured motion on the
+held-out transitions (``nmi_camera_x`` / ``nmi_camera_y``), what the dynamics can predict from an
+action without knowing the agent's speed.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lam import infer, load_store, score, trained_codes, windows  # noqa: E402
+from bench_lam_probe import camera_moves  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -40,6 +49,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-data", required=True)
     ap.add_argument("--transitions", type=int, default=60_000)
     ap.add_argument("--eval-transitions", type=int, default=3000)
+    ap.add_argument("--camera-transitions", type=int, default=20_000,
+                    help="training transitions whose camera motion the camera merges read (default 20000)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -51,7 +62,7 @@ def main(argv=None) -> int:
     from genieworld.data.coinrun import effective_action
     from genieworld.genie import load_component
     from genieworld.lam import build_lam
-    from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence
+    from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence, merge_by_counts
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -93,13 +104,29 @@ def main(argv=None) -> int:
         "label_oracle": oracle,
     }
     merges["context_ib"] = merge_by_context(seqs, k, m)
-    keys = ("nmi6", "nmi6_shuffled", "nmi_direction", "nmi_jump", "probe6", "codes_used", "max_code_share")
+    # the camera's motion on each transition x_t -> x_{t+1}: 9 classes (sign dx, sign dy)
+    nc = min(args.camera_transitions, len(tc))
+    cam_tr = np.concatenate([camera_moves(tf[i:i + 2], 6, 10) for i in tc[:nc]])
+    cam_ev = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])
+    moves = np.zeros((k, 9))
+    np.add.at(moves, (tr[:nc], (cam_tr[:, 0] + 1) * 3 + cam_tr[:, 1] + 1), 1)
+    merges["camera"] = merge_by_counts(moves, m)
+    ctx = np.zeros((k, 2 * k))
+    for s_ in seqs:
+        np.add.at(ctx, (s_[:-1], s_[1:]), 1)
+        np.add.at(ctx, (s_[1:], k + s_[:-1]), 1)
+    # both halves weighted equally: each row's context and motion as distributions of equal mass
+    both = np.concatenate([ctx / np.maximum(ctx.sum(1, keepdims=True), 1),
+                           moves / np.maximum(moves.sum(1, keepdims=True), 1)], 1) * ctx.sum(1, keepdims=True)
+    merges["context_camera"] = merge_by_counts(both, m)
+    keys = ("nmi6", "nmi6_shuffled", "nmi_direction", "nmi_jump", "nmi_camera_x", "nmi_camera_y", "probe6",
+            "codes_used", "max_code_share")
     out = {"bench": "lam_merge", "model": str(args.model), "trained_codes": k, "to": m,
            "train_transitions": int(len(tc)), "eval_transitions": int(len(ec)),
-           "unmerged": {x: score(te, lats, ea[ec], k, args.seed)[x] for x in keys}}
+           "unmerged": {x: score(te, lats, ea[ec], k, args.seed, cam_ev)[x] for x in keys}}
     for name, g in merges.items():
         g = np.asarray(g, dtype=np.int64)
-        s = score(g[te], lats, ea[ec], int(g.max()) + 1, args.seed)
+        s = score(g[te], lats, ea[ec], int(g.max()) + 1, args.seed, cam_ev)
         out[name] = {"groups": g.tolist(), **{x: s[x] for x in keys if x != "probe6"}}
     print(json.dumps(out))
     return 0

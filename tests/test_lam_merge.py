@@ -14,7 +14,7 @@ from genieworld.cli import main
 from genieworld.config import ConfigError, LAMConfig, load_preset, validate_config
 from genieworld.genie import load_component, save_component
 from genieworld.lam import build_lam
-from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence, merge_by_vectors
+from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence, merge_by_counts, merge_by_vectors
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,19 @@ def test_context_merge_groups_codes_that_share_their_neighbours_in_time():
         merge_by_context(seqs, 4, 5)
     with pytest.raises(ValueError, match=r"codes must be in \[0, 3\)"):
         merge_by_context(seqs, 3, 2)
+
+
+def test_count_merge_joins_codes_seen_with_the_same_features_first():
+    """merge_by_counts (the information bottleneck under the context merge, and the merge bench's camera
+    merge): rows that are the same distribution cost nothing to join, whatever their mass."""
+    counts = np.array([[90, 10, 0], [9, 1, 0], [0, 10, 90], [0, 50, 450], [0, 0, 0]])
+    g = merge_by_counts(counts, 2)
+    assert g[0] == g[1] and g[2] == g[3] and g[0] != g[2] and g[4] == 0
+    assert len(set(merge_by_counts(counts, 4).tolist())) == 4  # the unseen code counts as group 0's
+    with pytest.raises(ValueError, match="non-negative"):
+        merge_by_counts(-counts, 2)
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge_by_counts(counts, 6)
 
 
 def test_vector_merge_joins_the_nearest_codes_into_exactly_the_asked_number_of_actions():

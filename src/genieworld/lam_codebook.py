@@ -114,6 +114,24 @@ def merge_by_context(codes: list[np.ndarray], num_codes: int, num_actions: int) 
         if len(seq) > 1:
             np.add.at(ctx, (seq[:-1], seq[1:]), 1)  # what follows
             np.add.at(ctx, (seq[1:], num_codes + seq[:-1]), 1)  # what precedes
+    return merge_by_counts(ctx, num_actions)
+
+
+def merge_by_counts(counts_kf: np.ndarray, num_actions: int) -> np.ndarray:
+    """Agglomerative information bottleneck (Slonim & Tishby) on what each code co-occurs with.
+
+    ``counts_kf`` (num_codes, F): row k counts the features seen with code k (its neighbours in time,
+    the camera's measured motion, ...). Repeatedly join the two groups whose merge loses the least
+    information about the features, ``(p_a + p_b) * JS_{p_a/(p_a+p_b)}(f_a, f_b)``, until
+    ``num_actions`` remain. Codes never seen go to group 0. Deterministic (ties go to the lowest
+    indices). Returns (num_codes,) group ids.
+    """
+    ctx = np.asarray(counts_kf, dtype=np.float64)
+    num_codes = ctx.shape[0]
+    if not 1 <= num_actions <= num_codes:
+        raise ValueError(f"cannot merge {num_codes} codes into {num_actions} actions")
+    if (ctx < 0).any():
+        raise ValueError("counts must be non-negative")
     mass = ctx.sum(1)
     used = [k for k in range(num_codes) if mass[k] > 0]
     groups = [[k] for k in used] or [[0]]
