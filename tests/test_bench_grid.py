@@ -43,3 +43,31 @@ def test_grid_bench_plays_a_ground_truth_action_dynamics_with_the_six_effective_
                        "--steps", "1", "--no-real", "--true-actions", str(true_dir)]) == 0
     res = json.loads(capsys.readouterr().out)
     assert list(res["grid"]["actions"]) == bench.EFFECTIVE_NAMES and res["real"] is None
+
+
+def test_true_action_bench_scores_a_ground_truth_action_dynamics_on_eval_clips(
+        untrained_model_dir, synthetic_store_dir, tmp_path, capsys):  # noqa: F811
+    from genieworld.genie import Genie, save_component
+    from genieworld.weights import save_tensors
+
+    bench = load_script("bench/bench_true_actions.py")
+    genie = Genie.from_pretrained(untrained_model_dir)
+    true_dir = tmp_path / "dynamics-true-actions"
+    save_component(genie.dynamics, genie.dynamics.cfg, true_dir)
+    save_tensors({"true_action_table": torch.randn(6, genie.dynamics.cfg.action_dim)},
+                 true_dir / "true_action_table.safetensors")
+    out = tmp_path / "true.json"
+    assert bench.main(["--model", str(untrained_model_dir), "--true-actions", str(true_dir), "--data",
+                       str(synthetic_store_dir), "--episodes", "2", "--horizon", "5", "--t", "3",
+                       "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == res and res["clips"] == 2
+    per, rand = res["gen_psnr_per_step"], res["random_psnr_per_step"]
+    assert len(per) == len(rand) == 5 and per[0] == rand[0]  # the same prompt reconstruction
+    assert res["gen_psnr_t4"] == per[3] and res["gen_psnr_t16"] == per[-1]
+    assert res["delta_t_psnr"] == pytest.approx(per[2] - rand[2], abs=2e-3)
+    with pytest.raises(SystemExit, match="true actions"):  # a table that is not CoinRun's 6 actions
+        save_tensors({"true_action_table": torch.randn(4, genie.dynamics.cfg.action_dim)},
+                     true_dir / "true_action_table.safetensors")
+        bench.main(["--model", str(untrained_model_dir), "--true-actions", str(true_dir), "--data",
+                    str(synthetic_store_dir), "--episodes", "2", "--horizon", "5"])
