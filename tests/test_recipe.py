@@ -110,6 +110,15 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     seq4 = flat(asdict(load_preset(str(configs_dir() / "cpu-seq4-dynamics.json"))))
     assert {k for k in current if current[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp", "sampling.order",
                                                                               "sampling.temperature"}
+    # the InfoNCE-on-the-agent LAM stage (docs/experiments.md, "The separate LAM stage", 12), and its world
+    # with the warp that reads the camera's last shift (13)
+    agent = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce.json"))))
+    assert {k for k in current if current[k] != agent.get(k)} - {"name"} == {
+        "lam.conv.nce_weight", "lam.conv.nce_crop", "lam.merge", "lam_train.steps", "lam_train.batch_size",
+        "lam_train.min_lr", "lam_train.beta2"}
+    motion = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce-warp-motion.json"))))
+    assert {k for k in agent if agent[k] != motion.get(k)} - {"name"} == {"dynamics.warp_motion"}
+    assert motion["dynamics.warp_motion"] and not current["dynamics.warp_motion"]
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
