@@ -195,3 +195,29 @@ def test_genie_train_lam_can_merge_by_context(tmp_path, synthetic_store_dir, cap
     assert main(["train", "lam", "--data", str(clips), "--preset", str(preset), "--out", str(tmp_path / "x"),
                  "--no-progress"]) == 2
     assert "needs an episode store" in capsys.readouterr().err
+
+
+def test_genie_train_lam_can_merge_by_the_camera_motion_of_each_code(tmp_path, synthetic_store_dir, capsys):
+    """lam.merge = "camera": codes are grouped by how the picture moved during their transitions, counted
+    on every transition that has a frame before it (the LAM's full window)."""
+    from types import SimpleNamespace
+
+    from genieworld.data.store import EpisodeStore
+    from genieworld.train.lam_task import camera_counts
+
+    preset = _merging_preset(tmp_path, merge="camera")
+    assert main(["train", "lam", "--data", str(synthetic_store_dir), "--preset", str(preset), "--out",
+                 str(tmp_path / "lam"), "--no-progress"]) == 0
+    assert "merged 4 codes into 2 actions by camera" in capsys.readouterr().out
+    lam = load_component(build_lam, LAMConfig, tmp_path / "lam" / "lam")
+    store = EpisodeStore(synthetic_store_dir)
+    counts = camera_counts(lam, store, 4)
+    assert counts.sum() == sum(n - 2 for n in store.episode_lengths.tolist() if n >= 3)
+    np.testing.assert_array_equal(lam.merge_map.numpy(), merge_by_counts(counts, 2))
+    assert camera_counts(lam, store, 4, max_transitions=5).sum() == 5
+    # a texture whose view pans right 2 px per frame: every transition in one class, dx > 0 and dy = 0
+    size = store.read_frames(0).shape[1]
+    tex = np.random.default_rng(0).integers(0, 256, (size, 3 * size, 3), dtype=np.uint8)
+    pan = np.stack([tex[:, 2 * t: 2 * t + size] for t in range(6)])
+    moving = camera_counts(lam, SimpleNamespace(num_episodes=1, read_frames=lambda i: pan), 4)
+    assert moving.sum() == 4 and moving[:, 3 * 2 + 1].sum() == 4

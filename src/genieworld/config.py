@@ -185,8 +185,10 @@ class LAMConfig:
     # carry which way the agent went, and the merge keeps most of it (docs/experiments.md).
     merged_actions: int = 0
     # How the trained codes are merged into ``merged_actions``: "vectors" (Ward linkage of the code
-    # vectors; needs no data) or "context" (agglomerative information bottleneck on which codes come
-    # just before and after each code in the training videos, lam_codebook.merge_by_context).
+    # vectors; needs no data), "context" (agglomerative information bottleneck on which codes come
+    # just before and after each code in the training videos, lam_codebook.merge_by_context) or
+    # "camera" (the same bottleneck on how the picture moved during each code's transitions: codes
+    # that draw the same scroll become one action; train.lam_task.merge_groups).
     merge: str = "vectors"
 
     @property
@@ -332,7 +334,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20),
-                "merge": Bound(choices=("vectors", "context"))},
+                "merge": Bound(choices=("vectors", "context", "camera"))},
     DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),

@@ -50,8 +50,9 @@ The preset's lam.arch picks the model: "conv" (cpu preset; a convolutional
 inverse/forward-dynamics pair, see genieworld.lam_conv) or "transformer" (the
 paper's ST-transformer VQ-VAE). With lam.merged_actions (cpu: 16 codes -> 8 actions)
 it trains more codes than play offers and merges them when it finishes: by Ward linkage of
-the code vectors (lam.merge = "vectors"), or by which codes come before and after each code
-in the training videos (lam.merge = "context"). Resumes like the tokenizer.
+the code vectors (lam.merge = "vectors"), by which codes come before and after each code
+in the training videos (lam.merge = "context"), or by how the picture moves during each
+code's transitions (lam.merge = "camera"). Resumes like the tokenizer.
 
 examples:
   genie train lam --data data/coinrun --out runs/lam --preset cpu
@@ -189,10 +190,10 @@ def run_lam(args) -> int:
     loader = _open_data(args, cfg, rank, world)
     _check_resolution(loader, lam_cfg.image_size, args.data)
     task.progress = not args.no_progress
-    if lam_cfg.merged_actions and lam_cfg.merge == "context":
+    if lam_cfg.merged_actions and lam_cfg.merge in ("context", "camera"):
         task.merge_store = getattr(loader, "store", None)
         if task.merge_store is None:
-            raise UserError(f'preset {preset.name}: lam.merge = "context" reads the training videos in order, '
+            raise UserError(f'preset {preset.name}: lam.merge = "{lam_cfg.merge}" reads the training videos in order, '
                             f"which needs an episode store as --data (from `genie data ...`), not {args.data}")
     info = {"component": "lam", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "model_configs": task.model_configs(), "seed": cfg.seed}

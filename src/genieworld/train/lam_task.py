@@ -8,10 +8,13 @@ clearly below copying has learned nothing for its actions to carry.
 
 With ``LAMConfig.merged_actions`` the LAM trains more codes than play offers actions; the export
 merges the codebook into that many actions before it writes ``RUN/lam``: by its code vectors
-(:func:`genieworld.lam_codebook.merge_by_vectors`, ``LAMConfig.merge = "vectors"``), or by the codes
+(:func:`genieworld.lam_codebook.merge_by_vectors`, ``LAMConfig.merge = "vectors"``), by the codes
 that come before and after each code in the training videos (``"context"``,
 :func:`genieworld.lam_codebook.merge_by_context`; the first ``MERGE_TRANSITIONS`` transitions of
-the training store, in order).
+the training store, in order), or by how the picture moved during each code's transitions
+(``"camera"``: the whole-pixel shift between x_t and x_{t+1}, :func:`genieworld.eval.motion.frame_shifts`,
+as the signs of dx and dy, on the first ``CAMERA_TRANSITIONS``; information bottleneck,
+:func:`genieworld.lam_codebook.merge_by_counts`).
 """
 
 from __future__ import annotations
@@ -25,49 +28,50 @@ import torch.nn.functional as F
 
 from genieworld.config import LAMConfig
 from genieworld.lam import build_lam
-from genieworld.lam_codebook import merge_by_context, merge_by_vectors
+from genieworld.lam_codebook import merge_by_context, merge_by_counts, merge_by_vectors
 from genieworld.tokenizer import to_float_video
 from genieworld.train.task import TrainTask
 from genieworld.train.token_cache import encode_episode_actions
 
 MERGE_TRANSITIONS = 60_000  # training transitions whose codes the "context" merge reads
+CAMERA_TRANSITIONS = 20_000  # training transitions whose codes and picture motion the "camera" merge reads
+CAMERA_MAX_SHIFT = (6, 10)  # the (dx, dy) pixel range the "camera" merge searches (CoinRun at frame skip 4)
 
 
-def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: bool = True) -> list:
-    """The trained (unmerged) codes of the store's transitions, one array per episode in store order,
-    until ``max_transitions`` are read."""
-    seqs, n = [], 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRANSITIONS) -> np.ndarray:
+    """(num_codes, 9): how often each trained code went with each motion of the picture, over the first
+    ``max_transitions`` transitions x_t -> x_{t+1} of the store with a frame x_{t-1} before them (the
+    LAM's full window), in store order. Motion class: 3 * (sign dx + 1) + (sign dy + 1) of the best
+    whole-pixel shift (:func:`genieworld.eval.motion.frame_shifts`)."""
+    from genieworld.eval.motion import frame_shifts
 
-        total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 1, 0, None).sum()))
-        bar = tqdm(total=total, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
+    counts, n = np.zeros((num_codes, 9)), 0
     for i in range(store.num_episodes):
         if n >= max_transitions:
             break
         frames = store.read_frames(i)
-        if len(frames) < 2:
+        if len(frames) < 3:
             continue
-        codes = encode_episode_actions(lam, frames, trained_codes=True)[: max_transitions - n]
-        seqs.append(codes.astype(np.int64))
+        codes = encode_episode_actions(lam, frames, trained_codes=True)[1:][: max_transitions - n]
+        a = frames[1: 1 + len(codes)]
+        shift, _ = frame_shifts(a, frames[2: 2 + len(codes)], *CAMERA_MAX_SHIFT)
+        sign = np.sign(shift).astype(np.int64)
+        np.add.at(counts, (codes.astype(np.int64), 3 * (sign[:, 0] + 1) + sign[:, 1] + 1), 1)
         n += len(codes)
-        if bar is not None:
-            bar.update(len(codes))
-    if bar is not None:
-        bar.close()
-    return seqs
+    return counts
 
 
 def merge_groups(lam, store=None, progress: bool = True):
     """How ``lam``'s trained codes join into ``lam.cfg.merged_actions`` actions, as ``lam.cfg.merge`` says:
     (num_codes,) group ids.  ``"context"`` reads the training ``store`` in order (the LAM is left in eval mode)."""
     cfg = lam.cfg
-    if cfg.merge == "context":
+    if cfg.merge in ("context", "camera"):
         if store is None:
-            raise ValueError('lam.merge = "context" needs the training episode store')
+            raise ValueError(f'lam.merge = "{cfg.merge}" needs the training episode store')
         lam.eval()
         with torch.no_grad():
+            if cfg.merge == "camera":
+                return merge_by_counts(camera_counts(lam, store, cfg.vq.num_codes), cfg.merged_actions)
             seqs = store_codes(lam, store, progress=progress)
         return merge_by_context(seqs, cfg.vq.num_codes, cfg.merged_actions)
     return merge_by_vectors(lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
@@ -80,8 +84,8 @@ class LAMTask(TrainTask):
         super().__init__()
         self.lam = build_lam(cfg)
         self.data_provenance: dict = {}
-        self.merge_store = None  # the training EpisodeStore, read by the "context" merge at export
-        self.progress = True  # a progress bar while the "context" merge reads the store
+        self.merge_store = None  # the training EpisodeStore, read by the "context" and "camera" merges at export
+        self.progress = True  # a progress bar while those merges read the store
 
     def training_step(self, batch: dict, step: int):
         frames = batch["frames"]  # (B, T, H, W, C) uint8
