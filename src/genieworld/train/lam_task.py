@@ -38,6 +38,32 @@ CAMERA_TRANSITIONS = 20_000  # training transitions whose codes and picture moti
 CAMERA_MAX_SHIFT = (6, 10)  # the (dx, dy) pixel range the "camera" merge searches (CoinRun at frame skip 4)
 
 
+def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: bool = True) -> list:
+    """The trained (unmerged) codes of the store's transitions, one array per episode in store order,
+    until ``max_transitions`` are read."""
+    seqs, n = [], 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 1, 0, None).sum()))
+        bar = tqdm(total=total, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
+    for i in range(store.num_episodes):
+        if n >= max_transitions:
+            break
+        frames = store.read_frames(i)
+        if len(frames) < 2:
+            continue
+        codes = encode_episode_actions(lam, frames, trained_codes=True)[: max_transitions - n]
+        seqs.append(codes.astype(np.int64))
+        n += len(codes)
+        if bar is not None:
+            bar.update(len(codes))
+    if bar is not None:
+        bar.close()
+    return seqs
+
+
 def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRANSITIONS) -> np.ndarray:
     """(num_codes, 9): how often each trained code went with each motion of the picture, over the first
     ``max_transitions`` transitions x_t -> x_{t+1} of the store with a frame x_{t-1} before them (the
