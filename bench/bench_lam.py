@@ -123,12 +123,13 @@ def infer(lam, frames, centres, batch: int = 256):
 
 def merge_codes(lam, data: str | None) -> None:
     """Merge a LAM's trained codes into ``lam.cfg.merged_actions`` actions, as ``genie train lam`` does
-    (``lam.merge = "context"`` reads the training store ``data`` in video order)."""
+    (``lam.merge = "context"`` or ``"camera"`` reads the training store ``data`` in video order)."""
     from genieworld.data.store import EpisodeStore
     from genieworld.train.lam_task import merge_groups
 
     was_training = lam.training
-    lam.merge_codes(merge_groups(lam, EpisodeStore(data) if lam.cfg.merge == "context" else None, progress=False))
+    store = EpisodeStore(data) if lam.cfg.merge in ("context", "camera") else None
+    lam.merge_codes(merge_groups(lam, store, progress=False))
     lam.train(was_training)
 
 

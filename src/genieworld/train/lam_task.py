@@ -64,32 +64,40 @@ def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: 
     return seqs
 
 
-def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRANSITIONS) -> np.ndarray:
+def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRANSITIONS,
+                  progress: bool = False) -> np.ndarray:
     """(num_codes, 9): how often each trained code went with each motion of the picture, over the first
     ``max_transitions`` transitions x_t -> x_{t+1} of the store with a frame x_{t-1} before them (the
     LAM's full window), in store order. Motion class: 3 * (sign dx + 1) + (sign dy + 1) of the best
     whole-pixel shift (:func:`genieworld.eval.motion.frame_shifts`)."""
+    from tqdm.auto import tqdm
+
     from genieworld.eval.motion import frame_shifts
 
     counts, n = np.zeros((num_codes, 9)), 0
-    for i in range(store.num_episodes):
-        if n >= max_transitions:
-            break
-        frames = store.read_frames(i)
-        if len(frames) < 3:
-            continue
-        codes = encode_episode_actions(lam, frames, trained_codes=True)[1:][: max_transitions - n]
-        a = frames[1: 1 + len(codes)]
-        shift, _ = frame_shifts(a, frames[2: 2 + len(codes)], *CAMERA_MAX_SHIFT)
-        sign = np.sign(shift).astype(np.int64)
-        np.add.at(counts, (codes.astype(np.int64), 3 * (sign[:, 0] + 1) + sign[:, 1] + 1), 1)
-        n += len(codes)
+    total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 2, 0, None).sum())) \
+        if hasattr(store, "episode_lengths") else max_transitions
+    with tqdm(total=total, desc="lam: codes and picture motion for the merge", unit="transition",
+              dynamic_ncols=True, disable=not progress) as bar:
+        for i in range(store.num_episodes):
+            if n >= max_transitions:
+                break
+            frames = store.read_frames(i)
+            if len(frames) < 3:
+                continue
+            codes = encode_episode_actions(lam, frames, trained_codes=True)[1:][: max_transitions - n]
+            shift, _ = frame_shifts(frames[1: 1 + len(codes)], frames[2: 2 + len(codes)], *CAMERA_MAX_SHIFT)
+            sign = np.sign(shift).astype(np.int64)
+            np.add.at(counts, (codes.astype(np.int64), 3 * (sign[:, 0] + 1) + sign[:, 1] + 1), 1)
+            n += len(codes)
+            bar.update(len(codes))
     return counts
 
 
 def merge_groups(lam, store=None, progress: bool = True):
     """How ``lam``'s trained codes join into ``lam.cfg.merged_actions`` actions, as ``lam.cfg.merge`` says:
-    (num_codes,) group ids.  ``"context"`` reads the training ``store`` in order (the LAM is left in eval mode)."""
+    (num_codes,) group ids.  ``"context"`` and ``"camera"`` read the training ``store`` in order (the LAM is
+    left in eval mode)."""
     cfg = lam.cfg
     if cfg.merge in ("context", "camera"):
         if store is None:
@@ -97,7 +105,8 @@ def merge_groups(lam, store=None, progress: bool = True):
         lam.eval()
         with torch.no_grad():
             if cfg.merge == "camera":
-                return merge_by_counts(camera_counts(lam, store, cfg.vq.num_codes), cfg.merged_actions)
+                counts = camera_counts(lam, store, cfg.vq.num_codes, progress=progress)
+                return merge_by_counts(counts, cfg.merged_actions)
             seqs = store_codes(lam, store, progress=progress)
         return merge_by_context(seqs, cfg.vq.num_codes, cfg.merged_actions)
     return merge_by_vectors(lam.vq.normalized_codebook().detach().cpu().numpy(), cfg.merged_actions)
