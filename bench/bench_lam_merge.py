@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     from genieworld.data.coinrun import effective_action
     from genieworld.genie import load_component
     from genieworld.lam import build_lam
+    from genieworld.data.store import EpisodeStore
     from genieworld.lam_codebook import merge_by_context, merge_by_cooccurrence, merge_by_counts
+    from genieworld.train.lam_task import camera_counts
 
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -105,12 +107,10 @@ def main(argv=None) -> int:
     }
     merges["context_ib"] = merge_by_context(seqs, k, m)
     # the camera's motion on each transition x_t -> x_{t+1}: 9 classes (sign dx, sign dy)
-    nc = min(args.camera_transitions, len(tc))
-    cam_tr = np.concatenate([camera_moves(tf[i:i + 2], 6, 10) for i in tc[:nc]])
-    cam_ev = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])
-    moves = np.zeros((k, 9))
-    np.add.at(moves, (tr[:nc], (cam_tr[:, 0] + 1) * 3 + cam_tr[:, 1] + 1), 1)
+    # the library's counts (genie train lam with lam.merge = "camera"), on the same first transitions
+    moves = camera_counts(lam, EpisodeStore(args.data), k, args.camera_transitions)
     merges["camera"] = merge_by_counts(moves, m)
+    cam_ev = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])
     ctx = np.zeros((k, 2 * k))
     for s_ in seqs:
         np.add.at(ctx, (s_[:-1], s_[1:]), 1)
