@@ -320,6 +320,25 @@ def test_nce_crop_embeds_only_the_central_square():
         _lam(nce_weight=1.0, nce_crop=12)
 
 
+def test_nce_can_read_the_continuous_latent_instead_of_the_code():
+    frames = _frames(b=2, t=3)
+    for where in ("quantized", "continuous"):
+        lam = _lam(nce_weight=1.0, nce_latent=where).eval()
+        with torch.no_grad():
+            info = lam(frames)[1]
+            w = lam._windows(frames)
+            z = lam.idm(*w)
+            zq = lam.vq(z)[0]
+            on_z, on_zq = lam._nce_loss(*w, z), lam._nce_loss(*w, zq)
+        assert not torch.allclose(on_z, on_zq)
+        torch.testing.assert_close(info["nce"], on_z if where == "continuous" else on_zq)
+    # with the continuous latent, the InfoNCE gradient reaches the encoder without the straight-through code
+    lam = _lam(nce_weight=1.0, nce_latent="continuous").train()
+    w = lam._windows(frames)
+    lam._nce_loss(*w, lam.idm(*w)).backward()
+    assert lam.idm.head[-1].weight.grad.abs().sum() > 0
+
+
 def test_camera_settings_are_validated_by_name():
     from genieworld.config import ConfigError, validate_config
 
@@ -334,7 +353,8 @@ def test_camera_settings_are_validated_by_name():
                         (dict(slow_weight=-1.0), "conv.slow_weight"),
                         (dict(nce_weight=-1.0), "conv.nce_weight"),
                         (dict(nce_crop=8), "conv.nce_crop"),
-                        (dict(nce_crop=24), "conv.nce_crop")]:
+                        (dict(nce_crop=24), "conv.nce_crop"),
+                        (dict(nce_latent="both"), "conv.nce_latent")]:
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 

@@ -153,6 +153,11 @@ class ConvLAMConfig:
     # agent (its facing, pose, footing) and the scenery right around it. A power of two >= 16 and
     # < image_size; 0 = the whole frame.
     nce_crop: int = 0
+    # Which latent the InfoNCE head reads: "quantized" (the action code, as the forward model does) or
+    # "continuous" (the encoder's latent before the codebook). With "continuous" the action the embedding
+    # needs can live in the latent without taking over the few codes, which stay free for what the
+    # forward model needs most (on CoinRun, how the view moved).
+    nce_latent: str = "quantized"
 
 
 @dataclass
@@ -330,7 +335,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                     "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6),
                     "shift_rank_weight": Bound(0, 10**6), "best_code_weight": Bound(0, 10**6),
                     "best_code_samples": Bound(1, 1 << 16), "slow_weight": Bound(0, 10**6),
-                    "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096)},
+                    "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096),
+                    "nce_latent": Bound(choices=("quantized", "continuous"))},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20),
@@ -502,7 +508,8 @@ def to_dict(cfg: Any) -> dict:
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
                                   "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
                                   "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0,
-                                  "ConvLAMConfig.nce_crop": 0, "LAMConfig.merge": "vectors",
+                                  "ConvLAMConfig.nce_crop": 0, "ConvLAMConfig.nce_latent": "quantized",
+                                  "LAMConfig.merge": "vectors",
                                   "DynamicsConfig.warp_motion": False}
 
 

@@ -30,7 +30,8 @@ parts that failed:
   ``conv.best_code_weight`` trains the encoder to pick the code whose drawing explains x_{t+1} best,
   ``conv.slow_weight`` pulls the latents of consecutive transitions together, as a held key would,
   ``conv.nce_weight`` adds an InfoNCE loss on a learned embedding of x_{t+1} (``conv.nce_crop``: of
-  the central square only).
+  the central square only; ``conv.nce_latent = "continuous"``: read from the latent before the
+  codebook, so the action can live in the latent without taking over the codes).
 
 Shapes (B batch, T frames, K = T - 1 transitions, C channels, H = W = image_size)::
 
@@ -393,13 +394,14 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         sim = F.normalize(z[pick].float(), dim=-1) @ cb.float().t()  # (m, K) cosine
         return F.cross_entropy(sim / 0.1, err.argmin(1))
 
-    def _nce_loss(self, prev, cur, nxt, zq) -> torch.Tensor:
+    def _nce_loss(self, prev, cur, nxt, a_bd) -> torch.Tensor:
         """InfoNCE: the predicted embedding of each transition must be nearest (cosine / 0.1) its own x_{t+1}'s
         among the batch's next frames and current frames (x_t: the "nothing happened" future); with
-        ``conv.nce_crop`` every image is first cut to its central square."""
+        ``conv.nce_crop`` every image is first cut to its central square.  ``a_bd``: the quantised action,
+        or the continuous latent with ``conv.nce_latent = "continuous"``."""
         if self.cfg.conv.nce_crop:
             prev, cur, nxt = (_centre_crop(v, self.cfg.conv.nce_crop) for v in (prev, cur, nxt))
-        pred = F.normalize(self.nce_head(torch.cat([self.nce_context(torch.cat([prev, cur], 1)), zq], -1)), dim=-1)
+        pred = F.normalize(self.nce_head(torch.cat([self.nce_context(torch.cat([prev, cur], 1)), a_bd], -1)), dim=-1)
         cands = F.normalize(self.nce_target(torch.cat([nxt, cur], 0)), dim=-1)  # (2N, 128): next frames, then x_t
         logits = pred.float() @ cands.float().t() / 0.1  # (N, 2N)
         return F.cross_entropy(logits, torch.arange(len(pred), device=pred.device))
@@ -421,7 +423,7 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         extra = {  # the research options' losses (all off by default): name in info -> (weight, loss)
             "persist_mse": (c.persist_weight, lambda: self._persistence_loss(cur, nxt, zq, b)),
             "shift_rank": (c.shift_rank_weight, lambda: self._shift_rank_loss(pred, cur, nxt)),
-            "nce": (c.nce_weight, lambda: self._nce_loss(prev, cur, nxt, zq)),
+            "nce": (c.nce_weight, lambda: self._nce_loss(prev, cur, nxt, z if c.nce_latent == "continuous" else zq)),
             "slow": (c.slow_weight, lambda: self._slow_loss(z, b)),
             "best_code": (c.best_code_weight, lambda: self._best_code_loss(prev, cur, nxt, z, cam)),
         }
