@@ -119,6 +119,10 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     motion = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce-warp-motion.json"))))
     assert {k for k in agent if agent[k] != motion.get(k)} - {"name"} == {"dynamics.warp_motion"}
     assert motion["dynamics.warp_motion"] and not current["dynamics.warp_motion"]
+    # InfoNCE on the continuous latent, the codes merged by the camera's motion (14)
+    latent = flat(asdict(load_preset(str(configs_dir() / "cpu-latent-nce.json"))))
+    assert {k for k in agent if agent[k] != latent.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge"}
+    assert latent["lam.conv.nce_latent"] == "continuous" and latent["lam.merge"] == "camera"
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
