@@ -98,31 +98,35 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
         return out
 
     current = flat(asdict(load_preset("cpu")))
+    # the shipped model's preset: the one shipped before it with the LAM of configs/cpu-agent-nce.json
+    # (12) whose InfoNCE head reads the continuous latent, its codes merged by the camera's motion (14)
+    plain = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-plain-lam-warp.json"))))
+    assert {k for k in current if current[k] != plain.get(k)} - {"name"} == {
+        "lam.conv.nce_weight", "lam.conv.nce_crop", "lam.conv.nce_latent", "lam.merge", "lam_train.steps",
+        "lam_train.batch_size", "lam_train.min_lr", "lam_train.beta2"}
+    assert current["lam.conv.nce_latent"] == "continuous" and current["lam.merge"] == "camera"
     cpu = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-16to8-seq16.json"))))
-    # the shipped model's preset: the model before it, with the dynamics on 4-frame windows at batch 8
+    # the preset before that: the model before it, with the dynamics on 4-frame windows at batch 8
     # (same tokens per step), 4 frames of play context, and the previous-frame warp
-    changed = {k for k in current if current[k] != cpu.get(k)} - {"name"}
+    changed = {k for k in plain if plain[k] != cpu.get(k)} - {"name"}
     # ... and decoding with random order at temperature 0 (docs/experiments.md, "The separate LAM stage", 10)
     assert changed == {"dynamics.max_frames", "dynamics.prev_frame_warp", "sampling.context_frames",
                        "dynamics_train.batch_size", "dynamics_train.seq_len", "sampling.order", "sampling.temperature"}
-    assert current["sampling.order"] == "random" and current["sampling.temperature"] == 0
-    assert current["dynamics.prev_frame_warp"] == 3 and current["dynamics_train.seq_len"] == 4
+    assert plain["sampling.order"] == "random" and plain["sampling.temperature"] == 0
+    assert plain["dynamics.prev_frame_warp"] == 3 and plain["dynamics_train.seq_len"] == 4
     seq4 = flat(asdict(load_preset(str(configs_dir() / "cpu-seq4-dynamics.json"))))
-    assert {k for k in current if current[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp", "sampling.order",
-                                                                              "sampling.temperature"}
+    assert {k for k in plain if plain[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp", "sampling.order",
+                                                                        "sampling.temperature"}
     # the InfoNCE-on-the-agent LAM stage (docs/experiments.md, "The separate LAM stage", 12), and its world
     # with the warp that reads the camera's last shift (13)
     agent = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce.json"))))
-    assert {k for k in current if current[k] != agent.get(k)} - {"name"} == {
+    assert {k for k in plain if plain[k] != agent.get(k)} - {"name"} == {
         "lam.conv.nce_weight", "lam.conv.nce_crop", "lam.merge", "lam_train.steps", "lam_train.batch_size",
         "lam_train.min_lr", "lam_train.beta2"}
     motion = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce-warp-motion.json"))))
     assert {k for k in agent if agent[k] != motion.get(k)} - {"name"} == {"dynamics.warp_motion"}
-    assert motion["dynamics.warp_motion"] and not current["dynamics.warp_motion"]
-    # InfoNCE on the continuous latent, the codes merged by the camera's motion (14)
-    latent = flat(asdict(load_preset(str(configs_dir() / "cpu-latent-nce.json"))))
-    assert {k for k in agent if agent[k] != latent.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge"}
-    assert latent["lam.conv.nce_latent"] == "continuous" and latent["lam.merge"] == "camera"
+    assert motion["dynamics.warp_motion"] and not plain["dynamics.warp_motion"]
+    assert {k for k in agent if agent[k] != current.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge"}
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
