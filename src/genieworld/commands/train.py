@@ -43,7 +43,7 @@ LAM_HELP = """\
 Train the latent action model (LAM) on its own, before the dynamics model. It
 learns a small codebook of latent actions from pixels alone (ground-truth actions
 are never used) on short windows at a large batch (the preset's lam_train: 3
-frames, batch 32 for cpu). RUN/lam is then the frozen LAM that
+frames, batch 64 for cpu). RUN/lam is then the frozen LAM that
 `genie train dynamics --lam RUN` trains the dynamics model against.
 
 The preset's lam.arch picks the model: "conv" (cpu preset; a convolutional
@@ -52,7 +52,9 @@ paper's ST-transformer VQ-VAE). With lam.merged_actions (cpu: 16 codes -> 8 acti
 it trains more codes than play offers and merges them when it finishes: by Ward linkage of
 the code vectors (lam.merge = "vectors"), by which codes come before and after each code
 in the training videos (lam.merge = "context"), or by how the picture moves during each
-code's transitions (lam.merge = "camera"). Resumes like the tokenizer.
+code's transitions (lam.merge = "camera", the cpu preset's). The cpu preset's conv LAM also
+learns with an InfoNCE loss on the agent's square that reads its continuous latent
+(lam.conv.nce_weight, nce_crop, nce_latent). Resumes like the tokenizer.
 
 examples:
   genie train lam --data data/coinrun --out runs/lam --preset cpu
