@@ -12,7 +12,6 @@ with 0, 1 and 2 worker processes (windows/s and frames/s).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,7 +22,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import emit_json  # noqa: E402
 from genieworld.data.loader import WindowLoader  # noqa: E402
 from genieworld.data.store import EpisodeStore  # noqa: E402
 
@@ -102,10 +103,7 @@ def main() -> None:
                                      "ms_per_window": round(1000 * dt / n, 3)}
     result["loader"] = {"batch": args.batch, "seq_len": seq, "runs": [
         timed_loader(store, int(wk), args.seconds, args.batch, seq) for wk in args.workers.split(",")]}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    emit_json(result, args.json_out, indent=2)
     if tmp is not None:
         tmp.cleanup()
 

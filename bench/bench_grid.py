@@ -18,7 +18,6 @@ and up (``target_met``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info  # noqa: E402
+from common import device_info, emit_json  # noqa: E402
 
 EFFECTIVE_NAMES = ["Left", "Left+Jump", "Stay", "Jump", "Right", "Right+Jump"]  # effective_action ids 0..5
 
@@ -164,10 +163,7 @@ def main(argv=None) -> int:
            "target_actions": chosen, "target_met": len(chosen) == 3,
            "real": None if args.no_real else real_reference(store, args.steps, args.prompts, args.seed),
            "seconds": round(time.perf_counter() - t0, 1), "device": device_info()}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_json(out, args.out, indent=2)
     return 0
 
 

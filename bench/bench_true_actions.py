@@ -15,7 +15,6 @@ over the 6, and reports per-step generation PSNR and ΔtPSNR at t = 4, as `genie
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_grid import true_action_world  # noqa: E402
+from common import emit_json  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -76,10 +76,7 @@ def main(argv=None) -> int:
            "random_psnr_per_step": [round(float(x), 3) for x in p_rand.mean(0)],
            "delta_t_psnr": round(dt["value"], 3), "delta_t_psnr_sem": round(dt["sem"], 3),
            "seconds": round(time.perf_counter() - t0, 1)}
-    text = json.dumps(out)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_json(out, args.out)
     return 0
 
 

@@ -311,6 +311,14 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj, default=str), flush=True)
 
 
+def emit_json(obj: dict, out: str | None = None, indent: int | None = None) -> None:
+    """Print one JSON result (``indent`` as ``json.dumps``) and, with ``out``, write it to that file too."""
+    text = json.dumps(obj, indent=indent)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
