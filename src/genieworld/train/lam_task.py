@@ -38,30 +38,34 @@ CAMERA_TRANSITIONS = 20_000  # training transitions whose codes and picture moti
 CAMERA_MAX_SHIFT = (6, 10)  # the (dx, dy) pixel range the "camera" merge searches (CoinRun at frame skip 4)
 
 
+def _episode_codes(lam, store, max_transitions: int, full_window: bool, desc: str, progress: bool):
+    """Yield (frames, trained codes) per episode in store order until ``max_transitions`` codes are read.
+    With ``full_window`` only transitions with a frame x_{t-1} before them count: the codes then start
+    at x_1 -> x_2 (episodes of fewer than 3 frames are skipped), else at x_0 -> x_1 (fewer than 2)."""
+    from tqdm.auto import tqdm
+
+    skip = 1 if full_window else 0
+    total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 1 - skip, 0, None).sum())) \
+        if hasattr(store, "episode_lengths") else max_transitions
+    n = 0
+    with tqdm(total=total, desc=desc, unit="transition", dynamic_ncols=True, disable=not progress) as bar:
+        for i in range(store.num_episodes):
+            if n >= max_transitions:
+                break
+            frames = store.read_frames(i)
+            if len(frames) < 2 + skip:
+                continue
+            codes = encode_episode_actions(lam, frames, trained_codes=True)[skip:][: max_transitions - n]
+            n += len(codes)
+            bar.update(len(codes))
+            yield frames, codes
+
+
 def store_codes(lam, store, max_transitions: int = MERGE_TRANSITIONS, progress: bool = True) -> list:
     """The trained (unmerged) codes of the store's transitions, one array per episode in store order,
     until ``max_transitions`` are read."""
-    seqs, n = [], 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 1, 0, None).sum()))
-        bar = tqdm(total=total, desc="lam: codes for the merge", unit="transition", dynamic_ncols=True)
-    for i in range(store.num_episodes):
-        if n >= max_transitions:
-            break
-        frames = store.read_frames(i)
-        if len(frames) < 2:
-            continue
-        codes = encode_episode_actions(lam, frames, trained_codes=True)[: max_transitions - n]
-        seqs.append(codes.astype(np.int64))
-        n += len(codes)
-        if bar is not None:
-            bar.update(len(codes))
-    if bar is not None:
-        bar.close()
-    return seqs
+    return [codes.astype(np.int64) for _, codes in
+            _episode_codes(lam, store, max_transitions, False, "lam: codes for the merge", progress)]
 
 
 def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRANSITIONS,
@@ -70,27 +74,14 @@ def camera_counts(lam, store, num_codes: int, max_transitions: int = CAMERA_TRAN
     ``max_transitions`` transitions x_t -> x_{t+1} of the store with a frame x_{t-1} before them (the
     LAM's full window), in store order. Motion class: 3 * (sign dx + 1) + (sign dy + 1) of the best
     whole-pixel shift (:func:`genieworld.eval.motion.frame_shifts`)."""
-    from tqdm.auto import tqdm
-
     from genieworld.eval.motion import frame_shifts
 
-    counts, n = np.zeros((num_codes, 9)), 0
-    total = min(max_transitions, int(np.clip(store.episode_lengths.astype(np.int64) - 2, 0, None).sum())) \
-        if hasattr(store, "episode_lengths") else max_transitions
-    with tqdm(total=total, desc="lam: codes and picture motion for the merge", unit="transition",
-              dynamic_ncols=True, disable=not progress) as bar:
-        for i in range(store.num_episodes):
-            if n >= max_transitions:
-                break
-            frames = store.read_frames(i)
-            if len(frames) < 3:
-                continue
-            codes = encode_episode_actions(lam, frames, trained_codes=True)[1:][: max_transitions - n]
-            shift, _ = frame_shifts(frames[1: 1 + len(codes)], frames[2: 2 + len(codes)], *CAMERA_MAX_SHIFT)
-            sign = np.sign(shift).astype(np.int64)
-            np.add.at(counts, (codes.astype(np.int64), 3 * (sign[:, 0] + 1) + sign[:, 1] + 1), 1)
-            n += len(codes)
-            bar.update(len(codes))
+    counts = np.zeros((num_codes, 9))
+    for frames, codes in _episode_codes(lam, store, max_transitions, True,
+                                        "lam: codes and picture motion for the merge", progress):
+        shift, _ = frame_shifts(frames[1: 1 + len(codes)], frames[2: 2 + len(codes)], *CAMERA_MAX_SHIFT)
+        sign = np.sign(shift).astype(np.int64)
+        np.add.at(counts, (codes.astype(np.int64), 3 * (sign[:, 0] + 1) + sign[:, 1] + 1), 1)
     return counts
 
 
