@@ -162,3 +162,63 @@ def test_coinrun_effective_names_get_arrows_space_and_wasd():
     assert km["ArrowUp"] == km[" "] == km["w"] == n["Jump"] and km["ArrowDown"] == km["s"] == n["Stay"]
     assert km["q"] == n["Left+Jump"] and km["e"] == n["Right+Jump"]
     assert set(km.values()) == set(range(6))
+
+
+# the shipped model's naming counts (models/coinrun-cpu/actions.json): no latent is named plain Jump
+_SHIPPED_NAMES = ["Right+Jump#3", "Right+Jump#2", "Left", "Left+Jump#2", "Right", "Stay", "Left+Jump", "Right+Jump"]
+_SHIPPED_COUNTS = [[1002, 1071, 1685, 3510, 3437, 6375], [430, 1240, 359, 4591, 629, 7048],
+                   [9844, 1379, 241, 560, 16, 15], [2507, 6138, 1449, 3906, 134, 124],
+                   [56, 47, 295, 275, 5946, 2225], [5153, 427, 14524, 1039, 9048, 177],
+                   [541, 9390, 475, 6132, 89, 261], [52, 54, 128, 373, 160, 3546]]
+
+
+def test_jump_action_picks_the_most_jumping_least_sideways_latent():
+    from genieworld.actions import jump_action
+    from genieworld.data.coinrun import EFFECTIVE_NAMES
+
+    # latent 1: 90 % jumps, 42 % net right; latent 6 jumps 93 % but 57 % net left; latent 7 84 % net right
+    assert jump_action(_SHIPPED_COUNTS, list(EFFECTIVE_NAMES)) == 1
+    # a latent that is mostly plain Jump wins over everything
+    counts = [row[:] for row in _SHIPPED_COUNTS]
+    counts[5] = [10, 10, 10, 900, 10, 10]
+    assert jump_action(counts, list(EFFECTIVE_NAMES)) == 5
+    # Procgen's raw buttons: UP, LEFT-UP and RIGHT-UP jump
+    raw = [[0, 0, 0, 0, 0, 900, 0, 0, 0, 0, 0, 0, 0, 0, 0], [900] + [0] * 14]
+    assert jump_action(raw, PROCGEN_ACTION_NAMES) == 0
+    # nothing jumps half the time, names without jumps, malformed tables: no jump action
+    assert jump_action([[5, 5, 5, 1, 5, 1]], list(EFFECTIVE_NAMES)) is None
+    assert jump_action([[1, 2], [3, 4]], ["LEFT", "RIGHT"]) is None
+    assert jump_action([[1, 2, 3]], list(EFFECTIVE_NAMES)) is None  # wrong width
+    assert jump_action([[1, 2], [3]], ["Jump", "Left"]) is None  # ragged
+    assert jump_action([[-1, 5]], ["Jump", "Left"]) is None
+    assert jump_action("nope", ["Jump"]) is None
+
+
+def test_key_map_binds_up_space_and_w_to_the_jump_action_when_none_is_named_jump(tmp_path):
+    from genieworld.actions import load_jump_action
+    from genieworld.data.coinrun import EFFECTIVE_NAMES
+
+    model = tmp_path / "model"
+    model.mkdir()
+    assert load_jump_action(model, 8) is None  # no actions.json
+    (model / "actions.json").write_text(json.dumps({
+        "names": _SHIPPED_NAMES, "counts": _SHIPPED_COUNTS,
+        "source": {"true_action_names": list(EFFECTIVE_NAMES)}}))
+    jump = load_jump_action(model, 8)
+    assert jump == 1
+    assert load_jump_action(model, 6) is None  # counts for another number of actions
+    km = default_key_map(_SHIPPED_NAMES, jump=jump)
+    assert km["ArrowUp"] == km[" "] == km["w"] == 1
+    assert km["ArrowLeft"] == 2 and km["ArrowRight"] == 4 and km["ArrowDown"] == 5
+    assert km["q"] == 6 and km["e"] == 7
+    assert "1" not in km  # the jump action's first key is the up arrow, not a digit
+    assert set(km.values()) == set(range(8))
+    # without the hint the up arrow stays free, as before
+    assert "ArrowUp" not in default_key_map(_SHIPPED_NAMES)
+    # a plain Jump name keeps the arrow whatever the hint says
+    named = list(EFFECTIVE_NAMES)
+    assert default_key_map(named, jump=0)["ArrowUp"] == named.index("Jump")
+    # an out-of-range hint is ignored
+    assert default_key_map(_SHIPPED_NAMES, jump=99) == default_key_map(_SHIPPED_NAMES)
+    (model / "actions.json").write_text("{not json")
+    assert load_jump_action(model, 8) is None

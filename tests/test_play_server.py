@@ -608,6 +608,21 @@ def test_recording_is_bounded():
 # ------------------------------------------------------------------------------------------------ trained model, CLI
 
 
+def test_up_arrow_plays_the_jump_like_action_of_actions_json(tmp_path):
+    # names as a LAM gives them, none plain "Jump": the naming counts pick the jump action (2)
+    names = ["Left", "Right", "Right+Jump#2", "Stay"]
+    counts = [[90, 5, 5, 0, 0, 0], [0, 0, 5, 0, 90, 5], [5, 10, 0, 40, 5, 40], [5, 0, 90, 0, 5, 0]]
+    (tmp_path / "actions.json").write_text(json.dumps({
+        "names": names, "counts": counts,
+        "source": {"true_action_names": ["Left", "Left+Jump", "Stay", "Jump", "Right", "Right+Jump"]}}))
+    genie = FakeGenie()
+    genie.action_names = names
+    with TestClient(create_app(genie, model_dir=tmp_path)) as c:
+        km = c.get("/api/info").json()["keymap"]
+    assert km["ArrowUp"] == km[" "] == 2 and km["ArrowLeft"] == 0 and km["ArrowRight"] == 1
+    assert km["ArrowDown"] == 3
+
+
 def test_trained_model_with_named_actions(tiny_model_dir, tmp_path):
     from genieworld.genie import Genie
 

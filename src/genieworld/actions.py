@@ -48,7 +48,7 @@ from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
            "cooccurrence_counts", "name_from_counts", "write_actions_json", "default_key_map",
-           "name_latent_actions"]
+           "jump_action", "load_jump_action", "name_latent_actions"]
 
 ACTIONS_FILE = "actions.json"
 
@@ -115,7 +115,7 @@ def load_action_names(model_dir, num_actions: int) -> list[str]:
         return default
 
 
-def default_key_map(names: Sequence[str]) -> dict[str, int]:
+def default_key_map(names: Sequence[str], jump: int | None = None) -> dict[str, int]:
     """A default keyboard binding ``{key: action}`` for the play page.
 
     Directional names (``LEFT``, ``UP``...) get the arrow keys, ``NOOP`` the space
@@ -123,7 +123,13 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
     action ``i < 10`` gets the digit key ``i``, the rest the next free key of
     ``q, w, e, r, ...``.  Keys are ``KeyboardEvent.key`` values; every action gets
     one key while keys last.
+
+    ``jump``: when no action is named ``Jump`` (a LAM may split jumping between
+    ``Left+Jump`` and ``Right+Jump#2``...), the action that the up arrow, space and
+    ``w`` play instead (:func:`jump_action` picks it from the naming counts).
     """
+    if any(str(n).upper() == "JUMP" for n in names) or not (isinstance(jump, int) and 0 <= jump < len(names)):
+        jump = None
     special = {"LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "UP": "ArrowUp", "DOWN": "ArrowDown", "NOOP": " ",
                # CoinRun's effective actions (genie actions name): arrows and space, and WASD + Q/E
                "JUMP": "ArrowUp", "STAY": "ArrowDown", "LEFT+JUMP": "q", "RIGHT+JUMP": "e"}
@@ -132,7 +138,7 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
     todo = []
     for i, name in enumerate(names):
         up = str(name).upper()
-        key = special.get(up)
+        key = "ArrowUp" if i == jump else special.get(up)
         if key is None and len(up) == 1 and up.isalpha():
             key = up.lower()
         if key is not None and key not in keymap:
@@ -141,8 +147,10 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
             todo.append(i)
     for i, name in enumerate(names):
         up = str(name).upper()
-        if up == "JUMP" and " " not in keymap:
+        if (up == "JUMP" or i == jump) and " " not in keymap:
             keymap[" "] = i
+        if i == jump and "w" not in keymap:
+            keymap["w"] = i
         if up in extra and extra[up] not in keymap:
             keymap[extra[up]] = i
     rest = []
@@ -158,6 +166,55 @@ def default_key_map(names: Sequence[str]) -> dict[str, int]:
             break
         keymap[key] = i
     return keymap
+
+
+def jump_action(counts, true_names: Sequence[str]) -> int | None:
+    """The latent action that plays most like a plain jump, from a ``latent x true`` count table.
+
+    For latent ``i`` with the real actions' shares ``p``: ``score = P(jump) - |P(right) - P(left)|``,
+    where a real action jumps when its name contains ``Jump`` (``UP`` for Procgen's raw
+    buttons) and goes left or right when its name says so.  The best latent with
+    ``P(jump) >= 0.5`` is returned, or ``None`` when there is none or the names say
+    nothing about jumping.  ``counts`` is checked: a malformed table gives ``None``.
+    """
+    try:
+        table = np.asarray(counts, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if table.ndim != 2 or table.shape[1] != len(true_names) or not np.isfinite(table).all() or (table < 0).any():
+        return None
+    up = [str(n).upper() for n in true_names]
+    jumps = np.array([("JUMP" in n) or (n.split("#")[0] in ("UP", "LEFT-UP", "RIGHT-UP")) for n in up])
+    left = np.array(["LEFT" in n for n in up])
+    right = np.array(["RIGHT" in n for n in up])
+    if not jumps.any():
+        return None
+    totals = table.sum(axis=1)
+    best, best_score = None, -np.inf
+    for i in range(table.shape[0]):
+        if totals[i] <= 0:
+            continue
+        p = table[i] / totals[i]
+        p_jump = float(p[jumps].sum())
+        score = p_jump - abs(float(p[right].sum()) - float(p[left].sum()))
+        if p_jump >= 0.5 and score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def load_jump_action(model_dir, num_actions: int) -> int | None:
+    """:func:`jump_action` of ``MODEL/actions.json``'s counts, or ``None`` (no file, no counts, bad file)."""
+    if model_dir is None:
+        return None
+    try:
+        data = json.loads((Path(model_dir) / ACTIONS_FILE).read_text(encoding="utf-8"))
+        counts = data["counts"]
+        true_names = data["source"]["true_action_names"]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+        return None
+    if not isinstance(counts, list) or len(counts) != num_actions or not isinstance(true_names, list):
+        return None
+    return jump_action(counts, true_names)  # checks the table's shape against the names
 
 
 # ---------------------------------------------------------------------------------------------

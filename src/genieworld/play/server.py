@@ -84,7 +84,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
-from genieworld.actions import default_key_map, load_action_names
+from genieworld.actions import default_key_map, load_action_names, load_jump_action
 from genieworld.play.sessions import Command, Session, SessionManager, TokenBucket, TooManySessions
 
 log = logging.getLogger("genieworld.play")
@@ -373,7 +373,8 @@ class PlayState:
             names = load_action_names(model_dir, self.num_actions)
         self.action_names = [str(n) for n in names]
         self.name_to_action = {n: i for i, n in enumerate(self.action_names)}
-        self.keymap = default_key_map(self.action_names)
+        # the up arrow and space play the most jump-like action when none is named Jump
+        self.keymap = default_key_map(self.action_names, jump=load_jump_action(model_dir, self.num_actions))
         self.model_name = model_name or (Path(model_dir).name if model_dir else "model")
         self.pool: ThreadPoolExecutor | None = None  # made by start(), on the first request at the latest
         self.sessions = SessionManager(config.max_sessions, config.idle_timeout, on_evict=self._on_evict)
