@@ -70,8 +70,7 @@ def run_cmd(args: list[str], log: Log, timeout: float, stdout=None) -> tuple[int
     t = time.monotonic()
     out = open(stdout, "w", encoding="utf-8") if stdout else None
     try:
-        proc = subprocess.run(args, cwd=ROOT, env=_env(), timeout=max(1.0, timeout), stdout=out or None,
-                              stderr=None)
+        proc = subprocess.run(args, cwd=ROOT, env=_env(), timeout=max(1.0, timeout), stdout=out)
         rc = proc.returncode
     except subprocess.TimeoutExpired:
         rc = 124
@@ -228,14 +227,22 @@ def cmd_unpack(args) -> int:
 
 def cmd_prepare(args) -> int:
     """The data the run needs, recorded as the cpu recipe does (fewer training levels: the 64 MiB carry)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from genieworld.commands import recipe  # the cpu recipe's recording settings, not a copy of them
+
     genie = [str(ROOT / ".venv/bin/genie")] if (ROOT / ".venv/bin/genie").exists() else [sys.executable, "-m",
                                                                                           "genieworld.cli"]
-    common = ["--frame-skip", "4", "--policy", "hold", "--hold", "4.0", "--no-backgrounds", "--no-progress"]
+    test_steps = recipe.DEFAULT_SIZES["cpu"][3]
+    policy = recipe.DEFAULT_POLICY["cpu"]
+    common = ["--frame-skip", str(recipe.DEFAULT_FRAME_SKIP["cpu"]), "--policy", policy, "--no-progress"]
+    common += ["--hold", "4.0"] if policy == "hold" else []
+    common += [] if recipe.DEFAULT_BACKGROUNDS["cpu"] else ["--no-backgrounds"]
     out = Path(args.dir)
     cmds = [genie + ["data", "coinrun", str(out / "data/train"), "--levels", str(args.levels), "--start-level", "0",
                      "--steps-per-level", str(args.steps_per_level), "--seed", "0"] + common,
             genie + ["data", "coinrun", str(out / "data/test"), "--levels", str(args.test_levels),
-                     "--start-level", "100000", "--steps-per-level", "500", "--seed", "1"] + common]
+                     "--start-level", str(recipe.TEST_START_LEVEL), "--steps-per-level", str(test_steps),
+                     "--seed", "1"] + common]
     for c in cmds:
         print("$ " + " ".join(c), flush=True)
         rc = subprocess.call(c, cwd=ROOT)
