@@ -102,17 +102,21 @@ def load_action_names(model_dir, num_actions: int) -> list[str]:
     trusted: the names end up in a web page and on key bindings.
     """
     default = [str(i) for i in range(num_actions)]
-    if model_dir is None:
-        return default
-    path = Path(model_dir) / ACTIONS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return default
+    data = _read_actions_json(model_dir)
     try:
         return check_action_names(data.get("names") if isinstance(data, dict) else None, num_actions)
     except ValueError:
         return default
+
+
+def _read_actions_json(model_dir) -> Any:
+    """The parsed ``MODEL/actions.json``, or ``None`` when there is no model, no file or no valid JSON."""
+    if model_dir is None:
+        return None
+    try:
+        return json.loads((Path(model_dir) / ACTIONS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
 
 
 def default_key_map(names: Sequence[str], jump: int | None = None) -> dict[str, int]:
@@ -184,7 +188,7 @@ def jump_action(counts, true_names: Sequence[str]) -> int | None:
     if table.ndim != 2 or table.shape[1] != len(true_names) or not np.isfinite(table).all() or (table < 0).any():
         return None
     up = [str(n).upper() for n in true_names]
-    jumps = np.array([("JUMP" in n) or (n.split("#")[0] in ("UP", "LEFT-UP", "RIGHT-UP")) for n in up])
+    jumps = np.array([("JUMP" in n) or (n in ("UP", "LEFT-UP", "RIGHT-UP")) for n in up])
     left = np.array(["LEFT" in n for n in up])
     right = np.array(["RIGHT" in n for n in up])
     if not jumps.any():
@@ -204,13 +208,11 @@ def jump_action(counts, true_names: Sequence[str]) -> int | None:
 
 def load_jump_action(model_dir, num_actions: int) -> int | None:
     """:func:`jump_action` of ``MODEL/actions.json``'s counts, or ``None`` (no file, no counts, bad file)."""
-    if model_dir is None:
-        return None
+    data = _read_actions_json(model_dir)
     try:
-        data = json.loads((Path(model_dir) / ACTIONS_FILE).read_text(encoding="utf-8"))
         counts = data["counts"]
         true_names = data["source"]["true_action_names"]
-    except (OSError, ValueError, RecursionError, KeyError, TypeError):
+    except (KeyError, TypeError, IndexError):
         return None
     if not isinstance(counts, list) or len(counts) != num_actions or not isinstance(true_names, list):
         return None
