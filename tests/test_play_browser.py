@@ -366,3 +366,31 @@ def test_buttons_work_on_a_touch_screen(prompt_server, page):
         assert pg.eval_on_selector("#pad button.act", "b => getComputedStyle(b).touchAction") == "manipulation"
     finally:
         ctx.close()
+
+
+def test_every_key_of_an_action_plays_it(prompt_server, page):
+    """The keymap's further keys (space and W jump, A/D/S) play their action until that action is rebound."""
+    pg = page
+    pg.goto(prompt_server["url"])
+    pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
+    keymap = pg.evaluate("() => window.genie.info.keymap")
+    assert keymap[" "] == keymap["w"] == keymap["ArrowUp"] == 2 and keymap["a"] == 0 and keymap["s"] == 3
+    rows = pg.locator("#keys tbody tr")
+    assert rows.nth(2).locator("small.alias").inner_text() == "also Space, W"
+    assert "Space" in pg.locator("#pad button[data-action='2']").get_attribute("title")
+    pg.locator("#screen").focus()
+    for key, action in ((" ", 2), ("w", 2), ("a", 0), ("d", 1), ("s", 3), ("ArrowUp", 2)):
+        assert press_and_wait(pg, key)["action"] == action, key
+
+    # rebinding Jump to X retires its other keys: space then does nothing, X jumps
+    rows.nth(2).locator("button").click()
+    pg.keyboard.press("x")
+    assert rows.nth(2).locator("small.alias").count() == 0
+    pg.locator("#screen").focus()
+    assert press_and_wait(pg, "x")["action"] == 2
+    n = frames_drawn(pg)
+    pg.keyboard.press(" ")
+    pg.keyboard.press("ArrowLeft")
+    pg.wait_for_function(f"() => window.genie.framesDrawn > {n} && window.genie.lastMeta.action === 0")
+    assert frames_drawn(pg) == n + 1, "space still played a retired binding"
+    assert not pg.problems, pg.problems

@@ -60,6 +60,31 @@
     return keys;
   }
 
+  // The server's keymap may give an action more keys than one (the up arrow, space and W all jump).
+  // The first is the action's own, remappable key; the others still play it while that action keeps
+  // its default key and nothing else was bound to them.
+  function keyAliases() {
+    const first = defaultActionKeys();
+    const aliases = {};
+    for (const [k, a] of Object.entries(state.info.keymap)) {
+      if (a >= 0 && a < first.length && first[a] !== k && state.actionKeys[a] === first[a] &&
+          !state.actionKeys.includes(k)) aliases[k] = a;
+    }
+    return aliases;
+  }
+
+  function aliasesOf(action) {
+    return Object.entries(keyAliases()).filter(([, a]) => a === action).map(([k]) => keyLabel(k));
+  }
+
+  function actionForKey(key) {
+    const k = normKey(key);
+    const i = state.actionKeys.indexOf(k);
+    if (i >= 0) return i;
+    const a = keyAliases()[k];
+    return a === undefined ? -1 : a;
+  }
+
   function loadActionKeys() {
     let keys = defaultActionKeys();
     try {
@@ -92,6 +117,13 @@
       b.classList.toggle("listening", remapping === i);
       b.addEventListener("click", () => { remapping = remapping === i ? null : i; renderKeys(); });
       tdKey.appendChild(b);
+      const also = aliasesOf(i);
+      if (also.length) {
+        const small = document.createElement("small");
+        small.className = "alias";
+        small.textContent = "also " + also.join(", ");
+        tdKey.appendChild(small);
+      }
       tr.append(tdName, tdKey);
       body.appendChild(tr);
     });
@@ -164,7 +196,7 @@
       b.dataset.action = String(i);
       const label = name === String(i) ? `action ${i}` : name;
       const key = keyLabel(state.actionKeys[i]);
-      b.title = `${label} (key ${key})`;
+      b.title = `${label} (key ${[key, ...aliasesOf(i)].join(", ")})`;
       b.setAttribute("aria-label", b.title);
       if (grid) { b.style.gridRow = String(cells[i][0]); b.style.gridColumn = String(cells[i][1]); }
       const span = document.createElement("span");
@@ -210,7 +242,7 @@
     const t = e.target;
     if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const action = state.actionKeys.indexOf(normKey(e.key));
+    const action = actionForKey(e.key);
     if (action < 0) return;
     e.preventDefault();
     press(action);
