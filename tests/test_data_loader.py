@@ -116,3 +116,19 @@ def test_too_little_data_is_a_clear_error(tmp_path):
     s = make_synthetic_store(tmp_path / "s", episodes=1, length=10, size=8)
     with pytest.raises(ValueError, match="windows"):
         WindowLoader(s, seq_len=16, batch_size=2)
+
+
+def test_a_data_fraction_reads_only_its_clips_from_a_npy_array(tmp_path):
+    from genieworld.train.data import open_training_data
+
+    clips = np.repeat(np.arange(10, dtype=np.uint8)[:, None, None, None, None], 6, axis=1)
+    clips = np.broadcast_to(clips, (10, 6, 8, 8, 3)).copy()  # clip i is filled with the value i
+    path = tmp_path / "clips.npy"
+    np.save(path, clips)
+    loader = open_training_data(path, seq_len=3, batch_size=4, seed=0, data_fraction=0.3)
+    np.testing.assert_array_equal(loader.episodes, [0, 3, 6])
+    seen = set()
+    for _, batch in zip(range(6), loader):
+        seen |= set(np.unique(batch["frames"].numpy()).tolist())
+    assert seen == {0, 3, 6}
+    assert open_training_data(path, seq_len=3, batch_size=4, seed=0).episodes is None

@@ -189,3 +189,59 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     assert digest == h.hexdigest()
     assert module_digest(lam, replace(cfg, conv=replace(cfg.conv, fdm_next_outside=8))) != digest
     assert module_digest(lam, replace(cfg, merge="context")) != digest
+
+
+def test_spread_episodes_picks_an_evenly_spread_share():
+    from genieworld.data.loader import spread_episodes
+
+    np.testing.assert_array_equal(spread_episodes(10, 0.5), [0, 2, 4, 6, 8])
+    np.testing.assert_array_equal(spread_episodes(10, 0.3), [0, 3, 6])
+    np.testing.assert_array_equal(spread_episodes(3, 0.01), [0])  # never none at all
+    assert spread_episodes(10, 1.0) is None
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="data fraction"):
+            spread_episodes(10, bad)
+
+
+def test_a_data_fraction_trains_on_and_caches_only_its_episodes(trained, synthetic_store_dir, capsys):
+    from genieworld.data.loader import spread_episodes
+
+    tmp_path, _, common = trained
+    store = EpisodeStore(synthetic_store_dir)
+    half = spread_episodes(store.num_episodes, 0.5)
+    assert 0 < len(half) < store.num_episodes
+    cache_dir = tmp_path / "shared-cache"
+    base = ["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--lam", str(tmp_path / "lam"),
+            "--cache", str(cache_dir), "--steps", "2", *common]
+    assert main(base + ["--out", str(tmp_path / "w-half"), "--data-fraction", "0.5"]) == 0
+    cache = TokenCache(cache_dir)
+    np.testing.assert_array_equal(cache.encoded, half)
+    skipped = np.setdiff1d(np.arange(store.num_episodes), half)
+    for e in (int(half[1]), int(skipped[0])):
+        lo, hi = int(cache.offsets[e]), int(cache.offsets[e + 1])
+        if e in half:
+            assert cache.tokens[lo:hi].any() and (cache.actions[lo:hi - 1] >= 0).all()
+        else:  # never encoded, never read
+            assert not cache.tokens[lo:hi].any() and (cache.actions[lo:hi] == -1).all()
+    # a loader over the subset reads only its episodes; one over the whole store refuses this cache
+    sub = CachedWindowLoader(store, cache, seq_len=4, batch_size=4, seed=0, episodes=half)
+    for k in range(5):
+        assert set(sub.make_batch(k)["episode"].tolist()) <= set(half.tolist())
+    with pytest.raises(ValueError, match="did not encode every episode"):
+        CachedWindowLoader(store, cache, seq_len=4, batch_size=4, seed=0)
+    genie_json = json.loads((tmp_path / "w-half" / "model" / "genie.json").read_text())
+    assert f"{len(half)} of {store.num_episodes}" in json.dumps(genie_json)
+
+    # the whole store next: the cache is rebuilt with every episode, and then serves the half run as is
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "w-all")]) == 0
+    assert "rebuilding" in capsys.readouterr().out
+    assert TokenCache(cache_dir).encoded is None
+    assert main(base + ["--out", str(tmp_path / "w-half2"), "--data-fraction", "0.5"]) == 0
+    assert "rebuilding" not in capsys.readouterr().out
+
+    # resuming the half run on the whole store is refused: the batch order would differ
+    assert main(base[:-len(common) - 2] + ["--steps", "3", *common, "--out", str(tmp_path / "w-half")]) == 2
+    assert "data-fraction" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "w-bad"), "--data-fraction", "1.5"]) == 2
+    assert "--data-fraction must be in (0, 1]" in capsys.readouterr().err

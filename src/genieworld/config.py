@@ -273,6 +273,9 @@ class TrainConfig:
     # every N steps (and at the end), a task's quick check (dynamics: Delta_t PSNR on a few held-out
     # clips, given --eval-data) is logged to TensorBoard under control/ and to RUN/control.jsonl; 0 = never
     eval_every: int = 0
+    # train on an evenly spread share of the store's episodes (every level keeps some); with a token
+    # cache only those are encoded. 1.0 = all of them
+    data_fraction: float = 1.0
     # speed options (issue 7); all off by default on CPU
     precision: str = "auto"  # "auto" (bf16 autocast on GPU, fp32 on CPU) | "fp32" | "bf16"
     compile: bool = False
@@ -348,7 +351,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
                      "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
-    TrainConfig: {"steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
+    TrainConfig: {"data_fraction": Bound(0.0, 1.0, open_lo=True), "steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
                   "lr": Bound(0, 10, open_lo=True), "min_lr": Bound(0, 10), "warmup_steps": Bound(0, _BIG),
                   "beta1": Bound(0, 0.9999), "beta2": Bound(0, 0.9999), "weight_decay": Bound(0, 100),
                   "grad_clip": Bound(0, 10**6), "checkpoint_every": Bound(1, _BIG), "log_every": Bound(1, _BIG),

@@ -71,6 +71,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="sequences per step and per process (default: from the preset)")
     p.add_argument("--seq-len", type=int, help="frames per training window (default: from the preset, 16 for the paper)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: from the preset)")
+    p.add_argument("--data-fraction", type=float, metavar="F",
+                   help="train on an evenly spread share F in (0, 1] of the store's episodes; a token cache then "
+                        "encodes only those (default: from the preset, 1)")
     p.add_argument("--seed", type=int, help="random seed for init, data order and masking (default: 0)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: from the preset)")
     p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: from the preset)")
@@ -118,7 +121,7 @@ def train_config_from_args(base, args):
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "seed": args.seed,
         "checkpoint_every": args.checkpoint_every, "num_workers": args.num_workers, "grad_accum": args.grad_accum,
-        "precision": args.precision,
+        "precision": args.precision, "data_fraction": getattr(args, "data_fraction", None),
     }
     cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if args.compile:
@@ -132,6 +135,8 @@ def train_config_from_args(base, args):
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     if cfg.lr <= 0:
         raise UserError(f"--lr must be positive, got {cfg.lr}")
+    if not 0 < cfg.data_fraction <= 1:
+        raise UserError(f"--data-fraction must be in (0, 1], got {cfg.data_fraction}")
     return cfg
 
 
@@ -150,7 +155,8 @@ def _open_data(args, cfg, rank, world):
     if not Path(args.data).exists():
         raise UserError(f"--data {args.data}: no such file or folder (make one with `genie data coinrun {args.data}`)")
     try:
-        return open_training_data(args.data, cfg.seq_len, cfg.batch_size, cfg.seed, rank, world, cfg.num_workers)
+        return open_training_data(args.data, cfg.seq_len, cfg.batch_size, cfg.seed, rank, world, cfg.num_workers,
+                                  data_fraction=cfg.data_fraction)
     except (ValueError, OSError) as e:
         raise UserError(f"--data {args.data}: {e}") from None
 
@@ -240,7 +246,8 @@ def run_dynamics(args) -> int:
             raise UserError(str(e)) from None
     if (task.lam_frozen or args.actions == "true") and not args.no_cache and store is not None:
         cache_dir = Path(args.cache) if args.cache else Path(args.out) / "cache"
-        loader = _cached_loader(task, store, cfg, rank, world, cache_dir, not args.no_progress)
+        loader = _cached_loader(task, store, cfg, rank, world, cache_dir, not args.no_progress,
+                                episodes=getattr(loader, "episodes", None))
     if effective:
         loader = _EffectiveActions(loader)
     if args.eval_data:
@@ -290,12 +297,13 @@ class _EffectiveActions:
         return self.inner.load_state_dict(state, *a, **kw)
 
 
-def _cached_loader(task, store, cfg, rank, world, cache_dir: Path, progress: bool):
-    """Tokens and latent actions of ``store``, encoded once into ``cache_dir`` (rebuilt when stale)."""
+def _cached_loader(task, store, cfg, rank, world, cache_dir: Path, progress: bool, episodes=None):
+    """Tokens and latent actions of ``store`` (of its ``episodes``: ids, None = all), encoded once into
+    ``cache_dir`` (rebuilt when stale)."""
     from genieworld.train.token_cache import CachedWindowLoader, build_token_cache
 
     if rank == 0:
-        cache = build_token_cache(cache_dir, store, task.tokenizer, task.the_lam, progress=progress)
+        cache = build_token_cache(cache_dir, store, task.tokenizer, task.the_lam, progress=progress, episodes=episodes)
     if world > 1:
         import torch.distributed as dist
 
@@ -305,7 +313,7 @@ def _cached_loader(task, store, cfg, rank, world, cache_dir: Path, progress: boo
 
         cache = TokenCache(cache_dir)
     return CachedWindowLoader(store, cache, seq_len=cfg.seq_len, batch_size=cfg.batch_size, seed=cfg.seed,
-                              rank=rank, world_size=world)
+                              rank=rank, world_size=world, episodes=episodes)
 
 
 def _fit(task, loader, cfg, args, info: dict, export_name: str) -> int:
@@ -335,6 +343,9 @@ def _data_provenance(loader, data) -> dict:
         from genieworld.data.store import store_digest
 
         prov["data_manifest_sha256"] = store_digest(store)
+        episodes = getattr(getattr(loader, "inner", loader), "episodes", None)
+        if episodes is not None:  # --data-fraction: trained on these episodes only
+            prov["episodes_used"] = f"{len(episodes)} of {store.num_episodes}"
         coinrun = store.extra.get("coinrun")
         if isinstance(coinrun, dict):  # how the data was recorded, so prompts can be recorded the same way
             prov["coinrun"] = {k: coinrun[k] for k in ("distribution_mode", "policy_name", "hold", "backgrounds")

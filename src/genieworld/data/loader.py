@@ -86,6 +86,18 @@ class FeistelPermutation:
         return flat.reshape(x.shape).astype(np.int64)
 
 
+def spread_episodes(num_episodes: int, fraction: float) -> np.ndarray | None:
+    """``round(fraction * num_episodes)`` episode ids (at least one) spread evenly over ``0..num_episodes-1``,
+    or None (all of them) when ``fraction >= 1``.  A store records its levels in order, so every stretch
+    of levels keeps its share."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"data fraction must be in (0, 1], got {fraction}")
+    if fraction >= 1.0 or num_episodes == 0:
+        return None
+    k = max(1, int(round(fraction * num_episodes)))
+    return (np.arange(k, dtype=np.int64) * num_episodes) // k
+
+
 def window_table(lengths: np.ndarray, seq_len: int, stride: int = 1, episodes=None):
     """Per eligible episode: (episode ids, cumulative window counts) for ``seq_len``-frame windows."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -143,7 +155,12 @@ class WindowLoader:
         self.rank, self.world_size = int(rank), int(world_size)
         self.num_workers, self.drop_last, self.stride = int(num_workers), bool(drop_last), int(stride)
         self.prefetch_factor = int(prefetch_factor)
-        self._ep_ids, self._cum = window_table(store.episode_lengths, self.seq_len, self.stride, episodes)
+        # the episodes asked for (sorted ids), or None: all of them
+        self.episodes = None if episodes is None else np.asarray(sorted(set(int(e) for e in episodes)), dtype=np.int64)
+        if self.episodes is not None and len(self.episodes) and not (
+                0 <= self.episodes[0] and self.episodes[-1] < store.num_episodes):
+            raise ValueError(f"episodes must be ids in 0..{store.num_episodes - 1}")
+        self._ep_ids, self._cum = window_table(store.episode_lengths, self.seq_len, self.stride, self.episodes)
         self.num_windows = int(self._cum[-1]) if len(self._cum) else 0
         self.windows_per_rank = self.num_windows // self.world_size
         if self.drop_last:
@@ -224,11 +241,24 @@ class WindowLoader:
         return {"version": 1, "step": self._step, "epoch": self.epoch,
                 "batch_in_epoch": self._step % self.batches_per_epoch, "seed": self.seed,
                 "seq_len": self.seq_len, "batch_size": self.batch_size, "stride": self.stride,
-                "rank": self.rank, "world_size": self.world_size, "num_windows": self.num_windows}
+                "rank": self.rank, "world_size": self.world_size, "num_windows": self.num_windows,
+                "episodes": self.episodes_digest}
+
+    @property
+    def episodes_digest(self) -> str | None:
+        """A short digest of the episode subset (None: all episodes)."""
+        if self.episodes is None:
+            return None
+        import hashlib
+
+        return hashlib.sha256(self.episodes.astype("<i8").tobytes()).hexdigest()[:16]
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Continue from ``state``; with ``strict`` the settings that define the order must match."""
         if strict:
+            if "episodes" in state and state["episodes"] != self.episodes_digest:
+                raise ValueError("loader state was made from another subset of the store's episodes (another "
+                                 "--data-fraction); the batch order would differ (strict=False to force)")
             for key in ("seed", "seq_len", "batch_size", "stride", "world_size", "num_windows"):
                 if key in state and state[key] != getattr(self, key):
                     raise ValueError(f"loader state has {key}={state[key]!r} but this loader has "

@@ -16,7 +16,8 @@ import torch
 class ArrayClipLoader:
     """Seeded, resumable, rank-aware windows from a uint8 array of clips (N, T, H, W, 3)."""
 
-    def __init__(self, clips: np.ndarray, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, clips: np.ndarray, seq_len: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 clip_ids=None):
         if clips.ndim != 5 or clips.dtype != np.uint8 or clips.shape[-1] != 3:
             raise ValueError(f"expected a uint8 array (N, T, H, W, 3), got {clips.dtype} {clips.shape}")
         if clips.shape[1] < seq_len:
@@ -24,7 +25,9 @@ class ArrayClipLoader:
         self.clips = clips
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
         self.rank, self.world = rank, world_size
-        self.windows = [(i, s) for i in range(clips.shape[0]) for s in range(clips.shape[1] - seq_len + 1)]
+        self.episodes = None if clip_ids is None else np.asarray(sorted(set(int(i) for i in clip_ids)), dtype=np.int64)
+        ids = range(clips.shape[0]) if self.episodes is None else self.episodes.tolist()
+        self.windows = [(i, s) for i in ids for s in range(clips.shape[1] - seq_len + 1)]
         self.epoch, self.pos = 0, 0
 
     def state_dict(self) -> dict:
@@ -56,17 +59,24 @@ class ArrayClipLoader:
 
 
 def open_training_data(path: str | Path, seq_len: int, batch_size: int, seed: int, rank: int = 0,
-                       world_size: int = 1, num_workers: int = 0):
-    """A resumable batch iterator over ``path`` (an episode store folder or a .npy clip array)."""
+                       world_size: int = 1, num_workers: int = 0, data_fraction: float = 1.0):
+    """A resumable batch iterator over ``path`` (an episode store folder or a .npy clip array).
+
+    ``data_fraction``: windows come from that share of the episodes (clips), evenly spread
+    (:func:`genieworld.data.loader.spread_episodes`); the loader's ``episodes`` says which."""
+    from genieworld.data.loader import WindowLoader, spread_episodes
+
     path = Path(path)
     if path.suffix == ".npy" and path.is_file():
-        return ArrayClipLoader(np.load(path, mmap_mode="r"), seq_len, batch_size, seed, rank, world_size)
-    from genieworld.data.loader import WindowLoader
+        clips = np.load(path, mmap_mode="r")
+        ids = spread_episodes(clips.shape[0], data_fraction) if clips.ndim == 5 else None
+        return ArrayClipLoader(clips, seq_len, batch_size, seed, rank, world_size, clip_ids=ids)
     from genieworld.data.store import EpisodeStore
 
     store = EpisodeStore(path)
+    episodes = spread_episodes(store.num_episodes, data_fraction)
     return WindowLoader(store, seq_len=seq_len, batch_size=batch_size, seed=seed, rank=rank,
-                        world_size=world_size, num_workers=num_workers)
+                        world_size=world_size, num_workers=num_workers, episodes=episodes)
 
 
 def data_resolution(path: str | Path) -> int | None:

@@ -5,13 +5,16 @@ with both.  The cache encodes each episode once and the dynamics step runs its t
 alone::
 
     CACHE/
-      cache.json       {"version", "key": {store, tokenizer, lam fingerprints}, "frames", "tokens_per_frame", ...}
+      cache.json       {"version", "key": {store, tokenizer, lam fingerprints}, "frames", "tokens_per_frame",
+                        "encoded": episode ids encoded, or null for all of them, ...}
       tokens.npy       (F, N) uint16    tokenizer ids of every frame of every episode, in store order
       actions.npy      (F,)   int16     latent action of x_t -> x_{t+1} at row t; -1 at an episode's last frame
 
 The key holds a digest of the store's manifest (which names every shard and its checksum)
 and digests of the tokenizer's and the LAM's weights and configs: when any of them changes the
-cache is rebuilt, never silently reused.  A cache is written to ``CACHE.tmp`` and renamed
+cache is rebuilt, never silently reused.  A run that trains on a share of the store's episodes
+(``--data-fraction``) encodes only those; their rows hold the tokens, the other episodes' rows stay
+zero and are never read (a cache that holds every episode a run asks for serves it).  A cache is written to ``CACHE.tmp`` and renamed
 into place when complete, so an interrupted build leaves no half cache (the next run starts
 it again).
 
@@ -105,10 +108,30 @@ class TokenCache:
     def key(self) -> dict:
         return self.meta["key"]
 
+    @property
+    def encoded(self) -> np.ndarray | None:
+        """Sorted ids of the episodes this cache encoded, or None: every episode of its store."""
+        enc = self.meta.get("encoded")
+        return None if enc is None else np.asarray(enc, dtype=np.int64)
 
-def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool = True, device="cpu") -> TokenCache:
-    """Open the cache at ``path`` when its key matches (store, tokenizer, LAM), else (re)build it."""
+    def covers(self, episodes) -> bool:
+        """Whether every episode in ``episodes`` (None: all) was encoded."""
+        enc = self.encoded
+        if enc is None:
+            return True
+        if episodes is None:
+            return False
+        return bool(np.isin(np.asarray(episodes, dtype=np.int64), enc).all())
+
+
+def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool = True, device="cpu",
+                      episodes=None) -> TokenCache:
+    """Open the cache at ``path`` when its key matches (store, tokenizer, LAM) and it holds ``episodes``
+    (ids; None: all), else (re)build it with those episodes."""
     path = Path(path)
+    episodes = None if episodes is None else np.asarray(sorted(set(int(e) for e in episodes)), dtype=np.int64)
+    if episodes is not None and len(episodes) and not (0 <= episodes[0] and episodes[-1] < store.num_episodes):
+        raise ValueError(f"episodes must be ids in 0..{store.num_episodes - 1}")
     key = cache_key(store, tokenizer, lam)
     lengths = store.episode_lengths.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -117,16 +140,18 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     if (path / "cache.json").is_file():
         try:
             cache = TokenCache(path)
-            if cache.key == key and len(cache.offsets) == store.num_episodes + 1:
+            same_frames = np.array_equal(cache.offsets, offsets)
+            if cache.key == key and same_frames and cache.covers(episodes):
                 return cache
             keep_tokens = (cache.key.get("store") == key["store"] and cache.key.get("tokenizer") == key["tokenizer"]
-                           and np.array_equal(cache.offsets, offsets) and cache.tokens.shape == (int(offsets[-1]), n_tok))
+                           and same_frames and cache.tokens.shape == (int(offsets[-1]), n_tok)
+                           and cache.covers(episodes))
             del cache
         except (ValueError, OSError, KeyError, TypeError, AttributeError):
             pass
         print(f"[cache] {path}: made " + ("with another LAM; re-encoding the latent actions, keeping the tokens"
-                                          if keep_tokens else "from another store, tokenizer or LAM; rebuilding"),
-              flush=True)
+                                          if keep_tokens else "from another store, tokenizer or LAM, or without "
+                                          "some of this run's episodes; rebuilding"), flush=True)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -137,15 +162,17 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
         tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=np.uint16,
                                            shape=(int(offsets[-1]), n_tok))
     actions = np.lib.format.open_memmap(tmp / "actions.npy", mode="w+", dtype=np.int16, shape=(int(offsets[-1]),))
+    actions[:] = -1  # rows of episodes left out stay -1 (never read)
+    todo = np.arange(store.num_episodes) if episodes is None else episodes
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         what = "latent actions" if keep_tokens else "tokens + latent actions"
-        bar = tqdm(total=int(offsets[-1]), desc=f"cache: {what}", unit="frame", dynamic_ncols=True)
+        bar = tqdm(total=int(lengths[todo].sum()), desc=f"cache: {what}", unit="frame", dynamic_ncols=True)
     tokenizer.eval()
     lam.eval()
-    for i in range(store.num_episodes):
+    for i in todo.tolist():
         frames = store.read_frames(i)
         lo, hi = int(offsets[i]), int(offsets[i + 1])
         if tokens is not None:
@@ -162,7 +189,8 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     actions.flush()
     del tokens, actions
     meta = {"version": CACHE_VERSION, "key": key, "frames": int(offsets[-1]), "episodes": int(store.num_episodes),
-            "tokens_per_frame": n_tok, "num_actions": int(lam.num_actions), "offsets": offsets.tolist()}
+            "tokens_per_frame": n_tok, "num_actions": int(lam.num_actions), "offsets": offsets.tolist(),
+            "encoded": None if episodes is None else episodes.tolist()}
     (tmp / "cache.json").write_text(json.dumps(meta) + "\n")
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
@@ -178,6 +206,9 @@ class CachedWindowLoader(WindowLoader):
         super().__init__(store, **kw)
         if len(cache.offsets) != store.num_episodes + 1:
             raise ValueError(f"{cache.path} holds {len(cache.offsets) - 1} episodes, the store {store.num_episodes}")
+        if not cache.covers(self.episodes):
+            raise ValueError(f"{cache.path} did not encode every episode this loader reads "
+                             "(it was built for a smaller --data-fraction); rebuild it")
         self.cache = cache
 
     def make_batch(self, k: int) -> dict:
