@@ -63,6 +63,12 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     err = capsys.readouterr().err
     assert "frame_skip" in err and "other settings" in err
     assert (out / "recipe.json").read_text() == before
+    assert state["settings"]["dynamics_data_fraction"] == 1.0
+    assert main(ARGS + ["--out", str(out), "--frame-skip", "2", "--dynamics-data-fraction", "0.5"]) == 2
+    assert "dynamics_data_fraction" in capsys.readouterr().err
+    assert main(ARGS + ["--out", str(tmp_path / "bad"), "--dynamics-data-fraction", "0"]) == 2
+    assert "--dynamics-data-fraction must be in (0, 1]" in capsys.readouterr().err
+    assert (out / "recipe.json").read_text() == before
 
 
 

@@ -83,6 +83,9 @@ def register(sub) -> None:
     c.add_argument("--tokenizer-from", help="reuse this trained tokenizer (RUN or RUN/tokenizer) instead of training one")
     c.add_argument("--lam-steps", type=int, help="override the preset's lam_train steps (0: co-train the LAM with the dynamics)")
     c.add_argument("--dynamics-steps", type=int, help="override the preset's dynamics training steps")
+    c.add_argument("--dynamics-data-fraction", type=float, metavar="F",
+                   help="override the preset's dynamics_train.data_fraction: the share of training episodes the "
+                        "dynamics trains on (and its token cache encodes)")
     c.add_argument("--eval-episodes", type=int, default=32, help="held-out episodes for `genie eval` (default 32)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-fvd", action="store_true", help="skip FVD in the evaluation")
@@ -100,6 +103,7 @@ class _State:
             self.data = read_json(self.path, UserError)
             # recipes from before these settings used frame skip 1, the uniform policy and a co-trained LAM
             old = {"frame_skip": 1, "policy": "uniform", "hold": 1.0, "lam_steps": 0, "backgrounds": True,
+                   "dynamics_data_fraction": 1.0,
                    **self.data.get("settings", {})}
             diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
             if diff:
@@ -148,10 +152,14 @@ def run_coinrun(args) -> int:
         "policy": args.policy or DEFAULT_POLICY.get(args.preset, "uniform"),
         "backgrounds": DEFAULT_BACKGROUNDS.get(args.preset, True) if args.backgrounds is None else args.backgrounds,
         "lam_steps": preset.lam_train.steps if args.lam_steps is None else args.lam_steps,
+        "dynamics_data_fraction": (preset.dynamics_train.data_fraction if args.dynamics_data_fraction is None
+                                   else args.dynamics_data_fraction),
     }
     settings["hold"] = (args.hold or 4.0) if settings["policy"] == "hold" else 1.0
     if args.tokenizer_from:
         settings["tokenizer_from"] = str(Path(args.tokenizer_from).resolve())
+    if not 0 < settings["dynamics_data_fraction"] <= 1:
+        raise UserError(f"--dynamics-data-fraction must be in (0, 1], got {settings['dynamics_data_fraction']}")
     if settings["lam_steps"] < 0:
         raise UserError(f"--lam-steps must be >= 0, got {settings['lam_steps']}")
     out = Path(args.out)
@@ -180,6 +188,7 @@ def run_coinrun(args) -> int:
                              "--steps", str(s["lam_steps"]), "--seed", str(s["seed"]), *quiet) if separate_lam else None),
         "dynamics": lambda: _cli("train", "dynamics", "--data", str(train), "--tokenizer", str(tok), "--out", str(world),
                                  "--preset", args.preset, "--steps", str(s["dynamics_steps"]), "--seed", str(s["seed"]),
+                                 "--data-fraction", str(s["dynamics_data_fraction"]),
                                  *(["--lam", str(lam)] if separate_lam else []), "--eval-data", str(test), *quiet),
         "name-actions": lambda: _cli("actions", "name", str(model), "--data", str(train)),
         "prompts": lambda: _prompts(model, test, s["seed"]),
