@@ -7,16 +7,16 @@ alone::
     CACHE/
       cache.json       {"version", "key": {store, tokenizer, lam fingerprints}, "frames", "tokens_per_frame",
                         "encoded": episode ids encoded, or null for all of them, ...}
-      tokens.npy       (F, N) uint16    tokenizer ids of every frame of every episode, in store order
+      tokens.npy       (F, N) uint16    tokenizer ids of every frame of every (encoded) episode, in store order
       actions.npy      (F,)   int16     latent action of x_t -> x_{t+1} at row t; -1 at an episode's last frame
 
 The key holds a digest of the store's manifest (which names every shard and its checksum)
 and digests of the tokenizer's and the LAM's weights and configs: when any of them changes the
 cache is rebuilt, never silently reused.  A run that trains on a share of the store's episodes
-(``--data-fraction``) encodes only those; their rows hold the tokens, the other episodes' rows stay
-zero and are never read (a cache that holds every episode a run asks for serves it).  A cache is written to ``CACHE.tmp`` and renamed
-into place when complete, so an interrupted build leaves no half cache (the next run starts
-it again).
+(``--data-fraction``) encodes only those: the other episodes' rows stay 0 (tokens) and -1 (actions)
+and are never read, and a cache that holds every episode a run asks for serves it.  A cache is
+written to ``CACHE.tmp`` and renamed into place when complete, so an interrupted build leaves no
+half cache (the next run starts it again).
 
 Tokens are encoded per episode in overlapping chunks: the tokenizer's temporal attention
 reaches ``num_layers * (max_frames - 1)`` frames back, so each chunk is preceded by that many
