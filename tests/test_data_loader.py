@@ -131,4 +131,10 @@ def test_a_data_fraction_reads_only_its_clips_from_a_npy_array(tmp_path):
     for _, batch in zip(range(6), loader):
         seen |= set(np.unique(batch["frames"].numpy()).tolist())
     assert seen == {0, 3, 6}
-    assert open_training_data(path, seq_len=3, batch_size=4, seed=0).episodes is None
+    whole = open_training_data(path, seq_len=3, batch_size=4, seed=0)
+    assert whole.episodes is None
+    with pytest.raises(ValueError, match="another subset"):  # a resume on another share is refused
+        whole.load_state_dict(loader.state_dict())
+    again = open_training_data(path, seq_len=3, batch_size=4, seed=0, data_fraction=0.3)
+    again.load_state_dict(loader.state_dict())
+    assert again.state_dict() == loader.state_dict()

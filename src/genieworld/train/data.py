@@ -31,9 +31,15 @@ class ArrayClipLoader:
         self.epoch, self.pos = 0, 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed}
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed,
+                "episodes": None if self.episodes is None else self.episodes.tolist()}
 
     def load_state_dict(self, state: dict) -> None:
+        theirs = state.get("episodes")
+        if "episodes" in state and (None if theirs is None else list(theirs)) != (
+                None if self.episodes is None else self.episodes.tolist()):
+            raise ValueError("loader state was made from another subset of the clips (another --data-fraction); "
+                             "the batch order would differ")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
 
     def _order(self) -> np.ndarray:
