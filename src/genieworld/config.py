@@ -351,12 +351,13 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
                      "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
-    TrainConfig: {"data_fraction": Bound(0.0, 1.0, open_lo=True), "steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
+    TrainConfig: {"steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
                   "lr": Bound(0, 10, open_lo=True), "min_lr": Bound(0, 10), "warmup_steps": Bound(0, _BIG),
                   "beta1": Bound(0, 0.9999), "beta2": Bound(0, 0.9999), "weight_decay": Bound(0, 100),
                   "grad_clip": Bound(0, 10**6), "checkpoint_every": Bound(1, _BIG), "log_every": Bound(1, _BIG),
                   "seed": Bound(0, 2**32 - 1), "num_workers": Bound(0, 256), "grad_accum": Bound(1, 1 << 16),
-                  "eval_every": Bound(0, _BIG), "precision": Bound(choices=("auto", "fp32", "bf16"))},
+                  "eval_every": Bound(0, _BIG), "precision": Bound(choices=("auto", "fp32", "bf16")),
+                  "data_fraction": Bound(0.0, 1.0, open_lo=True)},
     Preset: {},
 }
 

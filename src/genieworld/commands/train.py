@@ -121,7 +121,7 @@ def train_config_from_args(base, args):
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "seed": args.seed,
         "checkpoint_every": args.checkpoint_every, "num_workers": args.num_workers, "grad_accum": args.grad_accum,
-        "precision": args.precision, "data_fraction": getattr(args, "data_fraction", None),
+        "precision": args.precision, "data_fraction": args.data_fraction,
     }
     cfg = replace(base, **{k: v for k, v in overrides.items() if v is not None})
     if args.compile:

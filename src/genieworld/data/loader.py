@@ -98,11 +98,30 @@ def spread_episodes(num_episodes: int, fraction: float) -> np.ndarray | None:
     return (np.arange(k, dtype=np.int64) * num_episodes) // k
 
 
+def episode_ids(episodes, num_episodes: int) -> np.ndarray | None:
+    """``episodes`` as sorted, distinct int64 ids, checked to lie in ``0..num_episodes-1``; None stays None (all)."""
+    if episodes is None:
+        return None
+    ids = np.asarray(sorted(set(int(e) for e in episodes)), dtype=np.int64)
+    if len(ids) and not (0 <= ids[0] and ids[-1] < num_episodes):
+        raise ValueError(f"episodes must be ids in 0..{num_episodes - 1}")
+    return ids
+
+
+def episodes_digest(episodes) -> str | None:
+    """A short digest of an episode subset from :func:`episode_ids` (None: all episodes), for loader states."""
+    if episodes is None:
+        return None
+    import hashlib
+
+    return hashlib.sha256(np.asarray(episodes, dtype="<i8").tobytes()).hexdigest()[:16]
+
+
 def window_table(lengths: np.ndarray, seq_len: int, stride: int = 1, episodes=None):
     """Per eligible episode: (episode ids, cumulative window counts) for ``seq_len``-frame windows."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    ids = np.arange(len(lengths)) if episodes is None else np.asarray(sorted(set(int(e) for e in episodes)),
-                                                                       dtype=np.int64)
+    ids = episode_ids(episodes, len(lengths))
+    ids = np.arange(len(lengths)) if ids is None else ids
     n = np.where(lengths[ids] >= seq_len, (lengths[ids] - seq_len) // stride + 1, 0)
     keep = n > 0
     return ids[keep], np.cumsum(n[keep])
@@ -155,11 +174,7 @@ class WindowLoader:
         self.rank, self.world_size = int(rank), int(world_size)
         self.num_workers, self.drop_last, self.stride = int(num_workers), bool(drop_last), int(stride)
         self.prefetch_factor = int(prefetch_factor)
-        # the episodes asked for (sorted ids), or None: all of them
-        self.episodes = None if episodes is None else np.asarray(sorted(set(int(e) for e in episodes)), dtype=np.int64)
-        if self.episodes is not None and len(self.episodes) and not (
-                0 <= self.episodes[0] and self.episodes[-1] < store.num_episodes):
-            raise ValueError(f"episodes must be ids in 0..{store.num_episodes - 1}")
+        self.episodes = episode_ids(episodes, store.num_episodes)  # the episodes asked for, or None: all of them
         self._ep_ids, self._cum = window_table(store.episode_lengths, self.seq_len, self.stride, self.episodes)
         self.num_windows = int(self._cum[-1]) if len(self._cum) else 0
         self.windows_per_rank = self.num_windows // self.world_size
@@ -242,21 +257,12 @@ class WindowLoader:
                 "batch_in_epoch": self._step % self.batches_per_epoch, "seed": self.seed,
                 "seq_len": self.seq_len, "batch_size": self.batch_size, "stride": self.stride,
                 "rank": self.rank, "world_size": self.world_size, "num_windows": self.num_windows,
-                "episodes": self.episodes_digest}
-
-    @property
-    def episodes_digest(self) -> str | None:
-        """A short digest of the episode subset (None: all episodes)."""
-        if self.episodes is None:
-            return None
-        import hashlib
-
-        return hashlib.sha256(self.episodes.astype("<i8").tobytes()).hexdigest()[:16]
+                "episodes": episodes_digest(self.episodes)}
 
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Continue from ``state``; with ``strict`` the settings that define the order must match."""
         if strict:
-            if "episodes" in state and state["episodes"] != self.episodes_digest:
+            if "episodes" in state and state["episodes"] != episodes_digest(self.episodes):
                 raise ValueError("loader state was made from another subset of the store's episodes (another "
                                  "--data-fraction); the batch order would differ (strict=False to force)")
             for key in ("seed", "seq_len", "batch_size", "stride", "world_size", "num_windows"):

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genieworld.data.loader import WindowLoader, episode_ids, episodes_digest, spread_episodes
+
 
 class ArrayClipLoader:
     """Seeded, resumable, rank-aware windows from a uint8 array of clips (N, T, H, W, 3)."""
@@ -25,19 +27,16 @@ class ArrayClipLoader:
         self.clips = clips
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
         self.rank, self.world = rank, world_size
-        self.episodes = None if clip_ids is None else np.asarray(sorted(set(int(i) for i in clip_ids)), dtype=np.int64)
+        self.episodes = episode_ids(clip_ids, clips.shape[0])
         ids = range(clips.shape[0]) if self.episodes is None else self.episodes.tolist()
         self.windows = [(i, s) for i in ids for s in range(clips.shape[1] - seq_len + 1)]
         self.epoch, self.pos = 0, 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed,
-                "episodes": None if self.episodes is None else self.episodes.tolist()}
+        return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed, "episodes": episodes_digest(self.episodes)}
 
     def load_state_dict(self, state: dict) -> None:
-        theirs = state.get("episodes")
-        if "episodes" in state and (None if theirs is None else list(theirs)) != (
-                None if self.episodes is None else self.episodes.tolist()):
+        if "episodes" in state and state["episodes"] != episodes_digest(self.episodes):
             raise ValueError("loader state was made from another subset of the clips (another --data-fraction); "
                              "the batch order would differ")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
@@ -70,8 +69,6 @@ def open_training_data(path: str | Path, seq_len: int, batch_size: int, seed: in
 
     ``data_fraction``: windows come from that share of the episodes (clips), evenly spread
     (:func:`genieworld.data.loader.spread_episodes`); the loader's ``episodes`` says which."""
-    from genieworld.data.loader import WindowLoader, spread_episodes
-
     path = Path(path)
     if path.suffix == ".npy" and path.is_file():
         clips = np.load(path, mmap_mode="r")

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genieworld.data.loader import WindowLoader
+from genieworld.data.loader import WindowLoader, episode_ids
 from genieworld.data.store import EpisodeStore, store_digest  # noqa: F401  (store_digest: re-exported)
 
 CACHE_VERSION = 1
@@ -129,9 +129,7 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     """Open the cache at ``path`` when its key matches (store, tokenizer, LAM) and it holds ``episodes``
     (ids; None: all), else (re)build it with those episodes."""
     path = Path(path)
-    episodes = None if episodes is None else np.asarray(sorted(set(int(e) for e in episodes)), dtype=np.int64)
-    if episodes is not None and len(episodes) and not (0 <= episodes[0] and episodes[-1] < store.num_episodes):
-        raise ValueError(f"episodes must be ids in 0..{store.num_episodes - 1}")
+    episodes = episode_ids(episodes, store.num_episodes)
     key = cache_key(store, tokenizer, lam)
     lengths = store.episode_lengths.astype(np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
