@@ -222,3 +222,136 @@ def test_key_map_binds_up_space_and_w_to_the_jump_action_when_none_is_named_jump
     assert default_key_map(_SHIPPED_NAMES, jump=99) == default_key_map(_SHIPPED_NAMES)
     (model / "actions.json").write_text("{not json")
     assert load_jump_action(model, 8) is None
+
+
+def _scrolling_store(path, steps=12, episodes=2):
+    """Episodes cut from one textured picture whose view moves down 3 px a step on action 1 and stays on
+    action 0 (alternating runs of 3), as CoinRun's camera does when the agent falls."""
+    from genieworld.data.store import EpisodeWriter
+
+    rng = np.random.default_rng(0)
+    world = (rng.random((40, 40, 3)) > 0.5).astype(np.uint8) * 200  # blocky texture, upscaled
+    world = np.kron(world, np.ones((4, 4, 1), dtype=np.uint8))  # 160 x 160
+    with EpisodeWriter(path, resolution=(64, 64), source="test", num_actions=2) as w:
+        for ep in range(episodes):
+            y, frames, actions = 8 * ep, [], []
+            for t in range(steps):
+                frames.append(world[y:y + 64, 20:84])
+                a = (t // 3) % 2
+                actions.append(a)
+                y += 3 * a
+            w.add_episode(np.stack(frames), np.asarray(actions[:-1]))
+    return path
+
+
+def test_latent_statistics_measure_how_each_latent_moves_the_view(tmp_path):
+    from genieworld.actions import latent_statistics
+    from genieworld.data.store import EpisodeStore
+
+    store = EpisodeStore(_scrolling_store(tmp_path / "s"))
+
+    class Oracle:  # "infers" the true action of every transition
+        num_actions = 3  # latent 2 never occurs
+
+        def infer_actions(self, frames):
+            return np.asarray(queue.pop(0))
+
+    queue = []
+    orig = store.read_frames
+
+    def read_frames(ep, a, b):
+        queue.append(store.read_actions(ep, a, b - 1)[None])
+        return orig(ep, a, b)
+
+    store.read_frames = read_frames
+    counts, motion = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1)
+    assert counts.tolist() == [[12, 0], [0, 10], [0, 0]]
+    assert [m["transitions"] for m in motion] == [12, 10, 0]
+    assert motion[1]["dy"] == 3.0 and motion[1]["dx"] == 0.0 and motion[1]["down"] == 1.0 and motion[1]["up"] == 0.0
+    assert motion[0]["dy"] == 0.0 and motion[0]["down"] == 0.0
+    assert motion[2]["down"] == 0.0  # no transitions: zeros, not NaN
+    # motion_max measures every k-th batch only; the counts still cover every transition
+    queue.clear()
+    counts2, sparse = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion_max=8)
+    assert (counts2 == counts).all() and 0 < sum(m["transitions"] for m in sparse) < 22
+    queue.clear()
+    assert latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion=False)[1] is None
+
+
+def test_latents_that_move_the_view_down_are_named_fall():
+    from genieworld.actions import falls
+
+    def mv(down, up=0.0, dx=0.0):
+        return {"down": down, "up": up, "dx": dx}
+
+    counts = np.array([[1, 9, 0], [0, 8, 2], [0, 7, 3], [5, 0, 5], [0, 0, 0]])
+    motion = [mv(0.9, dx=2.5), mv(0.8), mv(0.6, dx=-0.2), mv(0.3), mv(0.0)]
+    names, records = name_from_counts(counts, ["Left", "Right+Jump", "Stay"], motion)
+    # the view moves down in most of latent 0-2's transitions: named for that, whatever they coincide with
+    assert names == ["Fall Right", "Fall", "Fall#2", "Left", "4"]
+    assert [r.get("effect") for r in records] == ["fall", "fall", "fall", None, None]
+    assert records[0]["true_action"] == 1 and records[0]["confidence"] == 0.9  # the real action is kept
+    # without motion: the real actions' names, as before
+    assert name_from_counts(counts, ["Left", "Right+Jump", "Stay"])[0] == ["Right+Jump", "Right+Jump#2",
+                                                                           "Right+Jump#3", "Left", "4"]
+    # a real down move is not renamed; a view that goes up as often as down does not fall
+    assert not falls(mv(0.9), "DOWN") and not falls(mv(0.5, up=0.5)) and falls(mv(0.5, up=0.1))
+    assert not falls(None) and not falls({"down": "x", "up": 0})  # malformed records: no fall
+    with pytest.raises(ValueError, match="motion has 2 latents"):
+        name_from_counts(counts, ["Left", "Right+Jump", "Stay"], motion[:2])
+
+
+def test_fall_gets_the_down_arrow_and_jump_skips_falling_latents(tmp_path):
+    from genieworld.actions import jump_action, load_jump_action
+    from genieworld.data.coinrun import EFFECTIVE_NAMES
+
+    names = ["Fall Right", "Right+Jump#2", "Left", "Fall", "Right", "Stay", "Left+Jump", "Right+Jump"]
+    km = default_key_map(names, jump=1)
+    assert km["ArrowDown"] == 3 and km["s"] == 5 and km["ArrowUp"] == km[" "] == 1
+    assert set(km.values()) == set(range(8))
+    # no plain Fall: the first Fall ... gets the arrow; without any, Stay keeps it
+    only = ["Left", "Stay", "Fall Left", "Fall Right"]
+    assert default_key_map(only)["ArrowDown"] == 2 and default_key_map(only)["s"] == 1
+    assert default_key_map(["Left", "Stay"])["ArrowDown"] == 1
+    # latent 1 jumps most in the counts; when its view falls, the next best jump is chosen instead
+    motion = [{"down": 0.0, "up": 0.9}] * 8
+    assert jump_action(_SHIPPED_COUNTS, list(EFFECTIVE_NAMES), motion) == 1
+    motion = [dict(m) for m in motion]
+    motion[1] = {"down": 0.8, "up": 0.1}
+    assert jump_action(_SHIPPED_COUNTS, list(EFFECTIVE_NAMES), motion) not in (None, 1)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "actions.json").write_text(json.dumps({
+        "names": names, "counts": _SHIPPED_COUNTS, "motion": motion,
+        "source": {"true_action_names": list(EFFECTIVE_NAMES)}}))
+    assert load_jump_action(model, 8) not in (None, 1)
+
+
+def test_action_grid_labels_hold_whole_names():
+    from genieworld.eval.report import LABEL_W, action_grid_image
+
+    grid = np.zeros((1, 2, 3, 8, 8, 3), dtype=np.uint8)
+    short = action_grid_image(grid, ["Left", "Stay"], prompt_frames=1)
+    long = action_grid_image(grid, ["Left", "Right+Jump#2 and a long name"], prompt_frames=1)
+    assert short.width == LABEL_W + 3 * (8 + 2)  # short names keep the usual margin
+    assert long.width > short.width and long.height == short.height
+
+
+def test_steered_gif_plan_takes_names_ids_and_the_play_page_arrows():
+    from fixtures_models import load_script
+
+    gif = load_script("scripts/steered_gif.py")
+    names = ["Fall Right", "Right+Jump#2", "Left", "Fall", "Right", "Stay"]
+    keys = default_key_map(names, jump=1)
+    assert gif.parse_plan("Stay:2,Up:1,Down:2,4", names, keys) == [5, 5, 1, 3, 3, 4]
+    assert gif.parse_plan("fall right:1,left", names, keys) == [0, 2]
+    with pytest.raises(SystemExit, match="unknown action 'Jump'"):
+        gif.parse_plan("Jump:2", names, keys)
+
+
+def test_jump_arc_path_summary():
+    from fixtures_models import load_script
+
+    arc = load_script("bench/bench_jump_arc.py")
+    s = arc.path_summary(np.array([[-10, -5, 0, 14], [-10, -5, 0, 0]]))
+    assert s["mean_dy_per_step"] == [-10.0, -5.0, 0.0, 7.0] and s["mean_net_dy"] == -8.0 and s["came_back"] == 0.5

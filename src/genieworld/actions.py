@@ -17,6 +17,14 @@ When two latents pick the same real action, the second (lower confidence) one is
 called ``NAME#2`` so names stay unique (the play page and ``GenieEnv`` look actions
 up by name).
 
+A LAM names what *changed*, and in a platformer much of that is not the player's doing:
+a latent can stand for "the view moves down" (a fall, which happens whatever key is
+held) and coincide most with some jump only because jumps are what precede falls.  So
+the view's motion over each transition is measured too (:func:`latent_statistics`),
+and a latent whose transitions mostly move the view down is named ``Fall`` (``Fall
+Left``/``Fall Right`` when it also drifts sideways): the name says what pressing it
+does.
+
 File format (written atomically, UTF-8 JSON)::
 
     {"names": ["LEFT", "RIGHT", ...],                       # one per latent action
@@ -24,7 +32,9 @@ File format (written atomically, UTF-8 JSON)::
                   "confidence": 0.93, "count": 412}, ...],
      "source": {"data": "/abs/store", "store_source": "coinrun", "episodes": 8,
                 "transitions": 1984, "window": 16, "true_action_names": [...]},
-     "counts": [[...], ...]}                                 # the latent x true table
+     "counts": [[...], ...],                                 # the latent x true table
+     "motion": [{"latent": 0, "transitions": 412, "dx": -3.1, "dy": 0.2,   # mean view shift, px
+                 "down": 0.05, "up": 0.02, "left": 0.81, "right": 0.01}, ...]}
 
 Only ``names`` is required by readers (:func:`load_action_names`).
 
@@ -47,7 +57,8 @@ from genieworld.action_names import check_action_names
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
-           "cooccurrence_counts", "name_from_counts", "write_actions_json", "default_key_map",
+           "cooccurrence_counts", "latent_statistics", "name_from_counts", "falls", "fall_name",
+           "write_actions_json", "default_key_map",
            "jump_action", "load_jump_action", "name_latent_actions"]
 
 ACTIONS_FILE = "actions.json"
@@ -57,6 +68,11 @@ PROCGEN_ACTION_NAMES = ["LEFT-DOWN", "LEFT", "LEFT-UP", "DOWN", "NOOP", "UP", "R
                         "RIGHT-UP", "D", "A", "W", "S", "Q", "E"]
 
 _DIRECTION = {(0, -1): "LEFT", (0, 1): "RIGHT", (-1, 0): "UP", (1, 0): "DOWN"}
+
+#: A latent *falls* when the view moves down (by at least ``eval.motion.MIN_PIXELS``) in at least this share
+#: of its transitions; it drifts sideways when its mean horizontal shift is at least FALL_DRIFT_PX a step.
+FALL_SHARE = 0.5
+FALL_DRIFT_PX = 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,18 +147,26 @@ def default_key_map(names: Sequence[str], jump: int | None = None) -> dict[str, 
     ``jump``: when no action is named ``Jump`` (a LAM may split jumping between
     ``Left+Jump`` and ``Right+Jump#2``...), the action that the up arrow, space and
     ``w`` play instead (:func:`jump_action` picks it from the naming counts).
+    An action named ``Fall`` (or else the first ``Fall Left``/``Fall Right``) gets the
+    down arrow, and ``Stay`` then gets ``s``.
     """
     if any(str(n).upper() == "JUMP" for n in names) or not (isinstance(jump, int) and 0 <= jump < len(names)):
         jump = None
+    upper = [str(n).upper() for n in names]
+    # a falling latent (genie actions name's Fall, Fall Left, Fall Right): the down arrow plays the plain
+    # Fall, or else the first one; Stay then keeps S only
+    fall = upper.index("FALL") if "FALL" in upper else next(
+        (i for i, n in enumerate(upper) if n.startswith("FALL ")), None)
     special = {"LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "UP": "ArrowUp", "DOWN": "ArrowDown", "NOOP": " ",
                # CoinRun's effective actions (genie actions name): arrows and space, and WASD + Q/E
-               "JUMP": "ArrowUp", "STAY": "ArrowDown", "LEFT+JUMP": "q", "RIGHT+JUMP": "e"}
+               "JUMP": "ArrowUp", "STAY": "ArrowDown" if fall is None else "s", "LEFT+JUMP": "q",
+               "RIGHT+JUMP": "e"}
     extra = {"LEFT": "a", "RIGHT": "d", "JUMP": "w", "STAY": "s"}  # second keys, where free
     keymap: dict[str, int] = {}
     todo = []
     for i, name in enumerate(names):
         up = str(name).upper()
-        key = "ArrowUp" if i == jump else special.get(up)
+        key = "ArrowUp" if i == jump else "ArrowDown" if i == fall else special.get(up)
         if key is None and len(up) == 1 and up.isalpha():
             key = up.lower()
         if key is not None and key not in keymap:
@@ -172,7 +196,7 @@ def default_key_map(names: Sequence[str], jump: int | None = None) -> dict[str, 
     return keymap
 
 
-def jump_action(counts, true_names: Sequence[str]) -> int | None:
+def jump_action(counts, true_names: Sequence[str], motion: Sequence[dict] | None = None) -> int | None:
     """The latent action that plays most like a plain jump, from a ``latent x true`` count table.
 
     For latent ``i`` with the real actions' shares ``p``: ``score = P(jump) - |P(right) - P(left)|``,
@@ -180,6 +204,8 @@ def jump_action(counts, true_names: Sequence[str]) -> int | None:
     buttons) and goes left or right when its name says so.  The best latent with
     ``P(jump) >= 0.5`` is returned, or ``None`` when there is none or the names say
     nothing about jumping.  ``counts`` is checked: a malformed table gives ``None``.
+    With ``motion`` (one :func:`latent_statistics` record per latent), latents that fall
+    (:func:`falls`: pressed in mid-air, a jump key does nothing) are passed over.
     """
     try:
         table = np.asarray(counts, dtype=np.float64)
@@ -199,6 +225,8 @@ def jump_action(counts, true_names: Sequence[str]) -> int | None:
         if totals[i] <= 0:
             continue
         p = table[i] / totals[i]
+        if motion is not None and len(motion) == table.shape[0] and falls(motion[i]):
+            continue
         p_jump = float(p[jumps].sum())
         score = p_jump - abs(float(p[right].sum()) - float(p[left].sum()))
         if p_jump >= 0.5 and score > best_score:
@@ -216,7 +244,8 @@ def load_jump_action(model_dir, num_actions: int) -> int | None:
         return None
     if not isinstance(counts, list) or len(counts) != num_actions or not isinstance(true_names, list):
         return None
-    return jump_action(counts, true_names)  # checks the table's shape against the names
+    motion = data.get("motion") if isinstance(data.get("motion"), list) else None
+    return jump_action(counts, true_names, motion)  # checks the table's shape against the names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,16 +271,40 @@ def cooccurrence_counts(genie, store, episodes: Sequence[int], num_true: int, wi
     Windows of equal length are batched together (``batch_size`` at most) for
     ``genie.infer_actions``.
     """
+    return latent_statistics(genie, store, episodes, num_true, window, batch_size, progress, motion=False)[0]
+
+
+def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, window: int = 16,
+                      batch_size: int = 8, progress=None, motion: bool = True, motion_max: int = 20000
+                      ) -> tuple[np.ndarray, list[dict] | None]:
+    """:func:`cooccurrence_counts`, and with ``motion`` how each latent action moves the view.
+
+    The motion of a transition is :func:`genieworld.eval.motion.frame_shifts` between its two real
+    frames (the view's whole-pixel shift, +x right, +y down). Per latent: ``transitions`` (how many
+    were measured), the mean shift ``dx`` / ``dy`` in pixels, and the shares of its transitions in
+    which the view moved down, up, left or right by at least ``MIN_PIXELS`` (``down``, ``up``,
+    ``left``, ``right``). The shift search costs about 1 ms a transition, so only every k-th batch is
+    measured, k chosen to measure about ``motion_max`` transitions (all of them in smaller stores).
+    """
     import torch
 
     num_latent = int(genie.num_actions)
     counts = np.zeros((num_latent, num_true), dtype=np.int64)
+    # per latent: transitions, sum dx, sum dy, moved down, up, left, right
+    moves = np.zeros((num_latent, 7), dtype=np.float64)
     groups: dict[int, list[tuple[int, int, int]]] = {}
     for ep in episodes:
         for start, stop in frame_windows(store.episode_length(ep), window):
             groups.setdefault(stop - start, []).append((ep, start, stop))
+    if motion:
+        from genieworld.eval.motion import MIN_PIXELS, frame_shifts
+
+        total = sum(b - a - 1 for items in groups.values() for _, a, b in items)
+        stride = max(1, -(-total // max(1, int(motion_max))))
+    batch_no = 0
 
     def flush(items):
+        nonlocal batch_no
         frames = np.stack([store.read_frames(ep, a, b) for ep, a, b in items])
         true = np.stack([np.asarray(store.read_actions(ep, a, b - 1), dtype=np.int64) for ep, a, b in items])
         with torch.inference_mode():
@@ -259,19 +312,59 @@ def cooccurrence_counts(genie, store, episodes: Sequence[int], num_true: int, wi
         lat = np.asarray(lat.cpu() if hasattr(lat, "cpu") else lat, dtype=np.int64).reshape(true.shape)
         ok = (true >= 0) & (true < num_true) & (lat >= 0) & (lat < num_latent)
         np.add.at(counts, (lat[ok], true[ok]), 1)
+        if motion and batch_no % stride == 0:
+            shape = frames.shape[2:]
+            shift, _ = frame_shifts(frames[:, :-1].reshape(-1, *shape), frames[:, 1:].reshape(-1, *shape))
+            dx, dy = shift[:, 0].reshape(true.shape)[ok], shift[:, 1].reshape(true.shape)[ok]
+            cols = np.stack([np.ones_like(dx), dx, dy, dy >= MIN_PIXELS, dy <= -MIN_PIXELS,
+                             dx <= -MIN_PIXELS, dx >= MIN_PIXELS], 1).astype(np.float64)
+            np.add.at(moves, lat[ok], cols)
+        batch_no += 1
         if progress is not None:
             progress(len(items))
 
     for _, items in sorted(groups.items()):
         for i in range(0, len(items), batch_size):
             flush(items[i:i + batch_size])
-    return counts
+    if not motion:
+        return counts, None
+    table = []
+    for i in range(num_latent):
+        n = moves[i, 0]
+        avg = moves[i, 1:] / n if n else np.zeros(6)
+        table.append({"latent": i, "transitions": int(n), "dx": round(float(avg[0]), 3), "dy": round(float(avg[1]), 3),
+                      **{k: round(float(v), 4) for k, v in zip(("down", "up", "left", "right"), avg[2:])}})
+    return counts, table
 
 
-def name_from_counts(counts: np.ndarray, true_names: Sequence[str]) -> tuple[list[str], list[dict]]:
-    """Names and mapping records from a ``latent x true`` count table (module docstring)."""
+def falls(move: dict | None, true_name: str = "") -> bool:
+    """Whether a latent's view motion (a :func:`latent_statistics` record) says it *falls*: the view moves
+    down in at least ``FALL_SHARE`` of its transitions, and its real action is not itself a down move."""
+    if not isinstance(move, dict) or "DOWN" in str(true_name).upper():
+        return False
+    down, up = move.get("down"), move.get("up")
+    return isinstance(down, (int, float)) and isinstance(up, (int, float)) and down >= FALL_SHARE and down > up
+
+
+def fall_name(move: dict) -> str:
+    """``Fall``, ``Fall Left`` or ``Fall Right`` by the latent's mean sideways shift (``FALL_DRIFT_PX``)."""
+    dx = float(move.get("dx", 0.0))
+    return "Fall Right" if dx >= FALL_DRIFT_PX else "Fall Left" if dx <= -FALL_DRIFT_PX else "Fall"
+
+
+def name_from_counts(counts: np.ndarray, true_names: Sequence[str], motion: Sequence[dict] | None = None
+                     ) -> tuple[list[str], list[dict]]:
+    """Names and mapping records from a ``latent x true`` count table (module docstring).
+
+    ``motion`` (per latent, from :func:`latent_statistics`): a latent whose transitions mostly move the
+    view down (:func:`falls`) is named after that, ``Fall``/``Fall Left``/``Fall Right``, whatever real
+    action it coincides with (in a platformer the player falls whatever key is held); its record keeps
+    that real action and says ``"effect": "fall"``.
+    """
     counts = np.asarray(counts, dtype=np.int64)
     num_latent = counts.shape[0]
+    if motion is not None and len(motion) != num_latent:
+        raise ValueError(f"motion has {len(motion)} latents, counts {num_latent}")
     best = counts.argmax(axis=1)
     totals = counts.sum(axis=1)
     records = []
@@ -282,6 +375,8 @@ def name_from_counts(counts: np.ndarray, true_names: Sequence[str]) -> tuple[lis
         else:
             records.append({"latent": i, "true_action": int(best[i]), "name": str(true_names[best[i]]),
                             "confidence": round(n / int(totals[i]), 4), "count": n})
+            if motion is not None and falls(motion[i], true_names[best[i]]):
+                records[-1].update(name=fall_name(motion[i]), effect="fall")
     # unique names: the most confident latent keeps the plain name
     order = sorted(range(num_latent), key=lambda i: (-records[i]["confidence"], -records[i]["count"], i))
     seen: dict[str, int] = {}
@@ -320,8 +415,12 @@ def _has_actions(store, i: int) -> bool:
 
 
 def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window: int = 16,
-                        batch_size: int = 8, device: str = "cpu", genie=None, progress=None) -> dict:
+                        batch_size: int = 8, device: str = "cpu", genie=None, progress=None,
+                        motion: bool = True) -> dict:
     """Build and write ``MODEL/actions.json`` from the labelled episodes of ``data_dir``.
+
+    ``motion``: also measure how each latent moves the view (:func:`latent_statistics`, written as
+    ``"motion"``) and name the latents that fall ``Fall``... (:func:`name_from_counts`).
 
     ``model_dir`` may be a training RUN folder (its ``RUN/model`` is used, as
     ``Genie.from_pretrained`` does).  Raises :class:`~genieworld.errors.UserError`
@@ -367,8 +466,8 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     max_frames = getattr(getattr(getattr(genie, "lam", None), "cfg", None), "max_frames", None)
     if isinstance(max_frames, int) and max_frames >= 2:
         window = min(window, max_frames)
-    raw_counts = cooccurrence_counts(genie, store, labelled, num_true, window=window, batch_size=batch_size,
-                                     progress=progress)
+    raw_counts, moves = latent_statistics(genie, store, labelled, num_true, window=window, batch_size=batch_size,
+                                          progress=progress, motion=motion)
     counts, names_of_true = raw_counts, list(true_names)
     if true_names == PROCGEN_ACTION_NAMES and "coinrun" in (store.extra or {}):
         # CoinRun's 15 buttons act as 6 actions: name latents in the game's own terms (Left, Jump, ...)
@@ -379,7 +478,7 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
         for j in range(num_true):
             counts[:, eff[j]] += raw_counts[:, j]
         names_of_true = list(EFFECTIVE_NAMES)
-    names, mapping = name_from_counts(counts, names_of_true)
+    names, mapping = name_from_counts(counts, names_of_true, moves)
     data = {
         "names": names,
         "mapping": mapping,
@@ -390,8 +489,10 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
                    "true_action_names": names_of_true},
         "counts": counts.tolist(),
     }
+    if moves is not None:
+        data["motion"] = moves
     if counts is not raw_counts:  # the names after the raw buttons, kept for reference
-        data["raw_names"] = name_from_counts(raw_counts, true_names)[0]
+        data["raw_names"] = name_from_counts(raw_counts, true_names, moves)[0]
         data["raw_true_action_names"] = list(true_names)
         data["raw_counts"] = raw_counts.tolist()
     path = write_actions_json(model_dir, data)
