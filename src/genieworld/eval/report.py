@@ -125,25 +125,27 @@ def action_grid_image(grid: np.ndarray, action_names: list[str], prompt_frames: 
     fh, fw = h * scale, w * scale
     head = 14
     block = a_n * (fh + GAP) + 16
-    width = LABEL_W + t_len * (fw + GAP)
+    font = _font()
+    names = [action_names[a] if a < len(action_names) else str(a) for a in range(a_n)]
+    texts = [f"a={a}" if name == str(a) else f"a={a} {name}" for a, name in enumerate(names)]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max([LABEL_W] + [int(measure.textlength(t, font=font)) + 6 for t in texts])  # whole names
+    width = label_w + t_len * (fw + GAP)
     height = head + p_n * block
     canvas = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(canvas)
-    font = _font()
     for t in range(t_len):
         label = "prompt" if t < prompt_frames else f"+{t - prompt_frames + 1}"
-        draw.text((LABEL_W + t * (fw + GAP) + 2, 1), label, fill=(0, 0, 0), font=font)
+        draw.text((label_w + t * (fw + GAP) + 2, 1), label, fill=(0, 0, 0), font=font)
     for pi in range(p_n):
         y0 = head + pi * block
         draw.text((2, y0), f"prompt {pi}", fill=(90, 90, 90), font=font)
         for a in range(a_n):
             y = y0 + 12 + a * (fh + GAP)
-            name = action_names[a] if a < len(action_names) else str(a)
-            text = f"a={a}" if name == str(a) else f"a={a} {name}"[:13]
-            draw.text((2, y + fh // 2 - 6), text, fill=(0, 0, 0), font=font)
+            draw.text((2, y + fh // 2 - 6), texts[a], fill=(0, 0, 0), font=font)
             for t in range(t_len):
                 border = PROMPT_COLOUR if t < prompt_frames else None
-                canvas.paste(_frame(grid[pi, a, t], scale, border), (LABEL_W + t * (fw + GAP), y))
+                canvas.paste(_frame(grid[pi, a, t], scale, border), (label_w + t * (fw + GAP), y))
     return canvas
 
 
