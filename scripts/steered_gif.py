@@ -1,10 +1,11 @@
 """Write an animated GIF of a model steered by named actions: `python scripts/steered_gif.py MODEL OUT.gif`.
 
-    python scripts/steered_gif.py models/coinrun-cpu docs/steered.gif --plan Left:6,Right:6,Jump:4
+    python scripts/steered_gif.py models/coinrun-cpu docs/steered.gif --plan Left:6,Right:6,Up:2,Down:2
     python scripts/steered_gif.py models/coinrun-cpu docs/steered.gif --prompt prompt-03 --seed 1
 
 The prompt is one of the model's own prompt frames (MODEL/prompts/NAME.png, the first by default).
-Each plan entry is ACTION:FRAMES, ACTION a name from MODEL/actions.json or a latent action id.
+Each plan entry is ACTION:FRAMES, ACTION a name from MODEL/actions.json, a latent action id, or an
+arrow (Up, Down, Left, Right: the action the play page binds to that key).
 Frames are upscaled 4x (nearest) with the action's name written under each frame.
 """
 
@@ -17,9 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
-def parse_plan(plan: str, names: list[str]) -> list[int]:
+def parse_plan(plan: str, names: list[str], keys: dict[str, int] | None = None) -> list[int]:
+    """Action ids of ``ACTION:FRAMES,...``; ACTION is a name, a latent id, or an arrow (Up, Down, Left,
+    Right) meaning the action the play page binds to that arrow key (``keys``, :func:`default_key_map`)."""
     acts = []
-    lookup = {n.lower(): i for i, n in enumerate(names)}
+    arrows = {k[len("Arrow"):].lower(): a for k, a in (keys or {}).items() if k.startswith("Arrow")}
+    lookup = {**arrows, **{n.lower(): i for i, n in enumerate(names)}}
     for part in plan.split(","):
         name, _, count = part.partition(":")
         key = name.strip().lower()
@@ -37,7 +41,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("out")
-    ap.add_argument("--plan", default="Left:6,Right:6,Jump:4")
+    ap.add_argument("--plan", default="Stay:2,Left:4,Right:4,Up:2,Down:2,Stay:2",
+                    help="ACTION:FRAMES,... (default: %(default)s; Up and Down are the play page's arrow keys)")
     ap.add_argument("--prompt", help="a prompt file name in MODEL/prompts (default: the first)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=int, default=4)
@@ -57,7 +62,10 @@ def main(argv=None) -> int:
         prompts = [p for p in prompts if p.stem == args.prompt or p.name == args.prompt]
     if not prompts:
         raise SystemExit(f"{args.model}/prompts: no prompt frame {args.prompt or ''}")
-    acts = parse_plan(args.plan, genie.action_names)
+    from genieworld.actions import default_key_map, load_jump_action
+
+    keys = default_key_map(genie.action_names, jump=load_jump_action(args.model, genie.num_actions))
+    acts = parse_plan(args.plan, genie.action_names, keys)
     world = genie.world(str(prompts[0]), seed=args.seed, **genie.play_overrides())
     frames = [(world.frames[-1][0], "prompt")] + [(world.step(a), genie.action_names[a]) for a in acts]
     out = []
