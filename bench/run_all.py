@@ -57,8 +57,10 @@ ARGS = {
 ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_fvd.py", "bench_play_load.py"]
 
 
-# Scripts that need a recorded dataset (--data) and minutes of training: run them by hand.
-BY_HAND = {"bench_lam_probe.py", "bench_lam.py"}
+# Scripts that need a recorded dataset (--data), a trained model (--model) or minutes of training: run them
+# by hand (each one's docstring gives its command).
+BY_HAND = {"bench_lam_probe.py", "bench_lam.py", "bench_lam_merge.py", "bench_grid.py", "bench_jump_arc.py",
+           "bench_true_actions.py"}
 
 
 def discover() -> list[str]:
