@@ -264,18 +264,21 @@ def test_latent_statistics_measure_how_each_latent_moves_the_view(tmp_path):
         return orig(ep, a, b)
 
     store.read_frames = read_frames
-    counts, motion = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1)
+    counts, motion, latents = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1)
     assert counts.tolist() == [[12, 0], [0, 10], [0, 0]]
+    for ep in (0, 1):  # every transition's latent, in order across the overlapping windows
+        assert latents[ep].tolist() == store.read_actions(ep).tolist()
     assert [m["transitions"] for m in motion] == [12, 10, 0]
     assert motion[1]["dy"] == 3.0 and motion[1]["dx"] == 0.0 and motion[1]["down"] == 1.0 and motion[1]["up"] == 0.0
     assert motion[0]["dy"] == 0.0 and motion[0]["down"] == 0.0
     assert motion[2]["down"] == 0.0  # no transitions: zeros, not NaN
     # motion_max measures every k-th batch only; the counts still cover every transition
     queue.clear()
-    counts2, sparse = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion_max=8)
+    counts2, sparse, _ = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1,
+                                           motion_max=8)
     assert (counts2 == counts).all() and 0 < sum(m["transitions"] for m in sparse) < 22
     queue.clear()
-    assert latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion=False)[1] is None
+    assert latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion=False).motion is None
 
 
 def test_latents_that_move_the_view_down_are_named_fall():
@@ -355,3 +358,31 @@ def test_jump_arc_path_summary():
     arc = load_script("bench/bench_jump_arc.py")
     s = arc.path_summary(np.array([[-10, -5, 0, 14], [-10, -5, 0, 0]]))
     assert s["mean_dy_per_step"] == [-10.0, -5.0, 0.0, 7.0] and s["mean_net_dy"] == -8.0 and s["came_back"] == 0.5
+
+
+def test_name_latent_actions_writes_motion_fall_names_and_sequence_counts(tmp_path):
+    from genieworld.actions import load_gravity, name_latent_actions
+    from genieworld.eval.motion import frame_shifts
+
+    data = _scrolling_store(tmp_path / "s", steps=14, episodes=3)
+
+    class Reader:  # a "LAM" that reads the view's motion: 1 when it moved down
+        num_actions = 2
+        image_size = 64
+
+        def infer_actions(self, frames):
+            b, t = frames.shape[:2]
+            a, c = frames[:, :-1].reshape(-1, 64, 64, 3), frames[:, 1:].reshape(-1, 64, 64, 3)
+            return (frame_shifts(a, c)[0][:, 1] > 0).astype(np.int64).reshape(b, t - 1)
+
+    model = tmp_path / "model"
+    model.mkdir()
+    out = name_latent_actions(model, data, genie=Reader(), window=6)
+    assert out["names"] == ["0", "Fall"] and out["mapping"][1]["effect"] == "fall"
+    assert out["motion"][1]["down"] == 1.0 and out["motion"][0]["down"] == 0.0
+    seq = np.array(out["sequence_counts"])
+    assert seq.shape == (2, 2, 2, 2) and seq.sum() == 3 * (13 - 2)  # every transition after two others
+    assert load_gravity(model, 2).falling == [1] and load_gravity(model, 3) is None
+    out = name_latent_actions(model, data, genie=Reader(), window=6, motion=False)
+    assert out["names"] == ["0", "1"] and "motion" not in out and "sequence_counts" not in out
+    assert load_gravity(model, 2) is None

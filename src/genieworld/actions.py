@@ -49,17 +49,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from genieworld.action_names import check_action_names
+from genieworld.controls import MAX_ACTIONS, Gravity, count_sequences
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
            "cooccurrence_counts", "latent_statistics", "name_from_counts", "falls", "fall_name",
            "write_actions_json", "default_key_map",
-           "jump_action", "load_jump_action", "name_latent_actions"]
+           "jump_action", "load_jump_action", "load_gravity", "name_latent_actions", "LatentStats"]
 
 ACTIONS_FILE = "actions.json"
 
@@ -248,6 +249,12 @@ def load_jump_action(model_dir, num_actions: int) -> int | None:
     return jump_action(counts, true_names, motion)  # checks the table's shape against the names
 
 
+def load_gravity(model_dir, num_actions: int) -> Gravity | None:
+    """:class:`~genieworld.controls.Gravity` from ``MODEL/actions.json``'s ``sequence_counts``, or ``None``
+    (no file, no table, no falling latent, a malformed file)."""
+    return Gravity.from_actions(_read_actions_json(model_dir), num_actions)
+
+
 # ---------------------------------------------------------------------------------------------
 # counting and naming
 
@@ -271,13 +278,20 @@ def cooccurrence_counts(genie, store, episodes: Sequence[int], num_true: int, wi
     Windows of equal length are batched together (``batch_size`` at most) for
     ``genie.infer_actions``.
     """
-    return latent_statistics(genie, store, episodes, num_true, window, batch_size, progress, motion=False)[0]
+    return latent_statistics(genie, store, episodes, num_true, window, batch_size, progress, motion=False).counts
+
+
+class LatentStats(NamedTuple):
+    counts: np.ndarray                 # (latent, true) co-occurrences
+    motion: list[dict] | None          # per latent: how it moves the view (None without ``motion``)
+    latents: dict[int, np.ndarray]     # per episode: the latent action of every transition, in order
 
 
 def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, window: int = 16,
                       batch_size: int = 8, progress=None, motion: bool = True, motion_max: int = 20000
-                      ) -> tuple[np.ndarray, list[dict] | None]:
-    """:func:`cooccurrence_counts`, and with ``motion`` how each latent action moves the view.
+                      ) -> LatentStats:
+    """:func:`cooccurrence_counts`, every episode's latent actions, and with ``motion`` how each latent
+    action moves the view.
 
     The motion of a transition is :func:`genieworld.eval.motion.frame_shifts` between its two real
     frames (the view's whole-pixel shift, +x right, +y down). Per latent: ``transitions`` (how many
@@ -302,6 +316,7 @@ def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, wind
         total = sum(b - a - 1 for items in groups.values() for _, a, b in items)
         stride = max(1, -(-total // max(1, int(motion_max))))
     batch_no = 0
+    pieces: dict[int, dict[int, np.ndarray]] = {}  # episode -> window start -> that window's latents
 
     def flush(items):
         nonlocal batch_no
@@ -310,6 +325,8 @@ def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, wind
         with torch.inference_mode():
             lat = genie.infer_actions(frames)
         lat = np.asarray(lat.cpu() if hasattr(lat, "cpu") else lat, dtype=np.int64).reshape(true.shape)
+        for (ep, a, _), row in zip(items, lat):
+            pieces.setdefault(ep, {})[a] = row
         ok = (true >= 0) & (true < num_true) & (lat >= 0) & (lat < num_latent)
         np.add.at(counts, (lat[ok], true[ok]), 1)
         if motion and batch_no % stride == 0:
@@ -326,15 +343,17 @@ def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, wind
     for _, items in sorted(groups.items()):
         for i in range(0, len(items), batch_size):
             flush(items[i:i + batch_size])
+    # windows overlap by one frame, so each episode's transitions are its windows' latents in order
+    latents = {ep: np.concatenate([w[a] for a in sorted(w)]) for ep, w in pieces.items()}
     if not motion:
-        return counts, None
+        return LatentStats(counts, None, latents)
     table = []
     for i in range(num_latent):
         n = moves[i, 0]
         avg = moves[i, 1:] / n if n else np.zeros(6)
         table.append({"latent": i, "transitions": int(n), "dx": round(float(avg[0]), 3), "dy": round(float(avg[1]), 3),
                       **{k: round(float(v), 4) for k, v in zip(("down", "up", "left", "right"), avg[2:])}})
-    return counts, table
+    return LatentStats(counts, table, latents)
 
 
 def falls(move: dict | None, true_name: str = "") -> bool:
@@ -466,8 +485,9 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     max_frames = getattr(getattr(getattr(genie, "lam", None), "cfg", None), "max_frames", None)
     if isinstance(max_frames, int) and max_frames >= 2:
         window = min(window, max_frames)
-    raw_counts, moves = latent_statistics(genie, store, labelled, num_true, window=window, batch_size=batch_size,
-                                          progress=progress, motion=motion)
+    raw_counts, moves, latents = latent_statistics(genie, store, labelled, num_true, window=window,
+                                                   batch_size=batch_size, progress=progress, motion=motion)
+    true_of_ep = {ep: np.asarray(store.read_actions(ep), dtype=np.int64) for ep in latents}
     counts, names_of_true = raw_counts, list(true_names)
     if true_names == PROCGEN_ACTION_NAMES and "coinrun" in (store.extra or {}):
         # CoinRun's 15 buttons act as 6 actions: name latents in the game's own terms (Left, Jump, ...)
@@ -478,6 +498,7 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
         for j in range(num_true):
             counts[:, eff[j]] += raw_counts[:, j]
         names_of_true = list(EFFECTIVE_NAMES)
+        true_of_ep = {ep: effective_action(a) for ep, a in true_of_ep.items()}
     names, mapping = name_from_counts(counts, names_of_true, moves)
     data = {
         "names": names,
@@ -491,6 +512,11 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     }
     if moves is not None:
         data["motion"] = moves
+        if counts.shape[0] <= MAX_ACTIONS and any(m.get("effect") == "fall" for m in mapping):
+            # what follows two given latents under each real action: play's gravity (genieworld.controls)
+            eps = sorted(latents)
+            data["sequence_counts"] = count_sequences([latents[e] for e in eps], [true_of_ep[e] for e in eps],
+                                                      len(names_of_true), counts.shape[0]).tolist()
     if counts is not raw_counts:  # the names after the raw buttons, kept for reference
         data["raw_names"] = name_from_counts(raw_counts, true_names, moves)[0]
         data["raw_true_action_names"] = list(true_names)

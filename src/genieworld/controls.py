@@ -1,0 +1,110 @@
+"""Gravity for play: a pressed key plays a fall when the recorded game says one comes next.
+
+A LAM names what changed between two frames, and in a platformer much of that is the camera's
+vertical motion: the shipped CoinRun model has latents that make the view rise (the jumps), hold
+its height and fall (``genie actions name`` calls the last ones ``Fall``, see
+:mod:`genieworld.actions`). Pressing a key picks one latent, so after a jump the view keeps its
+height until the player presses Fall, while in the game itself one falls back whatever key is
+held.
+
+:class:`Gravity` restores that from the same labelled recordings that name the actions. For every
+transition of the store it counts ``counts[k, a2, a1, a]``: the real action k the player held, the
+latent actions a2, a1 of the two transitions before, and the latent a of this one
+(:func:`count_sequences`). At play time a key whose latent is ``p`` plays, given the two latents
+played before, a fall when the recordings show one after those two in more than half of the
+transitions where the player held p's real action (the most frequent falling latent), and ``p``
+otherwise. Pressing Stay after two jumps then plays a fall,
+holding the jump key hops (rise, rise, fall, fall, rise...), and on flat ground every key plays as
+pressed. A key that is itself a fall, a latent with no real action, a context seen fewer than
+``min_count`` times, or the first two steps after a reset play as pressed.
+
+``MODEL/actions.json`` holds the table as ``sequence_counts`` (``K x A x A x A`` integers, written by
+``genie actions name`` for models of at most :data:`MAX_ACTIONS` latent actions).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["MAX_ACTIONS", "count_sequences", "Gravity"]
+
+#: sequence_counts grows as K * A**3: written only for models of at most this many latent actions
+MAX_ACTIONS = 16
+MIN_COUNT = 10
+
+
+def count_sequences(latents: Sequence[np.ndarray], true: Sequence[np.ndarray], num_true: int,
+                    num_latent: int) -> np.ndarray:
+    """``counts[k, a2, a1, a]`` over episodes: ``latents[e]`` and ``true[e]`` are one episode's latent and real
+    action per transition, in order (real actions < 0 or >= num_true, e.g. unrecorded, are skipped; the
+    first two transitions of an episode have no history and are skipped too)."""
+    counts = np.zeros((num_true, num_latent, num_latent, num_latent), dtype=np.int64)
+    for lat, act in zip(latents, true):
+        lat, act = np.asarray(lat, dtype=np.int64), np.asarray(act, dtype=np.int64)
+        if lat.shape != act.shape:
+            raise ValueError(f"latents {lat.shape} and real actions {act.shape} of an episode differ in length")
+        if len(lat) < 3:
+            continue
+        a2, a1, a, k = lat[:-2], lat[1:-1], lat[2:], act[2:]
+        ok = (k >= 0) & (k < num_true) & (np.minimum(np.minimum(a2, a1), a) >= 0) & (np.maximum(
+            np.maximum(a2, a1), a) < num_latent)
+        np.add.at(counts, (k[ok], a2[ok], a1[ok], a[ok]), 1)
+    return counts
+
+
+class Gravity:
+    """Chooses what a pressed latent action plays, given the two played before (module docstring)."""
+
+    def __init__(self, counts_kaaa: np.ndarray, true_of_latent: Sequence[int | None], falling: Sequence[int],
+                 min_count: int = MIN_COUNT):
+        counts = np.asarray(counts_kaaa, dtype=np.int64)
+        if counts.ndim != 4 or len(set(counts.shape[1:])) != 1:
+            raise ValueError(f"sequence counts must be K x A x A x A, got {counts.shape}")
+        num_true, num_latent = counts.shape[:2]
+        if len(true_of_latent) != num_latent:
+            raise ValueError(f"{len(true_of_latent)} real actions for {num_latent} latents")
+        if not falling or any(not 0 <= f < num_latent for f in falling):
+            raise ValueError(f"falling latents {list(falling)} must be a non-empty subset of 0..{num_latent - 1}")
+        self.counts = counts
+        self.true_of = [k if isinstance(k, int) and 0 <= k < num_true else None for k in true_of_latent]
+        self.falling = sorted(set(int(f) for f in falling))
+        self.min_count = int(min_count)
+
+    @property
+    def num_actions(self) -> int:
+        return self.counts.shape[1]
+
+    def choose(self, pressed: int, history: Sequence[int]) -> int:
+        """The latent to play for ``pressed`` after ``history`` (the latents played so far, oldest first)."""
+        k = self.true_of[pressed] if 0 <= pressed < self.num_actions else None
+        if k is None or pressed in self.falling or len(history) < 2:
+            return pressed
+        a2, a1 = int(history[-2]), int(history[-1])
+        if not (0 <= a2 < self.num_actions and 0 <= a1 < self.num_actions):
+            return pressed
+        seen = self.counts[k, a2, a1]
+        falls = seen[self.falling]
+        if int(seen.sum()) < self.min_count or 2 * int(falls.sum()) <= int(seen.sum()):
+            return pressed
+        return self.falling[int(np.argmax(falls))]
+
+    @classmethod
+    def from_actions(cls, data: Any, num_actions: int) -> "Gravity | None":
+        """From a parsed ``actions.json``: ``None`` when it has no usable table or no falling latent (an
+        older file, another number of actions, or a malformed one: its contents are never trusted)."""
+        try:
+            mapping = data["mapping"]
+            counts = np.asarray(data["sequence_counts"], dtype=np.int64)
+            falling = [int(m["latent"]) for m in mapping if m.get("effect") == "fall"]
+            true_of = [None] * num_actions
+            for m in mapping:
+                latent, k = int(m["latent"]), m.get("true_action")
+                if 0 <= latent < num_actions:
+                    true_of[latent] = k if isinstance(k, int) else None
+            if counts.ndim != 4 or counts.shape[1] != num_actions or (counts < 0).any() or not falling:
+                return None
+            return cls(counts, true_of, falling)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            return None

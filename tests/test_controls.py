@@ -1,0 +1,69 @@
+"""Gravity for play (genieworld.controls): what a pressed key plays after the latents played before it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from genieworld.controls import Gravity, count_sequences
+
+# latents: 0 Stay, 1 Jump (rise), 2 Fall; real actions: 0 Stay, 1 Jump
+STAY, JUMP, FALL = 0, 1, 2
+
+
+def test_count_sequences_counts_each_transition_after_its_two_predecessors():
+    lat = [np.array([STAY, JUMP, JUMP, FALL, FALL, STAY]), np.array([JUMP, FALL])]
+    true = [np.array([0, 1, 1, 0, 0, 0]), np.array([1, 0])]
+    c = count_sequences(lat, true, num_true=2, num_latent=3)
+    assert c.shape == (2, 3, 3, 3) and c.sum() == 4  # 6 - 2 transitions with two before; the short episode none
+    assert c[1, STAY, JUMP, JUMP] == 1 and c[0, JUMP, JUMP, FALL] == 1
+    assert c[0, JUMP, FALL, FALL] == 1 and c[0, FALL, FALL, STAY] == 1
+    # unrecorded real actions (-1) and out-of-range latents are left out
+    c = count_sequences([np.array([0, 1, 1, 7])], [np.array([0, 1, -1, 0])], 2, 3)
+    assert c.sum() == 0
+    with pytest.raises(ValueError, match="differ in length"):
+        count_sequences([np.array([0, 1, 2])], [np.array([0, 1])], 2, 3)
+
+
+def _gravity(min_count=10):
+    c = np.zeros((2, 3, 3, 3), dtype=np.int64)
+    c[0, JUMP, JUMP, FALL] = 30   # holding Stay after two rises: mostly a fall
+    c[0, JUMP, JUMP, STAY] = 5
+    c[1, JUMP, JUMP, FALL] = 20   # holding Jump after two rises: a fall too (no double jump)
+    c[1, JUMP, JUMP, JUMP] = 4
+    c[0, STAY, STAY, STAY] = 50   # on the ground Stay stays
+    c[0, STAY, STAY, FALL] = 2
+    c[0, FALL, STAY, FALL] = 3    # a rare context
+    return Gravity(c, true_of_latent=[0, 1, 0], falling=[FALL], min_count=min_count)
+
+
+def test_gravity_plays_a_fall_where_the_recordings_show_one():
+    g = _gravity()
+    assert g.choose(STAY, [JUMP, JUMP]) == FALL and g.choose(JUMP, [STAY, JUMP, JUMP]) == FALL
+    assert g.choose(STAY, [STAY, STAY]) == STAY  # on the ground: as pressed
+    assert g.choose(STAY, [FALL, STAY]) == STAY  # a context seen 3 < 10 times: as pressed
+    assert _gravity(min_count=1).choose(STAY, [FALL, STAY]) == FALL
+    assert g.choose(STAY, [JUMP]) == STAY and g.choose(STAY, []) == STAY  # too little history
+    assert g.choose(FALL, [STAY, STAY]) == FALL  # a fall plays as pressed
+    assert g.choose(STAY, [9, JUMP]) == STAY  # a history the table does not know
+    no_true = Gravity(_gravity().counts, true_of_latent=[None, 1, 0], falling=[FALL])
+    assert no_true.choose(STAY, [JUMP, JUMP]) == STAY  # a latent with no real action: as pressed
+
+
+def test_gravity_from_actions_json_trusts_nothing():
+    g = _gravity()
+    good = {"mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
+                        {"latent": 2, "true_action": 0, "effect": "fall"}], "sequence_counts": g.counts.tolist()}
+    loaded = Gravity.from_actions(good, 3)
+    assert loaded is not None and loaded.falling == [FALL] and loaded.choose(STAY, [JUMP, JUMP]) == FALL
+    assert Gravity.from_actions(good, 4) is None  # another number of actions
+    no_fall = {**good, "mapping": [{k: v for k, v in m.items() if k != "effect"} for m in good["mapping"]]}
+    bad_counts = [(-np.ones((2, 3, 3, 3), dtype=int)).tolist(), [[1, 2], [3]], "x", np.zeros((2, 3, 3)).tolist()]
+    for bad in [None, [], {}, {"mapping": good["mapping"]}, no_fall, {**good, "mapping": "x"},
+                {**good, "mapping": [{"latent": "a"}]},
+                *({**good, "sequence_counts": c} for c in bad_counts)]:
+        assert Gravity.from_actions(bad, 3) is None, bad
+    with pytest.raises(ValueError):
+        Gravity(g.counts, [0, 1, 0], falling=[5])
+    with pytest.raises(ValueError):
+        Gravity(g.counts, [0, 1], falling=[2])
