@@ -394,3 +394,33 @@ def test_every_key_of_an_action_plays_it(prompt_server, page):
     pg.wait_for_function(f"() => window.genie.framesDrawn > {n} && window.genie.lastMeta.action === 0")
     assert frames_drawn(pg) == n + 1, "space still played a retired binding"
     assert not pg.problems, pg.problems
+
+
+def test_gravity_shows_the_key_pressed_and_the_fall_played(untrained_model_dir, synthetic_store_dir, tmp_path, page):
+    """With a gravity table (genieworld.controls), a key pressed after two jumps plays a fall: the page's
+    "last" figure says both, and the down arrow plays the Fall action."""
+    from genieworld.prompts import write_prompts
+
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+    names = ["Left", "Stay", "Jump", "Fall"]
+    counts = np.zeros((3, 4, 4, 4), dtype=int)  # real actions: Left 0, Stay 1, Jump 2
+    counts[:, 2, 2, 3] = 40  # after two jumps the recordings fall, whatever is held
+    (model / "actions.json").write_text(json.dumps({
+        "names": names, "sequence_counts": counts.tolist(),
+        "mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
+                    {"latent": 2, "true_action": 2}, {"latent": 3, "true_action": 1, "effect": "fall"}]}))
+    write_prompts(model, synthetic_store_dir, n=2, seed=0)
+    with serving(model) as srv:
+        pg = page
+        pg.goto(srv["url"])
+        pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
+        assert pg.evaluate("() => window.genie.info.keymap")["ArrowDown"] == 3
+        pg.locator("#screen").focus()
+        assert [press_and_wait(pg, "ArrowUp")["action"] for _ in range(2)] == [2, 2]
+        meta = press_and_wait(pg, "s")
+        assert meta["pressed"] == 1 and meta["action"] == 3
+        assert pg.inner_text("#last-action") == "Stay \u2192 Fall"
+        meta = press_and_wait(pg, "ArrowLeft")  # after (Jump, Fall): nothing recorded, as pressed
+        assert meta["action"] == meta["pressed"] == 0 and pg.inner_text("#last-action") == "Left"
+        assert not pg.problems, pg.problems

@@ -623,6 +623,61 @@ def test_up_arrow_plays_the_jump_like_action_of_actions_json(tmp_path):
     assert km["ArrowDown"] == 3
 
 
+def _gravity_actions_json(path):
+    """A 4-action model: Stay 0, Jump 1 (rises), Fall 2, Left 3; real actions Stay 0, Jump 1, Left 2. The
+    recordings show two falling steps after two jumps whatever is held, and Stay / Left as pressed otherwise."""
+    from genieworld.controls import Gravity  # noqa: F401  (the reader under test)
+
+    counts = np.zeros((3, 4, 4, 4), dtype=int)
+    counts[:, 1, 1, 2] = 40  # after two rises: a fall
+    counts[:, 1, 1, 1] = 5
+    counts[:, 1, 2, 2] = 30  # and the fall goes on one more step
+    counts[0, 0, 0, 0] = counts[2, 3, 3, 3] = 50
+    (path / "actions.json").write_text(json.dumps({
+        "names": ["Stay", "Jump", "Fall", "Left"],
+        "mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
+                    {"latent": 2, "true_action": 0, "effect": "fall"}, {"latent": 3, "true_action": 2}],
+        "sequence_counts": counts.tolist()}))
+
+
+@pytest.mark.parametrize("gravity", [True, False])
+def test_gravity_turns_a_press_after_two_jumps_into_a_fall(tmp_path, gravity):
+    _gravity_actions_json(tmp_path)
+    genie = FakeGenie()
+    genie.action_names = ["Stay", "Jump", "Fall", "Left"]
+    with TestClient(create_app(genie, model_dir=tmp_path, config=PlayConfig(gravity=gravity))) as c:
+        ws, hello, _ = open_ws(c, "?prompt=grey")
+        try:
+            assert hello["gravity"] is gravity and hello["keymap"]["ArrowDown"] == 2
+            played = []
+            for pressed in ["Jump", "Jump", "Stay", "Left", "Left", "Stay"]:
+                ws.send_json({"type": "action", "action": pressed})
+                meta, frame = recv_frame(ws)
+                assert meta["pressed"] == genie.action_names.index(pressed)
+                assert frame[0, 0, 0] == (meta["action"] * 50 + meta["index"]) % 256  # the world got the played one
+                played.append(meta["name"])
+            # with gravity the two presses after the jumps fall, then keys play as pressed
+            assert played == (["Jump", "Jump", "Fall", "Fall", "Left", "Stay"] if gravity
+                              else ["Jump", "Jump", "Stay", "Left", "Left", "Stay"])
+            # a reset forgets what was played: two more jumps are needed before anything falls
+            ws.send_json({"type": "reset"})
+            recv_frame(ws)
+            ws.send_json({"type": "action", "action": "Jump"})
+            ws.send_json({"type": "action", "action": "Stay"})
+            assert [recv_frame(ws)[0]["name"] for _ in range(2)] == ["Jump", "Stay"]
+        finally:
+            ws.__exit__(None, None, None)
+
+
+def test_no_gravity_without_a_table(tmp_path):
+    (tmp_path / "actions.json").write_text(json.dumps({"names": ["Stay", "Jump", "Fall", "Left"]}))
+    genie = FakeGenie()
+    with TestClient(create_app(genie, model_dir=tmp_path)) as c:
+        ws, hello, _ = open_ws(c, "?prompt=grey")
+        ws.__exit__(None, None, None)
+    assert hello["gravity"] is False
+
+
 def test_trained_model_with_named_actions(tiny_model_dir, tmp_path):
     from genieworld.genie import Genie
 

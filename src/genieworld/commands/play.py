@@ -26,6 +26,14 @@ prompt; "mp4" / "GIF" download the frames since the last reset, encoded on the
 server. The fps figure is the rate of frames over the last few seconds ("idle"
 when no key was pressed for a while).
 
+Gravity: a LAM names how the view moves, so a model can have latent actions
+that rise (jumps) and others that fall (`genie actions name` calls them Fall).
+When MODEL/actions.json says which latent actions usually follow two given ones
+(its sequence_counts), a key plays a fall where the recorded game shows one
+after what was just played: after a jump the world comes back down whatever key
+is held, as in the game. The page shows the action played. --no-gravity plays
+every key as pressed.
+
 Frames stream over a WebSocket as PNG images. Keys pressed faster than the model
 generates are queued, at most 4 per session: when the queue is full a new key
 replaces the newest queued one, so input lag stays bounded.
@@ -56,6 +64,8 @@ def register(sub) -> None:
                         "cores makes CPU generation many times slower)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest accepted upload in MiB (default 8)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--no-gravity", dest="gravity", action="store_false",
+                   help="play every key as pressed, never as a fall (see Gravity above)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run_play)
 
@@ -79,7 +89,8 @@ def build_config(args) -> "PlayConfig":
     if not 0 < args.max_upload_mb <= 256:
         raise UserError("--max-upload-mb must be in (0, 256]")
     return PlayConfig(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, max_pending=args.max_pending,
-                      workers=args.workers, max_upload_bytes=int(args.max_upload_mb * (1 << 20)))
+                      workers=args.workers, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+                      gravity=args.gravity)
 
 
 def run_play(args) -> int:

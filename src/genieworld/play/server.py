@@ -31,11 +31,13 @@ Any message may carry ``"id"`` (an int or a string of <= 64 chars); it is echoed
 the reply.  Server -> client:
 
 * ``{"type": "hello", "session": ..., "action_names": [...], "keymap": {...}, ...}`` once;
-* per frame, a text message ``{"type": "frame", "index": n, "action": a, "id": ...,
+* per frame, a text message ``{"type": "frame", "index": n, "action": a, "pressed": p, "id": ...,
   "gen_ms": ..., "latency_ms": ..., "pending": ..., "dropped": ...}`` immediately
   followed by one *binary* message: the frame as a PNG file (same size as the
   model's frames; the page scales it up with ``image-rendering: pixelated``).
-  ``index`` counts frames since the last reset (0 = the prompt frame);
+  ``index`` counts frames since the last reset (0 = the prompt frame); ``action`` is the latent
+  action played and ``pressed`` the one asked for: they differ where gravity
+  (:mod:`genieworld.controls`, ``hello``'s ``"gravity": true``) turned a press into a fall;
 * ``{"type": "error", "code": ..., "message": ..., "id": ...}`` for anything rejected:
   ``bad_json``, ``bad_message``, ``unknown_type``, ``bad_action``, ``bad_prompt``,
   ``bad_seed``, ``too_large``, ``binary_not_supported``, ``rate_limited``,
@@ -84,7 +86,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
-from genieworld.actions import default_key_map, load_action_names, load_jump_action
+from genieworld.actions import default_key_map, load_action_names, load_gravity, load_jump_action
 from genieworld.play.sessions import Command, Session, SessionManager, TokenBucket, TooManySessions
 
 log = logging.getLogger("genieworld.play")
@@ -120,6 +122,9 @@ class PlayConfig:
     # slow clients (genieworld.play.limits): seconds to deliver a request's headers, connections per address
     header_timeout: float = 10.0
     max_connections_per_client: int = 32
+    # a pressed key plays a fall where the recordings show one (genieworld.controls; needs the model's
+    # actions.json to hold sequence_counts and a Fall latent, otherwise keys always play as pressed)
+    gravity: bool = True
 
     def public(self) -> dict:
         keep = ("max_sessions", "idle_timeout", "max_pending", "max_message_bytes", "rate", "burst",
@@ -206,15 +211,19 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
 HISTORY_KEEP = 256  # frames of history a session's World keeps (World(max_history=...)); bounds memory
 
 
-def _step_world(session: Session, action: int) -> tuple[np.ndarray, bytes, float]:
+def _step_world(session: Session, action: int, gravity=None) -> tuple[np.ndarray, bytes, float, int]:
+    """One step of the session's world for the pressed ``action``; returns the frame, its PNG, the time
+    it took and the latent action played (``gravity.choose`` may turn the press into a fall)."""
     with session.lock:
+        played = action if gravity is None else gravity.choose(action, session.played)
         t0 = time.perf_counter()
-        frame = session.world.step(action)
+        frame = session.world.step(played)
         ms = (time.perf_counter() - t0) * 1000
+        session.played = [*session.played[-1:], played]
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise RuntimeError(f"world.step returned {frame.dtype} {frame.shape}, expected uint8 (H, W, 3)")
-    return frame, encode_png(frame), ms
+    return frame, encode_png(frame), ms, played
 
 
 def _new_world(genie, session: Session | None, prompt: np.ndarray, seed: int):
@@ -375,6 +384,7 @@ class PlayState:
         self.name_to_action = {n: i for i, n in enumerate(self.action_names)}
         # the up arrow and space play the most jump-like action when none is named Jump
         self.keymap = default_key_map(self.action_names, jump=load_jump_action(model_dir, self.num_actions))
+        self.gravity = load_gravity(model_dir, self.num_actions) if config.gravity else None
         self.model_name = model_name or (Path(model_dir).name if model_dir else "model")
         self.pool: ThreadPoolExecutor | None = None  # made by start(), on the first request at the latest
         self.sessions = SessionManager(config.max_sessions, config.idle_timeout, on_evict=self._on_evict)
@@ -595,7 +605,8 @@ class Connection:
             hello = {"type": "hello", "session": s.id, "resumed": resumed, "model": st.model_name,
                      "num_actions": st.num_actions, "action_names": st.action_names, "keymap": st.keymap,
                      "image_size": st.image_size, "seed": s.seed, "prompt": s.prompt_id,
-                     "max_pending": st.config.max_pending, "frame_format": "png", "limits": st.config.public()}
+                     "max_pending": st.config.max_pending, "frame_format": "png", "limits": st.config.public(),
+                     "gravity": st.gravity is not None}
             await self.send_json(hello)
             png = await st.run_in_pool(encode_png, s.last_frame)
             await self.send_frame(self._frame_meta(s, reset=not resumed), png)
@@ -734,9 +745,11 @@ class Connection:
                     meta.update(seed=s.seed, prompt=s.prompt_id)
                     await self.send_frame(meta, png)
                 else:
-                    frame, png, ms = await st.run_in_pool(_step_world, s, cmd.action)
+                    frame, png, ms, played = await st.run_in_pool(_step_world, s, cmd.action, st.gravity)
                     s.record(frame)
-                    await self.send_frame(self._frame_meta(s, cmd.action, cmd, gen_ms=ms), png)
+                    meta = self._frame_meta(s, played, cmd, gen_ms=ms)
+                    meta["pressed"] = cmd.action
+                    await self.send_frame(meta, png)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -125,6 +125,7 @@ class Session:
     attached: Any = None           # the connection currently playing this session, if any
     steps: int = 0                 # frames generated since the last reset
     closed: bool = False
+    played: list = field(default_factory=list)  # the last two latent actions played (gravity's context)
 
     def __post_init__(self):
         self.queue = PendingQueue(self.max_pending)
@@ -142,6 +143,7 @@ class Session:
         self.frames.clear()
         self.frames.append(prompt)
         self.steps = 0
+        self.played = []
 
     @property
     def last_frame(self) -> np.ndarray:

@@ -385,7 +385,10 @@
     $("latency").textContent = meta.latency_ms != null ? meta.latency_ms.toFixed(0) : "\u2013";
     $("pending").textContent = meta.pending ?? 0;
     $("dropped").textContent = meta.dropped ?? 0;
-    $("last-action").textContent = meta.name != null ? meta.name : "\u2013";
+    // gravity (genie play) may play a fall for the key pressed: show both, "Stay \u2192 Fall"
+    const names = state.info ? state.info.action_names : [];
+    const pressed = meta.pressed != null && meta.pressed !== meta.action ? names[meta.pressed] : null;
+    $("last-action").textContent = meta.name == null ? "\u2013" : pressed ? `${pressed} \u2192 ${meta.name}` : meta.name;
     if (meta.action != null) highlight(meta.action);
     if (meta.reset && meta.prompt) { state.prompt = meta.prompt; markPrompt(); }
   }
