@@ -5,6 +5,9 @@
 A player presses the up arrow (the model's jump action, as the play page binds it) for ``--jump``
 play steps, then either the stay key for ``--after`` steps ("up, then stay") or the down arrow (the
 action ``genie actions name`` calls Fall) for half of them and stay for the rest ("up, then down").
+Where the model has gravity (``genieworld.controls``, on in ``genie play``), the first plan is also
+played as the play page plays it ("up, then stay, with gravity"), and so is the up arrow held
+throughout ("up held, with gravity").
 From ``--prompts`` real held-out frames (random episodes and times, ``--seed``), each plan is played at
 the model's play settings and the view's step-to-step vertical shift is measured
 (``genieworld.eval.motion.frame_shifts``; +y is down).
@@ -74,7 +77,7 @@ def falls_table(genie, store) -> dict:
 
     labelled = [i for i in range(store.num_episodes) if store.episode_length(i) >= 2
                 and store.read_actions(i) is not None]
-    _, motion = latent_statistics(genie, store, labelled, num_true=15, window=16, motion_max=10**9)
+    motion = latent_statistics(genie, store, labelled, num_true=15, window=16, motion_max=10**9).motion
     down = np.array([m["transitions"] * m["down"] for m in motion])
     named_fall = np.array([falls(m) for m in motion])
     real = np.zeros(len(EFFECTIVE_NAMES))
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from genieworld.actions import default_key_map, load_jump_action
+    from genieworld.actions import default_key_map, load_gravity, load_jump_action
     from genieworld.data.store import EpisodeStore
     from genieworld.eval.motion import frame_shifts
     from genieworld.genie import Genie
@@ -126,9 +129,18 @@ def main(argv=None) -> int:
     prompts = np.stack([store.read_frames(int(e), s, s + 1)[0]
                         for e in eps for s in [int(rng.integers(0, max(1, lengths[e] - 1)))]])
     fall_steps = args.after // 2
-    plans = {"up, then stay": [up] * args.jump + [stay] * args.after}
+    pressed = {"up, then stay": [up] * args.jump + [stay] * args.after}
     if down is not None and down != stay:
-        plans["up, then down"] = [up] * args.jump + [down] * fall_steps + [stay] * (args.after - fall_steps)
+        pressed["up, then down"] = [up] * args.jump + [down] * fall_steps + [stay] * (args.after - fall_steps)
+    plans = dict(pressed)
+    gravity = load_gravity(args.model, genie.num_actions)
+    if gravity is not None:  # what `genie play` plays for the same presses (it depends on the presses alone)
+        for label, keys_pressed in [("up, then stay, with gravity", pressed["up, then stay"]),
+                                    ("up held, with gravity", [up] * (args.jump + args.after))]:
+            played: list[int] = []
+            for a in keys_pressed:
+                played.append(gravity.choose(a, played))
+            plans[label] = played
     model = {}
     for label, plan in plans.items():
         acts = torch.tensor([plan] * args.prompts)
