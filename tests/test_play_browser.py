@@ -408,6 +408,8 @@ def test_gravity_shows_the_key_pressed_and_the_fall_played(untrained_model_dir, 
     counts[:, 2, 2, 3] = 40  # after two jumps the recordings fall, whatever is held
     (model / "actions.json").write_text(json.dumps({
         "names": names, "sequence_counts": counts.tolist(),
+        "motion": [{"down": 0.0, "up": 0.0}, {"down": 0.0, "up": 0.0}, {"down": 0.0, "up": 0.9},
+                   {"down": 0.9, "up": 0.0}],
         "mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
                     {"latent": 2, "true_action": 2}, {"latent": 3, "true_action": 1, "effect": "fall"}]}))
     write_prompts(model, synthetic_store_dir, n=2, seed=0)

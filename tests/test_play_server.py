@@ -637,7 +637,9 @@ def _gravity_actions_json(path):
         "names": ["Stay", "Jump", "Fall", "Left"],
         "mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
                     {"latent": 2, "true_action": 0, "effect": "fall"}, {"latent": 3, "true_action": 2}],
-        "sequence_counts": counts.tolist()}))
+        "sequence_counts": counts.tolist(),
+        "motion": [{"down": 0.0, "up": 0.0}, {"down": 0.0, "up": 0.9}, {"down": 0.9, "up": 0.0},
+                   {"down": 0.0, "up": 0.0}]}))
 
 
 @pytest.mark.parametrize("gravity", [True, False])

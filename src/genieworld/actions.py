@@ -54,7 +54,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from genieworld.action_names import check_action_names
-from genieworld.controls import MAX_ACTIONS, Gravity, count_sequences
+from genieworld.controls import FALL, MAX_ACTIONS, Gravity, count_sequences, vertical_effect
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
@@ -70,9 +70,9 @@ PROCGEN_ACTION_NAMES = ["LEFT-DOWN", "LEFT", "LEFT-UP", "DOWN", "NOOP", "UP", "R
 
 _DIRECTION = {(0, -1): "LEFT", (0, 1): "RIGHT", (-1, 0): "UP", (1, 0): "DOWN"}
 
-#: A latent *falls* when the view moves down (by at least ``eval.motion.MIN_PIXELS``) in at least this share
-#: of its transitions; it drifts sideways when its mean horizontal shift is at least FALL_DRIFT_PX a step.
-FALL_SHARE = 0.5
+#: A latent *falls* when the view moves down (by at least ``eval.motion.MIN_PIXELS``) in at least
+#: ``controls.FALL_SHARE`` of its transitions; it drifts sideways when its mean horizontal shift is at least
+#: FALL_DRIFT_PX a step.
 FALL_DRIFT_PX = 1.0
 
 
@@ -358,11 +358,9 @@ def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, wind
 
 def falls(move: dict | None, true_name: str = "") -> bool:
     """Whether a latent's view motion (a :func:`latent_statistics` record) says it *falls*: the view moves
-    down in at least ``FALL_SHARE`` of its transitions, and its real action is not itself a down move."""
-    if not isinstance(move, dict) or "DOWN" in str(true_name).upper():
-        return False
-    down, up = move.get("down"), move.get("up")
-    return isinstance(down, (int, float)) and isinstance(up, (int, float)) and down >= FALL_SHARE and down > up
+    down in at least ``FALL_SHARE`` of its transitions (and more often than up), and its real action is
+    not itself a down move."""
+    return "DOWN" not in str(true_name).upper() and vertical_effect(move) == FALL
 
 
 def fall_name(move: dict) -> str:

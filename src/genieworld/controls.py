@@ -10,13 +10,15 @@ held.
 :class:`Gravity` restores that from the same labelled recordings that name the actions. For every
 transition of the store it counts ``counts[k, a2, a1, a]``: the real action k the player held, the
 latent actions a2, a1 of the two transitions before, and the latent a of this one
-(:func:`count_sequences`). At play time a key whose latent is ``p`` plays, given the two latents
-played before, a fall when the recordings show one after those two in more than half of the
+(:func:`count_sequences`). The latents before are read by what they do to the view (rise, hold or
+fall, :func:`vertical_effect` of ``genie actions name``'s ``motion``), so that all the jumps share
+their statistics. At play time a key whose latent is ``p`` plays, given the effects of the two
+latents played before, a fall when the recordings show one after such two in more than half of the
 transitions where the player held p's real action (the most frequent falling latent), and ``p``
-otherwise. Pressing Stay after two jumps then plays a fall,
-holding the jump key hops (rise, rise, fall, fall, rise...), and on flat ground every key plays as
-pressed. A key that is itself a fall, a latent with no real action, a context seen fewer than
-``min_count`` times, or the first two steps after a reset play as pressed.
+otherwise. Pressing Stay after a jump then plays a fall, holding the jump key hops (rise, rise,
+fall, fall, rise...), and on flat ground every key plays as pressed. A key that is itself a fall, a
+latent with no real action, a context seen fewer than ``min_count`` times, or the first two steps
+after a reset play as pressed.
 
 ``MODEL/actions.json`` holds the table as ``sequence_counts`` (``K x A x A x A`` integers, written by
 ``genie actions name`` for models of at most :data:`MAX_ACTIONS` latent actions).
@@ -28,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["MAX_ACTIONS", "count_sequences", "Gravity"]
+__all__ = ["MAX_ACTIONS", "FALL_SHARE", "RISE", "HOLD", "FALL", "vertical_effect", "count_sequences", "Gravity"]
 
 #: sequence_counts grows as K * A**3: written only for models of at most this many latent actions
 MAX_ACTIONS = 16
@@ -54,27 +56,58 @@ def count_sequences(latents: Sequence[np.ndarray], true: Sequence[np.ndarray], n
     return counts
 
 
-class Gravity:
-    """Chooses what a pressed latent action plays, given the two played before (module docstring)."""
+RISE, HOLD, FALL = 0, 1, 2
+#: a latent falls (rises) when the view moves down (up) in at least this share of its transitions, and
+#: more often than the other way (``genie actions name``'s ``motion``)
+FALL_SHARE = 0.5
 
-    def __init__(self, counts_kaaa: np.ndarray, true_of_latent: Sequence[int | None], falling: Sequence[int],
-                 min_count: int = MIN_COUNT):
+
+def vertical_effect(move: Any) -> int:
+    """RISE, HOLD or FALL from one latent's view motion (a ``latent_statistics`` record); HOLD when unknown."""
+    if not isinstance(move, dict):
+        return HOLD
+    down, up = move.get("down"), move.get("up")
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (down, up)):
+        return HOLD
+    if down >= FALL_SHARE and down > up:
+        return FALL
+    if up >= FALL_SHARE and up > down:
+        return RISE
+    return HOLD
+
+
+class Gravity:
+    """Chooses what a pressed latent action plays, given the two played before (module docstring).
+
+    The two latents before are read by their vertical effect (rise, hold, fall: ``effects``), so that
+    every jump latent shares the statistics of all of them: ``counts[k, e2, e1, a]`` sums the recorded
+    ``counts[k, a2, a1, a]`` over the latents a2, a1 with those effects.
+    """
+
+    def __init__(self, counts_kaaa: np.ndarray, true_of_latent: Sequence[int | None], effects: Sequence[int],
+                 falling: Sequence[int], min_count: int = MIN_COUNT):
         counts = np.asarray(counts_kaaa, dtype=np.int64)
         if counts.ndim != 4 or len(set(counts.shape[1:])) != 1:
             raise ValueError(f"sequence counts must be K x A x A x A, got {counts.shape}")
         num_true, num_latent = counts.shape[:2]
-        if len(true_of_latent) != num_latent:
-            raise ValueError(f"{len(true_of_latent)} real actions for {num_latent} latents")
+        if len(true_of_latent) != num_latent or len(effects) != num_latent:
+            raise ValueError(f"{len(true_of_latent)} real actions and {len(effects)} effects for {num_latent} latents")
+        if any(e not in (RISE, HOLD, FALL) for e in effects):
+            raise ValueError(f"effects must be RISE, HOLD or FALL (0, 1, 2), got {list(effects)}")
         if not falling or any(not 0 <= f < num_latent for f in falling):
             raise ValueError(f"falling latents {list(falling)} must be a non-empty subset of 0..{num_latent - 1}")
-        self.counts = counts
+        self.effects = [int(e) for e in effects]
+        self.counts = np.zeros((num_true, 3, 3, num_latent), dtype=np.int64)
+        for a2 in range(num_latent):
+            for a1 in range(num_latent):
+                self.counts[:, self.effects[a2], self.effects[a1]] += counts[:, a2, a1]
         self.true_of = [k if isinstance(k, int) and 0 <= k < num_true else None for k in true_of_latent]
         self.falling = sorted(set(int(f) for f in falling))
         self.min_count = int(min_count)
 
     @property
     def num_actions(self) -> int:
-        return self.counts.shape[1]
+        return self.counts.shape[-1]
 
     def choose(self, pressed: int, history: Sequence[int]) -> int:
         """The latent to play for ``pressed`` after ``history`` (the latents played so far, oldest first)."""
@@ -84,7 +117,7 @@ class Gravity:
         a2, a1 = int(history[-2]), int(history[-1])
         if not (0 <= a2 < self.num_actions and 0 <= a1 < self.num_actions):
             return pressed
-        seen = self.counts[k, a2, a1]
+        seen = self.counts[k, self.effects[a2], self.effects[a1]]
         falls = seen[self.falling]
         if int(seen.sum()) < self.min_count or 2 * int(falls.sum()) <= int(seen.sum()):
             return pressed
@@ -95,8 +128,12 @@ class Gravity:
         """From a parsed ``actions.json``: ``None`` when it has no usable table or no falling latent (an
         older file, another number of actions, or a malformed one: its contents are never trusted)."""
         try:
-            mapping = data["mapping"]
+            mapping, motion = data["mapping"], data["motion"]
             counts = np.asarray(data["sequence_counts"], dtype=np.int64)
+            if not isinstance(motion, list) or len(motion) != num_actions or not all(
+                    isinstance(m, dict) and all(isinstance(m.get(k), (int, float)) and np.isfinite(m[k])
+                                                for k in ("down", "up")) for m in motion):
+                return None
             falling = [int(m["latent"]) for m in mapping if m.get("effect") == "fall"]
             true_of = [None] * num_actions
             for m in mapping:
@@ -105,6 +142,6 @@ class Gravity:
                     true_of[latent] = k if isinstance(k, int) else None
             if counts.ndim != 4 or counts.shape[1] != num_actions or (counts < 0).any() or not falling:
                 return None
-            return cls(counts, true_of, falling)
+            return cls(counts, true_of, [vertical_effect(m) for m in motion], falling)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             return None
