@@ -47,6 +47,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--fps", type=float, default=4.0)
+    ap.add_argument("--no-gravity", dest="gravity", action="store_false",
+                    help="play every entry as given; by default a press plays a fall where `genie play` would "
+                         "(genieworld.controls), and the frame's label says 'Stay -> Fall'")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -62,12 +65,18 @@ def main(argv=None) -> int:
         prompts = [p for p in prompts if p.stem == args.prompt or p.name == args.prompt]
     if not prompts:
         raise SystemExit(f"{args.model}/prompts: no prompt frame {args.prompt or ''}")
-    from genieworld.actions import default_key_map, load_jump_action
+    from genieworld.actions import default_key_map, load_gravity, load_jump_action
 
-    keys = default_key_map(genie.action_names, jump=load_jump_action(args.model, genie.num_actions))
-    acts = parse_plan(args.plan, genie.action_names, keys)
+    names = genie.action_names
+    keys = default_key_map(names, jump=load_jump_action(args.model, genie.num_actions))
+    acts = parse_plan(args.plan, names, keys)
+    gravity = load_gravity(args.model, genie.num_actions) if args.gravity else None
     world = genie.world(str(prompts[0]), seed=args.seed, **genie.play_overrides())
-    frames = [(world.frames[-1][0], "prompt")] + [(world.step(a), genie.action_names[a]) for a in acts]
+    frames, played = [(world.frames[-1][0], "prompt")], []
+    for a in acts:
+        played.append(a if gravity is None else gravity.choose(a, played))
+        label = names[a] if played[-1] == a else f"{names[a]} -> {names[played[-1]]}"
+        frames.append((world.step(played[-1]), label))
     out = []
     for img, label in frames:
         big = Image.fromarray(np.asarray(img)).resize((img.shape[1] * args.scale, img.shape[0] * args.scale),
