@@ -143,6 +143,9 @@ def run_play(args) -> int:
     url = url_for(host, port)
     names = ", ".join(app.state.play.action_names)
     print(f"genie play: {model} ({genie.num_actions} actions: {names})", flush=True)
+    if app.state.play.gravity is not None:
+        print("genie play: gravity on: after a jump a key plays the fall the recordings show (--no-gravity: off)",
+              flush=True)
     print(f"genie play: open {url}   (Ctrl-C to stop)", flush=True)
     try:
         serve(app, sock, config, log_level=args.log_level)
