@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json  # noqa: E402
+from common import device_info, emit_json, random_prompts  # noqa: E402
 
 EFFECTIVE_NAMES = ["Left", "Left+Jump", "Stay", "Jump", "Right", "Right+Jump"]  # effective_action ids 0..5
 
@@ -127,11 +127,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     genie = Genie.from_pretrained(args.model)
     store = EpisodeStore(args.data)
-    rng = np.random.default_rng([args.seed, 0x6121D])
-    lengths = store.episode_lengths
-    eps = rng.choice(len(lengths), size=args.prompts, replace=len(lengths) < args.prompts)
-    prompts = np.stack([store.read_frames(int(e), s, s + 1)[0]
-                        for e in eps for s in [int(rng.integers(0, max(1, lengths[e] - 1)))]])
+    prompts = random_prompts(store, args.prompts, args.seed, 0x6121D)
     names = list(genie.action_names) if getattr(genie, "action_names", None) else [str(i) for i in range(genie.num_actions)]
     if args.true_actions:
         genie, names = true_action_world(genie, Path(args.true_actions)), list(EFFECTIVE_NAMES)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json  # noqa: E402
+from common import device_info, emit_json, random_prompts  # noqa: E402
 
 BACK_PX = 4  # a path "came back" when its net vertical shift is within this many pixels
 
@@ -123,11 +123,7 @@ def main(argv=None) -> int:
     if up is None or stay is None:
         raise SystemExit(f"{args.model}: needs a jump action (up arrow) and a Stay action; names {names}")
     store = EpisodeStore(args.data)
-    rng = np.random.default_rng([args.seed, 0xA5C])
-    lengths = store.episode_lengths
-    eps = rng.choice(len(lengths), size=args.prompts, replace=len(lengths) < args.prompts)
-    prompts = np.stack([store.read_frames(int(e), s, s + 1)[0]
-                        for e in eps for s in [int(rng.integers(0, max(1, lengths[e] - 1)))]])
+    prompts = random_prompts(store, args.prompts, args.seed, 0xA5C)
     fall_steps = args.after // 2
     pressed = {"up, then stay": [up] * args.jump + [stay] * args.after}
     if down is not None and down != stay:

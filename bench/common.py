@@ -345,3 +345,15 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
+
+
+def random_prompts(store, n: int, seed, salt: int):
+    """``n`` real frames (n, H, W, 3) of ``store``: random episodes (with replacement only when it holds fewer
+    than ``n``) and a random frame of each, drawn from ``default_rng([seed, salt])`` (each bench its own salt)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, salt])
+    lengths = store.episode_lengths
+    eps = rng.choice(len(lengths), size=n, replace=len(lengths) < n)
+    return np.stack([store.read_frames(int(e), s, s + 1)[0]
+                     for e in eps for s in [int(rng.integers(0, max(1, lengths[e] - 1)))]])

@@ -73,31 +73,38 @@ def test_load_action_names_rejects_bad_files(tmp_path):
     assert load_action_names(tmp_path, 3) == ["LEFT", "RIGHT#2", "NOOP"]
 
 
+def _oracle(store, num_actions: int):
+    """A stand-in LAM that "infers" the true action of every transition: ``store.read_frames`` is patched to
+    queue each window's recorded actions, which ``infer_actions`` then returns. ``oracle.seen``: the shapes
+    of the windows it was given."""
+
+    class Oracle:
+        seen: list = []
+
+        def infer_actions(self, frames):
+            self.seen.append(frames.shape)
+            return np.asarray(queue.pop(0))
+
+    Oracle.num_actions = num_actions
+    queue, orig = [], store.read_frames
+
+    def read_frames(ep, a, b):
+        queue.append(store.read_actions(ep, a, b - 1)[None])
+        return orig(ep, a, b)
+
+    store.read_frames = read_frames
+    return Oracle()
+
+
 def test_cooccurrence_counts_every_transition_once(synthetic_store_dir):
     from genieworld.data.store import EpisodeStore
 
     store = EpisodeStore(synthetic_store_dir)
-    seen = []
-
-    class Oracle:  # "infers" the true action, so the table must be diagonal
-        num_actions = 4
-
-        def infer_actions(self, frames):
-            seen.append(frames.shape)
-            return np.asarray(oracle.pop(0))
-
-    oracle = []
-    orig = store.read_frames
-
-    def read_frames(ep, a, b):
-        oracle.append(store.read_actions(ep, a, b - 1)[None])
-        return orig(ep, a, b)
-
-    store.read_frames = read_frames
-    counts = cooccurrence_counts(Oracle(), store, [0, 1], num_true=4, window=8, batch_size=1)
+    oracle = _oracle(store, 4)  # the table must be diagonal
+    counts = cooccurrence_counts(oracle, store, [0, 1], num_true=4, window=8, batch_size=1)
     total = sum(store.episode_length(i) - 1 for i in (0, 1))
     assert counts.sum() == total and np.count_nonzero(counts - np.diag(np.diag(counts))) == 0
-    assert all(s[1] <= 8 for s in seen)
+    assert all(s[1] <= 8 for s in oracle.seen)
 
 
 def test_genie_actions_name_cli(tiny_model_dir, synthetic_store_dir, tmp_path, capsys):
@@ -249,22 +256,8 @@ def test_latent_statistics_measure_how_each_latent_moves_the_view(tmp_path):
     from genieworld.data.store import EpisodeStore
 
     store = EpisodeStore(_scrolling_store(tmp_path / "s"))
-
-    class Oracle:  # "infers" the true action of every transition
-        num_actions = 3  # latent 2 never occurs
-
-        def infer_actions(self, frames):
-            return np.asarray(queue.pop(0))
-
-    queue = []
-    orig = store.read_frames
-
-    def read_frames(ep, a, b):
-        queue.append(store.read_actions(ep, a, b - 1)[None])
-        return orig(ep, a, b)
-
-    store.read_frames = read_frames
-    counts, motion, latents = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1)
+    oracle = _oracle(store, 3)  # latent 2 never occurs
+    counts, motion, latents = latent_statistics(oracle, store, [0, 1], num_true=2, window=5, batch_size=1)
     assert counts.tolist() == [[12, 0], [0, 10], [0, 0]]
     for ep in (0, 1):  # every transition's latent, in order across the overlapping windows
         assert latents[ep].tolist() == store.read_actions(ep).tolist()
@@ -273,12 +266,10 @@ def test_latent_statistics_measure_how_each_latent_moves_the_view(tmp_path):
     assert motion[0]["dy"] == 0.0 and motion[0]["down"] == 0.0
     assert motion[2]["down"] == 0.0  # no transitions: zeros, not NaN
     # motion_max measures every k-th batch only; the counts still cover every transition
-    queue.clear()
-    counts2, sparse, _ = latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1,
+    counts2, sparse, _ = latent_statistics(oracle, store, [0, 1], num_true=2, window=5, batch_size=1,
                                            motion_max=8)
     assert (counts2 == counts).all() and 0 < sum(m["transitions"] for m in sparse) < 22
-    queue.clear()
-    assert latent_statistics(Oracle(), store, [0, 1], num_true=2, window=5, batch_size=1, motion=False).motion is None
+    assert latent_statistics(oracle, store, [0, 1], num_true=2, window=5, batch_size=1, motion=False).motion is None
 
 
 def test_latents_that_move_the_view_down_are_named_fall():
