@@ -30,11 +30,13 @@ File format (written atomically, UTF-8 JSON)::
     {"names": ["LEFT", "RIGHT", ...],                       # one per latent action
      "mapping": [{"latent": 0, "true_action": 1, "name": "LEFT",
                   "confidence": 0.93, "count": 412}, ...],
-     "source": {"data": "/abs/store", "store_source": "coinrun", "episodes": 8,
+     "source": {"data": "train", "data_manifest_sha256": "...", "store_source": "coinrun", "episodes": 8,
                 "transitions": 1984, "window": 16, "true_action_names": [...]},
      "counts": [[...], ...],                                 # the latent x true table
      "motion": [{"latent": 0, "transitions": 412, "dx": -3.1, "dy": 0.2,   # mean view shift, px
-                 "down": 0.05, "up": 0.02, "left": 0.81, "right": 0.01}, ...]}
+                 "down": 0.05, "up": 0.02, "left": 0.81, "right": 0.01}, ...],
+     "sequence_counts": [[[[...]]]]}                         # true x latent x latent x latent: play's
+                                                             # gravity (genieworld.controls)
 
 Only ``names`` is required by readers (:func:`load_action_names`).
 
