@@ -53,8 +53,13 @@ def test_gravity_plays_a_fall_where_the_recordings_show_one():
     assert g.choose(STAY, [STAY, STAY]) == STAY  # on the ground: as pressed
     assert g.choose(STAY, [FALL, STAY]) == STAY  # a context seen 3 < 10 times: as pressed
     assert _gravity(min_count=1).choose(STAY, [FALL, STAY]) == FALL
-    assert g.choose(STAY, [JUMP]) == STAY and g.choose(STAY, []) == STAY  # too little history
-    assert g.choose(FALL, [STAY, STAY]) == FALL  # a fall plays as pressed
+    assert g.choose(STAY, [JUMP]) == STAY and g.choose(STAY, []) == STAY  # before the first step: standing
+    assert g.choose(FALL, [STAY, STAY]) == FALL  # a fall plays as pressed when there is no rest latent...
+    rested = Gravity(_RAW, true_of_latent=[0, 1, 0], effects=EFFECTS, falling=[FALL], rest=STAY)
+    assert rested.choose(FALL, [STAY, STAY]) == STAY and rested.choose(FALL, []) == STAY  # ...on the ground: rest
+    assert rested.choose(FALL, [JUMP, JUMP]) == FALL  # after two rises the recordings fall: as pressed
+    with pytest.raises(ValueError, match="holds the height"):
+        Gravity(_RAW, true_of_latent=[0, 1, 0], effects=EFFECTS, falling=[FALL], rest=JUMP)
     assert g.choose(STAY, [9, JUMP]) == STAY  # a history the table does not know
     no_true = Gravity(_RAW, true_of_latent=[None, 1, 0], effects=EFFECTS, falling=[FALL])
     assert no_true.choose(STAY, [JUMP, JUMP]) == STAY  # a latent with no real action: as pressed
@@ -78,6 +83,9 @@ def test_gravity_from_actions_json_trusts_nothing():
             "motion": MOTION}
     loaded = Gravity.from_actions(good, 3)
     assert loaded is not None and loaded.falling == [FALL] and loaded.choose(STAY, [JUMP, JUMP]) == FALL
+    assert loaded.rest is None  # no view shifts (dx, dy) in this motion table: no rest latent
+    shifts = [{**m, "dx": dx, "dy": 0.1} for m, dx in zip(MOTION, (0.3, 0.0, 0.0))]
+    assert Gravity.from_actions({**good, "motion": shifts}, 3).rest == STAY  # the only latent that holds
     assert Gravity.from_actions(good, 4) is None  # another number of actions
     no_fall = {**good, "mapping": [{k: v for k, v in m.items() if k != "effect"} for m in good["mapping"]]}
     bad_counts = [(-np.ones((2, 3, 3, 3), dtype=int)).tolist(), [[1, 2], [3]], "x", np.zeros((2, 3, 3)).tolist()]

@@ -16,9 +16,13 @@ their statistics. At play time a key whose latent is ``p`` plays, given the effe
 latents played before, a fall when the recordings show one after such two in more than half of the
 transitions where the player held p's real action (the most frequent falling latent), and ``p``
 otherwise. Pressing Stay after a jump then plays a fall, holding the jump key hops (rise, rise,
-fall, fall, rise...), and on flat ground every key plays as pressed. A key that is itself a fall, a
-latent with no real action, a context seen fewer than ``min_count`` times, or the first two steps
-after a reset play as pressed.
+fall, fall, rise...), and on flat ground every key plays as pressed. A falling latent pressed
+(the down arrow) plays as pressed, except where the recordings, whatever key was held, show a fall
+in fewer than ``NO_FALL_SHARE`` of the transitions after such two (standing on the ground): there it
+plays the latent that holds the height and moves the view least (``rest``: Stay), as the game has no
+way down. A latent with no real action, or a context seen fewer than ``min_count`` times, plays as
+pressed. Before the first step after a reset the history reads as holding the height (a prompt
+frame shows the player standing, as a rule).
 
 ``MODEL/actions.json`` holds the table as ``sequence_counts`` (``K x A x A x A`` integers, written by
 ``genie actions name`` for models of at most :data:`MAX_ACTIONS` latent actions).
@@ -35,6 +39,9 @@ __all__ = ["MAX_ACTIONS", "FALL_SHARE", "RISE", "HOLD", "FALL", "vertical_effect
 #: sequence_counts grows as K * A**3: written only for models of at most this many latent actions
 MAX_ACTIONS = 16
 MIN_COUNT = 10
+#: a falling latent pressed where the recordings show a fall in fewer than this share of the transitions
+#: (on the ground: CoinRun has no way down) plays Gravity.rest instead
+NO_FALL_SHARE = 0.1
 
 
 def count_sequences(latents: Sequence[np.ndarray], true: Sequence[np.ndarray], num_true: int,
@@ -85,7 +92,7 @@ class Gravity:
     """
 
     def __init__(self, counts_kaaa: np.ndarray, true_of_latent: Sequence[int | None], effects: Sequence[int],
-                 falling: Sequence[int], min_count: int = MIN_COUNT):
+                 falling: Sequence[int], rest: int | None = None, min_count: int = MIN_COUNT):
         counts = np.asarray(counts_kaaa, dtype=np.int64)
         if counts.ndim != 4 or len(set(counts.shape[1:])) != 1:
             raise ValueError(f"sequence counts must be K x A x A x A, got {counts.shape}")
@@ -103,6 +110,9 @@ class Gravity:
                 self.counts[:, self.effects[a2], self.effects[a1]] += counts[:, a2, a1]
         self.true_of = [k if isinstance(k, int) and 0 <= k < num_true else None for k in true_of_latent]
         self.falling = sorted(set(int(f) for f in falling))
+        if rest is not None and not (0 <= rest < num_latent and self.effects[rest] == HOLD):
+            raise ValueError(f"rest latent {rest} must be one that holds the height")
+        self.rest = rest
         self.min_count = int(min_count)
 
     @property
@@ -111,13 +121,20 @@ class Gravity:
 
     def choose(self, pressed: int, history: Sequence[int]) -> int:
         """The latent to play for ``pressed`` after ``history`` (the latents played so far, oldest first)."""
-        k = self.true_of[pressed] if 0 <= pressed < self.num_actions else None
-        if k is None or pressed in self.falling or len(history) < 2:
+        last = [int(a) for a in history[-2:]]
+        if not 0 <= pressed < self.num_actions or any(not 0 <= a < self.num_actions for a in last):
             return pressed
-        a2, a1 = int(history[-2]), int(history[-1])
-        if not (0 <= a2 < self.num_actions and 0 <= a1 < self.num_actions):
+        e2, e1 = ([HOLD, HOLD] + [self.effects[a] for a in last])[-2:]  # before the first step: standing
+        if pressed in self.falling:  # a fall where the recordings (any key held) almost never show one: rest
+            seen = self.counts[:, e2, e1].sum(0)
+            if self.rest is None or int(seen.sum()) < self.min_count or \
+                    seen[self.falling].sum() >= NO_FALL_SHARE * seen.sum():
+                return pressed
+            return self.rest
+        k = self.true_of[pressed]
+        if k is None:
             return pressed
-        seen = self.counts[k, self.effects[a2], self.effects[a1]]
+        seen = self.counts[k, e2, e1]
         falls = seen[self.falling]
         if int(seen.sum()) < self.min_count or 2 * int(falls.sum()) <= int(seen.sum()):
             return pressed
@@ -142,6 +159,11 @@ class Gravity:
                     true_of[latent] = k if isinstance(k, int) else None
             if counts.ndim != 4 or counts.shape[1] != num_actions or (counts < 0).any() or not falling:
                 return None
-            return cls(counts, true_of, [vertical_effect(m) for m in motion], falling)
+            effects = [vertical_effect(m) for m in motion]
+            # the down arrow's stand-in on the ground: the holding latent that moves the view least
+            holds = [a for a in range(num_actions) if effects[a] == HOLD and all(
+                isinstance(motion[a].get(k), (int, float)) and np.isfinite(motion[a][k]) for k in ("dx", "dy"))]
+            rest = min(holds, key=lambda a: abs(motion[a]["dx"]) + abs(motion[a]["dy"])) if holds else None
+            return cls(counts, true_of, effects, falling, rest)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             return None
