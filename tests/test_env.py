@@ -119,3 +119,32 @@ def test_render(genie):
     assert np.array_equal(env.render(), obs)
     obs, *_ = env.step(0)
     assert np.array_equal(env.render(), obs)
+
+
+def test_gravity_plays_the_fall_the_recordings_show(untrained_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from genieworld.genie import Genie
+
+    model = tmp_path / "model"
+    shutil.copytree(untrained_model_dir, model)
+    with pytest.raises(ValueError, match="sequence_counts"):
+        GenieEnv(str(model), gravity=True)  # no actions.json: gravity cannot be had
+    with pytest.raises(ValueError, match="model directory"):
+        GenieEnv(Genie.from_pretrained(model), gravity=True)
+    counts = np.zeros((3, 4, 4, 4), dtype=int)  # latents Left 0, Stay 1, Jump 2 (rises), Fall 3; real: Left, Stay, Jump
+    counts[:, 2, 2, 3] = 40  # after two jumps the recordings fall, whatever is held
+    (model / "actions.json").write_text(json.dumps({
+        "names": ["Left", "Stay", "Jump", "Fall"], "sequence_counts": counts.tolist(),
+        "motion": [{"down": 0, "up": 0, "dx": -3, "dy": 0}, {"down": 0, "up": 0, "dx": 0, "dy": 0},
+                   {"down": 0, "up": 0.9, "dx": 0, "dy": -8}, {"down": 0.9, "up": 0, "dx": 0, "dy": 8}],
+        "mapping": [{"latent": 0, "true_action": 0}, {"latent": 1, "true_action": 1},
+                    {"latent": 2, "true_action": 2}, {"latent": 3, "true_action": 1, "effect": "fall"}]}))
+    for gravity, expect in ((True, [2, 2, 3, 0]), (False, [2, 2, 1, 0])):
+        env = GenieEnv(str(model), gravity=gravity)
+        env.reset(seed=0)
+        played = [env.step(a)[4]["played"] for a in (2, 2, 1, 0)]
+        assert played == expect, gravity
+        env.reset(seed=0)  # a reset forgets the history
+        assert env.step(1)[4]["played"] == 1

@@ -25,6 +25,10 @@ registers the id; after ``import genieworld.env`` plain ``"genieworld/Genie-v0"`
   every channel).  A prompt given to ``reset`` stays the default for later resets.
 * Seeding: ``reset(seed=s)`` seeds ``self.np_random``; each reset draws the world's
   sampling seed from it, so the same seed and actions give the same frames.
+* Gravity (``gravity=True``, off by default): a pressed latent plays a fall where the
+  recordings show one, as in ``genie play`` (:mod:`genieworld.controls`; needs ``model``
+  as a model directory whose ``actions.json`` holds ``sequence_counts``);
+  ``info["played"]`` is the latent the world played, ``info["action"]`` the one given.
 * Memory: each reset starts a new world; a world keeps its episode's history, so
   memory grows with ``max_episode_steps`` (about 16 KB per step at 64x64), not with
   the number of episodes.
@@ -48,11 +52,20 @@ class GenieEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(self, model, prompt=None, max_episode_steps: int = 64, device: str = "cpu",
-                 render_mode: str | None = None):
+                 render_mode: str | None = None, gravity: bool = False):
+        self.gravity = None
         if isinstance(model, (str, os.PathLike)):
-            from genieworld.genie import Genie
+            from genieworld.genie import Genie, resolve_model_dir
 
+            model_dir = model
             model = Genie.from_pretrained(model, device=device)
+            if gravity:
+                from genieworld.actions import load_gravity
+
+                self.gravity = load_gravity(resolve_model_dir(model_dir), int(model.num_actions))
+        if gravity and self.gravity is None:
+            raise ValueError("gravity=True needs a model directory whose actions.json holds sequence_counts "
+                             "and a Fall action (run `genie actions name MODEL --data STORE`)")
         for attr in ("num_actions", "image_size", "world", "prepare_prompt", "play_overrides"):
             if not hasattr(model, attr):
                 raise TypeError(f"model must be a Genie or a model directory path, got {type(model).__name__}")
@@ -73,6 +86,7 @@ class GenieEnv(gym.Env):
         self._world = None
         self._frame: np.ndarray | None = None
         self._steps = 0
+        self._played: list[int] = []
 
     # -- prompts
     def _prepare(self, prompt) -> np.ndarray:
@@ -96,6 +110,7 @@ class GenieEnv(gym.Env):
         self._world = self.genie.world(world_prompt, seed=world_seed, **self.genie.play_overrides())
         self._frame = prompt[-1].copy()
         self._steps = 0
+        self._played = []
         return self._frame.copy(), self._info(world_seed=world_seed)
 
     def step(self, action):
@@ -112,11 +127,13 @@ class GenieEnv(gym.Env):
         action = int(action)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} out of range [0, {self.action_space.n})")
-        frame = np.asarray(self._world.step(action), dtype=np.uint8)
+        played = action if self.gravity is None else self.gravity.choose(action, self._played)
+        frame = np.asarray(self._world.step(played), dtype=np.uint8)
+        self._played = [*self._played[-1:], played]
         self._frame = frame
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
-        return frame.copy(), 0.0, False, truncated, self._info(action=action)
+        return frame.copy(), 0.0, False, truncated, self._info(action=action, played=played)
 
     def render(self):
         if self.render_mode == "rgb_array":
