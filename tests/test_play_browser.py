@@ -266,6 +266,7 @@ def test_play_opens_on_a_prompt_with_named_buttons_and_live_figures(prompt_serve
     pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
     info = pg.evaluate("() => window.genie.info")
     assert info["action_names"] == NAMES and info["prompt"] == "prompt-00"
+    assert not pg.locator("#gravity").is_visible()  # no gravity table in this model's actions.json
 
     # the first frame is the model's first prompt frame: a real frame, not a uniform one
     first = np.asarray(Image.open(prompt_server["prompt_files"][0]))
@@ -418,6 +419,7 @@ def test_gravity_shows_the_key_pressed_and_the_fall_played(untrained_model_dir, 
         pg.goto(srv["url"])
         pg.wait_for_function("() => window.genie.framesDrawn >= 1 && window.genie.info")
         assert pg.evaluate("() => window.genie.info.keymap")["ArrowDown"] == 3
+        assert pg.locator("#gravity").is_visible() and "Gravity is on" in pg.inner_text("#gravity")
         pg.locator("#screen").focus()
         assert [press_and_wait(pg, "ArrowUp")["action"] for _ in range(2)] == [2, 2]
         meta = press_and_wait(pg, "s")

@@ -311,6 +311,7 @@
       canvas.width = canvas.height = msg.image_size;
       $("model").textContent = `${msg.model} \u00b7 ${msg.num_actions} actions \u00b7 ${msg.image_size}px \u00b7 seed ${msg.seed}`;
       $("max-pending").textContent = String(msg.max_pending);
+      $("gravity").hidden = msg.gravity !== true;
       $("dl-mp4").href = `/api/sessions/${encodeURIComponent(msg.session)}/recording.mp4`;
       $("dl-gif").href = `/api/sessions/${encodeURIComponent(msg.session)}/recording.gif`;
       if (first || state.actionKeys.length !== msg.num_actions) loadActionKeys();
