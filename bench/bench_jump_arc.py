@@ -131,12 +131,8 @@ def main(argv=None) -> int:
     plans = dict(pressed)
     gravity = load_gravity(args.model, genie.num_actions)
     if gravity is not None:  # what `genie play` plays for the same presses (it depends on the presses alone)
-        for label, keys_pressed in [("up, then stay, with gravity", pressed["up, then stay"]),
-                                    ("up held, with gravity", [up] * (args.jump + args.after))]:
-            played: list[int] = []
-            for a in keys_pressed:
-                played.append(gravity.choose(a, played))
-            plans[label] = played
+        plans["up, then stay, with gravity"] = gravity.play(pressed["up, then stay"])
+        plans["up held, with gravity"] = gravity.play([up] * (args.jump + args.after))
     model = {}
     for label, plan in plans.items():
         acts = torch.tensor([plan] * args.prompts)

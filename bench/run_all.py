@@ -129,7 +129,8 @@ def main(argv=None) -> int:
                 e.stdout, bytes) else (e.stdout or ""), f"timed out after {args.timeout} s"
         wall = time.perf_counter() - t0
         results = parse_json_lines(stdout)
-        report["scripts"][s] = {"command": [os.path.relpath(cmd[1], HERE.parent), *cmd[2:]], "returncode": rc, "wall_s": round(wall, 1),
+        report["scripts"][s] = {"command": [os.path.relpath(cmd[1], HERE.parent), *cmd[2:]], "returncode": rc,
+                                "wall_s": round(wall, 1),
                                 "loadavg_after": common.load_average(), "results": results,
                                 "stderr_tail": stderr[-2000:] if rc != 0 else stderr[-300:]}
         failed += rc != 0

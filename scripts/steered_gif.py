@@ -71,12 +71,11 @@ def main(argv=None) -> int:
     keys = default_key_map(names, jump=load_jump_action(args.model, genie.num_actions))
     acts = parse_plan(args.plan, names, keys)
     gravity = load_gravity(args.model, genie.num_actions) if args.gravity else None
+    played = acts if gravity is None else gravity.play(acts)
     world = genie.world(str(prompts[0]), seed=args.seed, **genie.play_overrides())
-    frames, played = [(world.frames[-1][0], "prompt")], []
-    for a in acts:
-        played.append(a if gravity is None else gravity.choose(a, played))
-        label = names[a] if played[-1] == a else f"{names[a]} -> {names[played[-1]]}"
-        frames.append((world.step(played[-1]), label))
+    frames = [(world.frames[-1][0], "prompt")]
+    for a, p in zip(acts, played):
+        frames.append((world.step(p), names[a] if p == a else f"{names[a]} -> {names[p]}"))
     out = []
     for img, label in frames:
         big = Image.fromarray(np.asarray(img)).resize((img.shape[1] * args.scale, img.shape[0] * args.scale),

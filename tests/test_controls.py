@@ -61,6 +61,8 @@ def test_gravity_plays_a_fall_where_the_recordings_show_one():
     with pytest.raises(ValueError, match="holds the height"):
         Gravity(_RAW, true_of_latent=[0, 1, 0], effects=EFFECTS, falling=[FALL], rest=JUMP)
     assert g.choose(STAY, [9, JUMP]) == STAY  # a history the table does not know
+    # a whole sequence of presses from a reset: each choice sees the ones played before it
+    assert g.play([JUMP, JUMP, STAY, STAY]) == [JUMP, JUMP, FALL, STAY]
     no_true = Gravity(_RAW, true_of_latent=[None, 1, 0], effects=EFFECTS, falling=[FALL])
     assert no_true.choose(STAY, [JUMP, JUMP]) == STAY  # a latent with no real action: as pressed
 

@@ -140,6 +140,14 @@ class Gravity:
             return pressed
         return self.falling[int(np.argmax(falls))]
 
+    def play(self, pressed: Sequence[int]) -> list[int]:
+        """The latents played for a whole sequence of presses from a reset (each :meth:`choose` given the
+        ones played before it): what ``genie play`` plays for them, which depends on the presses alone."""
+        played: list[int] = []
+        for a in pressed:
+            played.append(self.choose(int(a), played))
+        return played
+
     @classmethod
     def from_actions(cls, data: Any, num_actions: int) -> "Gravity | None":
         """From a parsed ``actions.json``: ``None`` when it has no usable table or no falling latent (an
