@@ -188,8 +188,14 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--retrain", action="store_true", help="train the tiny pipeline even if a shipped model exists")
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from genieworld import owned
+    from genieworld.errors import UserError
+
+    try:
+        out = owned.claim(args.out, "demo", "--out")
+    except UserError as e:
+        log(f"error: {e}")
+        return 2
     if SHIPPED.joinpath("genie.json").exists() and not args.retrain:
         model_dir = SHIPPED
         log(f"using the shipped model {model_dir}")

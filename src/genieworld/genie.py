@@ -174,10 +174,11 @@ def save_model_dir(path, tokenizer, lam, dynamics, sampling, action_names: list[
     from genieworld import __version__
 
     check_compatible(tokenizer.cfg, lam.cfg, dynamics.cfg, sampling, action_names=action_names)
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
+    from genieworld import owned
+
+    out = owned.claim(path, "model", "the model directory")
     for name, part in (("tokenizer", tokenizer), ("lam", lam), ("dynamics", dynamics)):
-        save_component(part, part.cfg, out / name)
+        save_component(part, part.cfg, owned.claim(out / name, "component"))
     if action_names is not None:
         atomic_write_text(out / ACTIONS_JSON, json.dumps({"names": list(action_names)}, indent=2) + "\n")
     elif (out / ACTIONS_JSON).exists():

@@ -34,6 +34,7 @@ __all__ = ["PROMPTS_DIR", "PROMPT_INDEX", "PROMPT_FILE_RE", "pick_prompt_frames"
 
 PROMPTS_DIR = "prompts"
 PROMPT_INDEX = "index.json"
+MAX_INDEX_BYTES = 1 << 20  # an index of a few hundred prompts is a few KB
 # what a prompt file may be called (the play server lists only these: no path can leave the folder)
 PROMPT_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}\.png$")
 MIN_STD = 4.0  # frames whose pixel standard deviation is below this are "uniform" (fades, blank screens)
@@ -110,8 +111,9 @@ def write_prompts(model_dir, store, n: int = 8, seed: int = 0) -> list[Path]:
     picks = pick_prompt_frames(store, n=n, seed=seed)
     if not picks:
         raise ValueError(f"{store.path}: no usable (non-uniform) frame to use as a prompt")
-    out = Path(model_dir) / PROMPTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    from genieworld import owned
+
+    out = owned.claim(Path(model_dir) / PROMPTS_DIR, "prompts", "the prompts folder")
     for old in out.glob("prompt-*.png"):
         old.unlink()
     paths, entries = [], []
@@ -126,10 +128,13 @@ def write_prompts(model_dir, store, n: int = 8, seed: int = 0) -> list[Path]:
 
 def read_prompt_labels(prompts_dir) -> dict[str, str]:
     """``{file name: label}`` from ``prompts/index.json``; ``{}`` when it is missing or malformed."""
-    try:
-        data = json.loads((Path(prompts_dir) / PROMPT_INDEX).read_text(encoding="utf-8"))
+    from genieworld.errors import UserError
+    from genieworld.utils import read_json
+
+    try:  # bounded, regular files only: a FIFO or a link to /dev/zero is refused, never read
+        data = read_json(Path(prompts_dir) / PROMPT_INDEX, max_bytes=MAX_INDEX_BYTES)
         items = data["prompts"]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (UserError, KeyError, TypeError):
         return {}
     labels = {}
     if isinstance(items, list):

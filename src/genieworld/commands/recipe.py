@@ -229,9 +229,12 @@ def _copy_tokenizer(src, tok_run: Path) -> None:
         raise UserError(f"--tokenizer-from: {e}") from None
     dst = tok_run / "tokenizer"
     print(f"[recipe] tokenizer: copying {src_dir} -> {dst}", flush=True)
-    shutil.rmtree(dst, ignore_errors=True)
+    from genieworld import owned
+
+    owned.remove(dst, "component", "the recipe's tokenizer copy")
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src_dir, dst)
+    owned.mark(dst, "component")
 
 
 def _train_seconds(run: Path) -> float | None:

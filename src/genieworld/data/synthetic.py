@@ -10,7 +10,6 @@ same arguments.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +54,9 @@ def make_synthetic_store(path: str | os.PathLike, episodes: int = 8, length: int
     if (path / MANIFEST).exists():
         if not overwrite:
             raise StoreError(f"{path}: already a store (pass overwrite=True to replace it)")
-        shutil.rmtree(path)
+        from genieworld import owned
+
+        owned.remove(path, "store", "the synthetic store")
     rng = np.random.default_rng(seed)
     with EpisodeWriter(path, resolution=(size, size), fps=fps, source="synthetic", num_actions=num_actions,
                        extra_manifest={"generator": "moving_square", "seed": seed,

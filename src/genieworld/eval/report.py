@@ -394,8 +394,9 @@ def render_markdown(metrics: dict, action_names: list[str] | None = None) -> str
 
 def write_report(result: EvalResult, out_dir: str | Path, max_clips: int = MAX_CLIPS) -> dict[str, Path]:
     """Write every file of :data:`FILES` into ``out_dir`` (created); returns name -> path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from genieworld import owned
+
+    out = owned.claim(out_dir, "eval-report", "the report folder")
     m = result.metrics
     p = m["settings"]["prompt_frames"]
     k = min(max_clips, len(result.real))

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genieworld import owned
 from genieworld.utils import atomic_write_text, fsync_dir, read_json
 from genieworld.weights import CheckpointError, read_weights, save_weights, state_dict_for_save  # noqa: F401
 
@@ -139,9 +140,10 @@ def save_checkpoint(
     name = f"step_{step:08d}"
     final = ck / name
     tmp = ck / f".tmp-{name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    if not final.is_symlink():
+        owned.check_removable(final, "checkpoint", "checkpoint")  # refuse before writing anything
+    owned.remove(tmp, "checkpoint", "an unfinished checkpoint")
+    owned.claim(tmp, "checkpoint")
     save_weights(module, tmp / "model.safetensors", {"step": step})
     (tmp / "config.json").write_text(json.dumps(configs, indent=2, sort_keys=True))
     trainer_state = {
@@ -160,15 +162,15 @@ def save_checkpoint(
     fsync_dir(tmp)
     if final.is_symlink():  # never follow a planted link out of the run
         final.unlink()
-    elif final.exists():  # re-saving the same step (e.g. final save right after a periodic one)
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    # re-saving the same step (e.g. the final save right after a periodic one) replaces only a checkpoint
+    owned.replace_dir(tmp, final, "checkpoint", "checkpoint")
     fsync_dir(ck)
     atomic_write_text(ck / "latest", name + "\n")
     # retention: keep the newest ``keep`` checkpoints
     done = sorted(p for p in ck.glob("step_*") if p.is_dir() and not p.is_symlink())
     for old in done[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        if owned.is_ours(old, "checkpoint"):  # a folder that holds anything else is left alone
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -16,7 +16,9 @@ cache is rebuilt, never silently reused.  A run that trains on a share of the st
 (``--data-fraction``) encodes only those: the other episodes' rows stay 0 (tokens) and -1 (actions)
 and are never read, and a cache that holds every episode a run asks for serves it.  A cache is
 written to ``CACHE.tmp`` and renamed into place when complete, so an interrupted build leaves no
-half cache (the next run starts it again).
+half cache (the next run starts it again).  Both folders carry genieworld's ``token-cache`` marker
+(:mod:`genieworld.owned`): a ``--cache`` folder that holds anything else -- a dataset, a user's
+files -- is refused, never deleted or replaced.
 
 Tokens are encoded per episode in overlapping chunks: the tokenizer's temporal attention
 reaches ``num_layers * (max_frames - 1)`` frames back, so each chunk is preceded by that many
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genieworld import owned
 from genieworld.data.loader import WindowLoader, episode_ids
 from genieworld.data.store import EpisodeStore, store_digest  # noqa: F401  (store_digest: re-exported)
 
@@ -100,6 +103,10 @@ class TokenCache:
         if meta.get("version") != CACHE_VERSION:
             raise ValueError(f"{self.path}: cache version {meta.get('version')!r}, expected {CACHE_VERSION}")
         self.meta = meta
+        from genieworld.utils import check_regular
+
+        for name in ("tokens.npy", "actions.npy"):  # a FIFO or device is refused (numpy would block on it)
+            check_regular(self.path / name, None, ValueError, "cache array")
         self.tokens = np.load(self.path / "tokens.npy", mmap_mode="r")
         self.actions = np.load(self.path / "actions.npy", mmap_mode="r")
         self.offsets = np.asarray(meta["offsets"], dtype=np.int64)
@@ -113,6 +120,37 @@ class TokenCache:
         """Sorted ids of the episodes this cache encoded, or None: every episode of its store."""
         enc = self.meta.get("encoded")
         return None if enc is None else np.asarray(enc, dtype=np.int64)
+
+    def check(self, num_codes: int | None = None) -> None:
+        """Raise ``ValueError`` naming the first way the arrays disagree with ``cache.json``: shapes,
+        dtypes, offsets, token ids outside ``[0, num_codes)``, latent actions outside
+        ``[-1, num_actions)``, or an encoded episode whose last row is not -1."""
+        m, f = self.meta, self.meta.get("frames")
+        n, a = m.get("tokens_per_frame"), m.get("num_actions")
+        for name, v in (("frames", f), ("tokens_per_frame", n), ("num_actions", a)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"cache.json: {name} {str(v)[:40]!r} is not a positive integer")
+        if self.tokens.dtype != np.uint16 or self.tokens.shape != (f, n):
+            raise ValueError(f"tokens.npy is {self.tokens.dtype} {self.tokens.shape}, cache.json says uint16 {(f, n)}")
+        if self.actions.dtype != np.int16 or self.actions.shape != (f,):
+            raise ValueError(f"actions.npy is {self.actions.dtype} {self.actions.shape}, cache.json says int16 {(f,)}")
+        o = self.offsets
+        if o.ndim != 1 or len(o) < 2 or o[0] != 0 or o[-1] != f or (np.diff(o) < 0).any():
+            raise ValueError("cache.json: offsets do not split its frames into episodes")
+        step = 1 << 20  # bounded memory: check the memory-mapped arrays in slices
+        for lo in range(0, f, max(1, step // n)):
+            hi = min(f, lo + max(1, step // n))
+            if num_codes is not None and int(self.tokens[lo:hi].max()) >= num_codes:
+                raise ValueError(f"tokens.npy holds token ids >= the tokenizer's {num_codes} codes")
+            act = self.actions[lo:hi]
+            if int(act.min()) < -1 or int(act.max()) >= a:
+                raise ValueError(f"actions.npy holds latent actions outside [-1, {a})")
+        enc = self.encoded
+        eps = np.arange(len(o) - 1) if enc is None else enc
+        if len(eps) and (eps.min() < 0 or eps.max() >= len(o) - 1):
+            raise ValueError("cache.json: encoded names episodes the cache does not hold")
+        if len(eps) and (self.actions[o[eps + 1] - 1] != -1).any():
+            raise ValueError("actions.npy: an episode's last frame has an action (rows out of place)")
 
     def covers(self, episodes) -> bool:
         """Whether every episode in ``episodes`` (None: all) was encoded."""
@@ -135,9 +173,14 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n_tok = tokenizer.cfg.tokens_per_frame
     keep_tokens = False  # the old cache's tokens are still right: only the LAM changed
+    num_codes = int(getattr(getattr(tokenizer.cfg, "vq", None), "num_codes", 0)) or None
+    if path.exists() or path.is_symlink():  # refuse a folder that is not a cache before reading or encoding
+        owned.claim(path, "token-cache", "--cache")
     if (path / "cache.json").is_file():
+        why = "made from another store, tokenizer or LAM, or without some of this run's episodes"
         try:
             cache = TokenCache(path)
+            cache.check(num_codes)
             same_frames = np.array_equal(cache.offsets, offsets)
             if cache.key == key and same_frames and cache.covers(episodes):
                 return cache
@@ -145,14 +188,13 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
                            and same_frames and cache.tokens.shape == (int(offsets[-1]), n_tok)
                            and cache.covers(episodes))
             del cache
-        except (ValueError, OSError, KeyError, TypeError, AttributeError):
-            pass
-        print(f"[cache] {path}: made " + ("with another LAM; re-encoding the latent actions, keeping the tokens"
-                                          if keep_tokens else "from another store, tokenizer or LAM, or without "
-                                          "some of this run's episodes; rebuilding"), flush=True)
+        except (ValueError, OSError, KeyError, TypeError, AttributeError, IndexError) as e:
+            keep_tokens, why = False, f"damaged ({str(e)[:200]})"
+        print(f"[cache] {path}: " + ("made with another LAM; re-encoding the latent actions, keeping the tokens"
+                                     if keep_tokens else f"{why}; rebuilding it"), flush=True)
     tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    owned.remove(tmp, "token-cache", "--cache's temporary folder")
+    owned.claim(tmp, "token-cache")
     if keep_tokens:
         shutil.copyfile(path / "tokens.npy", tmp / "tokens.npy")
         tokens = None
@@ -190,8 +232,7 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
             "tokens_per_frame": n_tok, "num_actions": int(lam.num_actions), "offsets": offsets.tolist(),
             "encoded": None if episodes is None else episodes.tolist()}
     (tmp / "cache.json").write_text(json.dumps(meta) + "\n")
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    owned.replace_dir(tmp, path, "token-cache", "--cache")
     return TokenCache(path)
 
 
