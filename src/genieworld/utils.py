@@ -39,6 +39,64 @@ def atomic_write_text(path: Path, text: str) -> None:
 MAX_JSON_BYTES = 16 << 20
 
 
+def _kind_of_mode(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path, max_bytes: int | None = None, error: type[Exception] | None = None, what: str = "file") -> int:
+    """THE guarded open of genieworld: a read-only descriptor of ``path`` when it is (or a link leads to) a
+    regular file of at most ``max_bytes`` bytes; otherwise one ``error`` (default UserError) that says why.
+    Opened non-blocking first, so a FIFO planted where a file should be is refused instead of hanging."""
+    import fcntl
+    import stat
+
+    from genieworld.errors import UserError
+
+    error = error or UserError
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{path}: {_kind_of_mode(st.st_mode)}, not a regular file; refusing to read it as a {what}")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise error(f"{path}: {st.st_size} bytes, more than the {max_bytes} a {what} may have; refusing to read it")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_regular(path, max_bytes: int | None = None, error: type[Exception] | None = None, what: str = "file") -> None:
+    """Refuse (``error``) what :func:`open_regular` refuses, for readers that open the file themselves
+    (numpy's memory maps, safetensors, torch.load, Pillow)."""
+    os.close(open_regular(path, max_bytes, error, what))
+
+
+def read_bytes_bounded(path, max_bytes: int, error: type[Exception] | None = None, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (:func:`open_regular`); a file that grows past
+    the bound while it is read is refused too."""
+    from genieworld.errors import UserError
+
+    fd = open_regular(path, max_bytes, error, what)
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise (error or UserError)(f"{path}: larger than {max_bytes} bytes, refusing to read it")
+    return raw
+
+
 def read_json(path, error: type[Exception] | None = None, max_bytes: int = MAX_JSON_BYTES):
     """Parse the JSON file ``path``; every way it can fail is one ``error`` (default
     :class:`~genieworld.errors.UserError`) whose message names the file and the problem:
@@ -49,14 +107,9 @@ def read_json(path, error: type[Exception] | None = None, max_bytes: int = MAX_J
     error = error or UserError
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
+        raw = read_bytes_bounded(path, max_bytes, error, "JSON file")
     except OSError as e:
         raise error(f"{path}: cannot read it ({e.strerror or e})") from None
-    if len(raw) > max_bytes:
-        raise error(f"{path}: larger than {max_bytes} bytes, refusing to parse it") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from genieworld.errors import UserError
+from genieworld.utils import check_regular
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -70,8 +71,9 @@ def check_weights_header(path: Path, own: dict, strict: bool = True) -> None:
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"weights file not found: {path}")
+    check_regular(path, None, CheckpointError, "weights file")
     try:
         with safe_open(str(path), framework="pt") as f:
             found = {}
@@ -89,6 +91,7 @@ def read_weights(path: Path, own: dict, strict: bool = True) -> dict[str, torch.
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"weights file not found: {path}")
+    check_regular(path, None, CheckpointError, "weights file")
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types

@@ -23,6 +23,7 @@ import torch
 
 from genieworld.data.store import atomic_write_json
 from genieworld.errors import UserError
+from genieworld.utils import read_json
 
 FORMAT = "genieworld-agent-expert"
 
@@ -65,7 +66,7 @@ def load_expert(path, name: str = "expert"):
     cfg_path = path / f"{name}.json"
     if not cfg_path.is_file():
         raise UserError(f"{path}: no {name}.json (train one with `genie agent expert`)")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json(cfg_path)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise UserError(f"{cfg_path}: not a genieworld expert ({FORMAT})")
     policy = build_policy(cfg)
@@ -109,7 +110,7 @@ def train_expert(out, total_steps: int = 1_600_000, num_envs: int = 64, train_le
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "expert.json").is_file():
-        return json.loads((out / "expert.json").read_text())
+        return read_json(out / "expert.json")
     cfg = {"format": FORMAT, "algo": "ppo (stable-baselines3)", "policy": "ActorCriticCnnPolicy/NatureCNN",
            "hidden": int(hidden), "actions": "effective-6", "frame_skip": int(frame_skip), "mode": mode,
            "backgrounds": bool(backgrounds), "train_levels": [0, int(train_levels)], "num_envs": int(num_envs),
@@ -118,7 +119,7 @@ def train_expert(out, total_steps: int = 1_600_000, num_envs: int = 64, train_le
            "seed": int(seed)}
     done_steps = 0
     if (out / "snapshot.json").is_file():
-        done_steps = int(json.loads((out / "snapshot.json").read_text()).get("steps_done", 0))
+        done_steps = int(read_json(out / "snapshot.json").get("steps_done", 0))
     env = make_vec_env(num_envs, 0, train_levels, mode, frame_skip, backgrounds, seed + done_steps)
     model = PPO("CnnPolicy", env, n_steps=n_steps, batch_size=n_steps * num_envs // minibatches, n_epochs=n_epochs,
                 learning_rate=learning_rate, gamma=gamma, gae_lambda=gae_lambda, ent_coef=ent_coef, clip_range=0.2,

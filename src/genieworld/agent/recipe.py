@@ -30,6 +30,7 @@ import numpy as np
 
 from genieworld.config import FIELD_BOUNDS, Bound
 from genieworld.errors import UserError
+from genieworld.utils import read_json
 
 
 @dataclass
@@ -62,7 +63,6 @@ def model_settings(model) -> dict:
     """frame_skip, mode and backgrounds the model's data was recorded with (its genie.json provenance)."""
     from genieworld.data.coinrun import valid_frame_skip
     from genieworld.genie import resolve_model_dir
-    from genieworld.utils import read_json
 
     meta = read_json(resolve_model_dir(model) / "genie.json", UserError)
     prov = meta.get("provenance", {}) if isinstance(meta, dict) else {}
@@ -131,7 +131,7 @@ def _eval_to(path: Path, fn, **info) -> dict:
     from genieworld.data.store import atomic_write_json
 
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path)
     res = {**info, **fn()}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path.parent, path.name, res)
@@ -166,7 +166,7 @@ def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True, threads: int 
     ms = model_settings(cfg.model)
     env_kw = {"frame_skip": ms["frame_skip"], "mode": ms["mode"], "backgrounds": ms["backgrounds"]}
     state_path = out / "recipe.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"config": asdict(cfg), "seconds": {}}
+    state = read_json(state_path) if state_path.is_file() else {"config": asdict(cfg), "seconds": {}}
     if state.get("config") != asdict(cfg):
         raise UserError(f"{out} holds an agent recipe with other settings; use another --out")
     seeds = list(range(cfg.seed, cfg.seed + cfg.eval_seeds))
@@ -244,7 +244,7 @@ def run_recipe(out, cfg: AgentRecipeConfig, progress: bool = True, threads: int 
         return res
 
     res = timed("curve", curve)
-    base = {k: json.loads((out / "eval" / f"{k}.json").read_text()) for k in ("expert", "random", "random15", "hold")}
+    base = {k: read_json(out / "eval" / f"{k}.json") for k in ("expert", "random", "random15", "hold")}
     full = build_map(lat, real, linfo["num_latent"], len(EFFECTIVE_ACTIONS), len(lat), seed=0)
     summary = {
         "settings": {**asdict(cfg), **env_kw},

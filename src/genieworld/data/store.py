@@ -327,10 +327,9 @@ class EpisodeStore:
         fd = self._fds.get(si)
         if fd is None:
             path = self.path / self.shards[si]["file"]
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as e:
-                raise StoreError(f"{path}: cannot open shard ({e.strerror})") from None
+            from genieworld.utils import open_regular
+
+            fd = open_regular(path, None, StoreError, "shard")  # a FIFO or device is refused, never read
             self._fds[si] = fd
         return fd
 
@@ -492,7 +491,9 @@ class EpisodeStore:
                     bad.append((s["file"], f"size {size} != {s['bytes']} recorded in manifest"))
                     continue
                 h = hashlib.sha256()
-                with open(path, "rb") as f:
+                from genieworld.utils import open_regular
+
+                with os.fdopen(open_regular(path, int(s["bytes"]), StoreError, "shard"), "rb") as f:
                     for block in iter(lambda: f.read(1 << 20), b""):
                         h.update(block)
                 if h.hexdigest() != s["sha256"]:

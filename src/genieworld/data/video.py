@@ -45,6 +45,9 @@ FITS = ("crop", "pad")
 MAX_SOURCE_PIXELS = 7680 * 4320  # largest source frame decoded (8K UHD)
 
 
+#: the largest image file read as a frame or a prompt (a 4000x4000 PNG is far below it)
+MAX_IMAGE_FILE_BYTES = 64 << 20
+
 def _check_pixels(width: int, height: int, name: str) -> None:
     if int(width or 0) * int(height or 0) > MAX_SOURCE_PIXELS:
         raise ValueError(f"{name}: {width}x{height} frames are larger than {MAX_SOURCE_PIXELS} pixels (8K UHD); "
@@ -141,11 +144,13 @@ def load_image(path_or_bytes) -> np.ndarray:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         src, name = io.BytesIO(bytes(path_or_bytes)), f"<{len(path_or_bytes)} bytes>"
     elif isinstance(path_or_bytes, (str, os.PathLike)):
-        src, name = os.fspath(path_or_bytes), os.fspath(path_or_bytes)
-        if not os.path.isfile(src):
-            raise ValueError(f"{name}: not a file")
-        if os.path.getsize(src) == 0:
+        from genieworld.utils import read_bytes_bounded
+
+        name = os.fspath(path_or_bytes)
+        raw = read_bytes_bounded(name, MAX_IMAGE_FILE_BYTES, ValueError, "image")  # regular files only, bounded
+        if not raw:
             raise ValueError(f"{name}: empty file, not an image")
+        src = io.BytesIO(raw)
     elif hasattr(path_or_bytes, "read"):
         src, name = path_or_bytes, getattr(path_or_bytes, "name", "<file object>")
     else:

@@ -289,9 +289,12 @@ def _find_data_strings(obj: Any, depth: int = 0) -> list[str]:
 
 
 def _read_json(path: Path) -> Any:
+    from genieworld.errors import UserError
+    from genieworld.utils import read_json
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return read_json(path)
+    except UserError:
         return None
 
 

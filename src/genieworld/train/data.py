@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from genieworld.data.loader import WindowLoader, episode_ids, episodes_digest, spread_episodes
+from genieworld.errors import UserError
+from genieworld.utils import check_regular
 
 
 class ArrayClipLoader:
@@ -71,6 +73,7 @@ def open_training_data(path: str | Path, seq_len: int, batch_size: int, seed: in
     (:func:`genieworld.data.loader.spread_episodes`); the loader's ``episodes`` says which."""
     path = Path(path)
     if path.suffix == ".npy" and path.is_file():
+        check_regular(path, None, UserError, ".npy clip array")
         clips = np.load(path, mmap_mode="r")
         ids = spread_episodes(clips.shape[0], data_fraction) if clips.ndim == 5 else None
         return ArrayClipLoader(clips, seq_len, batch_size, seed, rank, world_size, clip_ids=ids)
