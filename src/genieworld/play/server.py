@@ -347,7 +347,10 @@ class HostOriginGuard:
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        raw = scope.get("headers", [])
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+        if sum(1 for k, _ in raw if k.lower() == b"host") > 1:  # which one would a proxy have checked?
+            return await self._reject(scope, receive, send, "more than one Host header")
         host_hdr = headers.get("host")
         if self.allowed is not None:
             parsed = _split_host(host_hdr)
@@ -941,10 +944,12 @@ def uvicorn_config(app, config: PlayConfig, log_level: str = "warning"):
 
     from genieworld.play.limits import guarded_http_protocol
 
+    total = max(64, 4 * config.max_sessions + 32)  # our cap evicts idle connections before uvicorn's 503
     return uvicorn.Config(app, log_level=log_level, ws_max_size=config.ws_max_size, ws_per_message_deflate=False,
                           ws_ping_interval=20.0, ws_ping_timeout=20.0,
-                          limit_concurrency=max(64, 4 * config.max_sessions + 32), timeout_graceful_shutdown=3,
-                          http=guarded_http_protocol(config.header_timeout, config.max_connections_per_client),
+                          limit_concurrency=total + 16, timeout_graceful_shutdown=3,
+                          http=guarded_http_protocol(config.header_timeout, config.max_connections_per_client,
+                                                     max_total=total),
                           server_header=False, access_log=log_level in ("info", "debug"))
 
 
