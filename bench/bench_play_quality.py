@@ -1,0 +1,83 @@
+"""Does a world stay a world while a player drives it, and do its buttons do what their names say?
+Several models side by side on the same real clips; prints one JSON object.
+
+    python bench/bench_play_quality.py --model models/coinrun-cpu --data runs/cpu/data/test \\
+        --train-data runs/cpu/data/train --judge runs/judge -n 128
+    python bench/bench_play_quality.py --model models/coinrun-cpu --model runs/s31/noise/model \\
+        --data runs/cpu/data/test --train-data runs/cpu/data/train --judge runs/judge -n 128 --out bench/results/dynamics/play-quality.json
+
+For each model (``genieworld.eval.play_quality``): FVD of 16-frame rollouts under four drivers (the
+LAM's reading of the real clip, uniform random latents, one latent held, a player's presses) against
+real clips, beside the real-vs-real floor at the same N; drift (FVD of frames 2-17 and 49-64 of
+64-frame player rollouts); PSNR to the real continuation under the LAM's own actions; and, with
+``--train-data``, the action judge (a supervised IDM trained on real frames, cached in ``--judge``)
+reading each button held 8 steps from 24 prompts. The real clips' I3D features are computed once
+and shared by every model, so the models' numbers differ only by their rollouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import device_info, emit_json, now_iso  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
+    ap.add_argument("--data", required=True, help="held-out episode store (real clips and prompts)")
+    ap.add_argument("--train-data", help="the training store, with recorded actions: trains the action judge")
+    ap.add_argument("--judge", default="runs/judge", help="folder of the cached judge (default runs/judge)")
+    ap.add_argument("-n", type=int, default=128, help="clips per set (default 128; report N >= 128)")
+    ap.add_argument("--long", type=int, default=64, help="frames of the drift rollouts (default 64; 0 = skip)")
+    ap.add_argument("--hold-prompts", type=int, default=24)
+    ap.add_argument("--hold-steps", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="also write the JSON here")
+    args = ap.parse_args(argv)
+    if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
+        raise SystemExit("need -n >= 2, --long >= 0, --hold-prompts >= 1 and --hold-steps >= 3")
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from genieworld.data.store import EpisodeStore
+    from genieworld.eval.fvd import i3d_features
+    from genieworld.eval.play_quality import real_clips
+    from genieworld.genie import Genie
+
+    t0 = time.time()
+    store = EpisodeStore(args.data)
+    judge = info = None
+    if args.train_data:
+        from genieworld.eval.judge import load_or_train_judge
+
+        judge, info = load_or_train_judge(args.judge, EpisodeStore(args.train_data), store)
+        print(f"[bench] judge: held-out accuracy {info['heldout']['acc']:.3f} "
+              f"(direction {info['heldout']['acc_direction']:.3f}, jump {info['heldout']['acc_jump']:.3f})",
+              file=sys.stderr, flush=True)
+    clips = real_clips(store, args.n, 16, args.seed)
+    feats = (i3d_features(clips[0]), i3d_features(clips[1]))
+    from genieworld.eval.play_quality import play_quality
+
+    out = {"bench": "play_quality", "time": now_iso(), "device": device_info(), "data": args.data, "n": args.n,
+           "judge": info, "models": {}}
+    for m in args.model:
+        genie = Genie.from_pretrained(m)
+        print(f"[bench] {m}", file=sys.stderr, flush=True)
+        r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge, judge_info=info,
+                         hold_prompts=args.hold_prompts, hold_steps=args.hold_steps, real_features=feats)
+        r.pop("judge", None)
+        out["models"][m] = r
+    out["seconds"] = round(time.time() - t0, 1)
+    emit_json(out, args.out, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Play-quality evaluation: drivers, FVD against the real floor, drift blocks, and the action judge
+(a supervised IDM on real frames) with its cache, naming and following summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import synthetic_store_dir, torch_threads, untrained_model_dir  # noqa: F401
+
+from genieworld.data.store import EpisodeStore
+from genieworld.eval import play_quality as pq
+from genieworld.eval.judge import JudgeConfig, judge_accuracy, load_or_train_judge, train_judge, triples_of
+
+
+def test_button_names_say_direction_and_jump():
+    assert pq.intended("Right+Jump#2") == (2, 1)
+    assert pq.intended("Fall Left") == (0, 0)
+    assert pq.intended("Stay") == (1, 0)
+    assert pq.intended("Jump") == (1, 1)
+    assert pq.judge_name([0.1, 0.2, 0.7], 0.9) == "Right+Jump"
+    assert pq.judge_name([0.2, 0.7, 0.1], 0.1) == "Stay"
+    assert pq._agrees("Fall Right", "Right") and not pq._agrees("Right+Jump#2", "Jump")
+
+
+def test_player_actions_hold_each_press_two_to_five_steps():
+    a = pq.player_actions(np.random.default_rng(0), 50, 40, 8)
+    assert a.shape == (50, 40) and a.min() >= 0 and a.max() < 8
+    runs = []
+    for row in a:
+        k = 0
+        while k < len(row):
+            j = k
+            while j < len(row) and row[j] == row[k]:
+                j += 1
+            runs.append(j - k)
+            k = j
+    assert min(runs) >= 1 and np.mean(runs) >= 2.5  # presses last; a repeat of the same latent only lengthens one
+
+
+def test_triples_are_consecutive_and_start_where_asked():
+    v = np.arange(2 * 6).reshape(2, 6, 1, 1, 1).astype(np.uint8) * np.ones((1, 1, 2, 2, 3), np.uint8)
+    t = triples_of(v, start=2)
+    assert t.shape == (2 * 3, 3, 2, 2, 3)
+    assert [int(x) for x in t[0, :, 0, 0, 0]] == [1, 2, 3]
+
+
+def test_real_clips_are_disjoint_windows(synthetic_store_dir):
+    store = EpisodeStore(synthetic_store_dir)
+    clips = pq.real_clips(store, 3, length=8, seed=0)
+    assert clips.shape[:3] == (2, 3, 8)
+    flat = clips.reshape(6, -1)
+    assert len({row.tobytes() for row in flat}) == 6
+    with pytest.raises(ValueError, match="windows"):
+        pq.real_clips(store, 1000, length=8)
+
+
+def test_judge_learns_real_actions_and_is_cached_by_store(tmp_path, synthetic_store_dir, capsys):
+    store = EpisodeStore(synthetic_store_dir)
+    cfg = JudgeConfig(image_size=store.resolution[0], steps=150, batch_size=32, channels=8)
+    with torch_threads(1):
+        net, info = load_or_train_judge(tmp_path / "judge", store, store, cfg, progress=False)
+        acc = info["heldout"]
+        assert acc["acc"] > acc["majority"] + 0.15, acc  # the moving square's direction is readable
+        again, info2 = load_or_train_judge(tmp_path / "judge", store, store, cfg, progress=False)
+    assert info2 == info  # reused, not retrained
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v)
+    # a damaged judge is trained again, and says so
+    (tmp_path / "judge" / "model.safetensors").write_bytes(b"junk")
+    with torch_threads(1):
+        load_or_train_judge(tmp_path / "judge", store, store, JudgeConfig(image_size=store.resolution[0], steps=2,
+                                                                          batch_size=4, channels=8), progress=False)
+    assert "training again" in capsys.readouterr().out
+
+
+def test_play_quality_reports_every_driver_drift_and_following(synthetic_store_dir, untrained_model_dir):
+    from genieworld.genie import Genie
+
+    store = EpisodeStore(synthetic_store_dir)
+    g = Genie.from_pretrained(untrained_model_dir)
+    with torch_threads(1):
+        judge = train_judge(store, JudgeConfig(image_size=store.resolution[0], steps=2, batch_size=4, channels=8))
+        info = {"heldout": judge_accuracy(judge, store, n=50)}
+        r = pq.play_quality(g, store, n=3, length=10, long_length=21, judge=judge, judge_info=info, hold_prompts=2,
+                            hold_steps=4, progress=False)
+    for d in pq.DRIVERS:
+        assert np.isfinite(r[f"fvd_{d}"]) and r[f"excess_{d}"] == pytest.approx(r[f"fvd_{d}"] - r["fvd_floor"], abs=0.11)
+    assert r["fvd_player_long_block_ends"] == [11, 21] and len(r["fvd_player_long_blocks"]) == 2
+    assert r["drift_ratio"] == pytest.approx(r["fvd_player_long_blocks"][-1] / r["fvd_player_long_blocks"][0], rel=1e-2)
+    assert len(r["psnr_own_by_t"]) == 9
+    assert len(r["following"]) == g.num_actions
+    s = r["following_summary"]
+    assert s["buttons"] == g.num_actions and 0 <= s["names_agreeing"] <= g.num_actions
+    json.dumps(r)  # JSON-able
