@@ -236,6 +236,14 @@ class DynamicsConfig:
     # explains, :meth:`~genieworld.dynamics.PrevFrameWarp.velocity`), so motion the action did not
     # cause (a fall, inertia) stays cheap to predict. Needs ``prev_frame_warp``.
     warp_motion: bool = False
+    # Not in the paper (GameNGen's noise augmentation, for tokens): in training, per sample a level
+    # u ~ U(0, context_noise_max) and each token of the clean context frames is replaced by a random
+    # code with probability u; the model is told u (one of CONTEXT_NOISE_BUCKETS learned embeddings
+    # added to every frame's action embedding). Play and eval feed their own frames, announced as
+    # level ``context_noise_play``. The world learns to repair a context that has errors instead of
+    # copying them forward. 0 = off.
+    context_noise_max: float = 0.0
+    context_noise_play: float = 0.0
 
 
 @dataclass
@@ -347,7 +355,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     DynamicsConfig: {"num_codes": Bound(1, 1 << 20), "tokens_per_frame": Bound(1, MAX_TOKENS_PER_FRAME),
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
-                     "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64)},
+                     "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64),
+                     "context_noise_max": _UNIT, "context_noise_play": _UNIT},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
                      "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},

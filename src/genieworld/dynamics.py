@@ -42,6 +42,7 @@ from genieworld.config import DynamicsConfig
 from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights
 
 INJECTIONS = ("add", "prepend")
+CONTEXT_NOISE_BUCKETS = 8  # learned embeddings of the context-noise level (``context_noise_max``)
 
 
 def align_actions_to_frames(action_emb_b_t1_d: torch.Tensor, num_frames: int, no_action_d: torch.Tensor) -> torch.Tensor:
@@ -218,6 +219,8 @@ class DynamicsModel(nn.Module):
             raise ValueError(f"action_injection must be one of {INJECTIONS}, got {cfg.action_injection!r}")
         if cfg.num_codes < 1 or cfg.tokens_per_frame < 1:
             raise ValueError("num_codes and tokens_per_frame must be positive")
+        if not (0.0 <= cfg.context_noise_max <= 1.0 and 0.0 <= cfg.context_noise_play <= 1.0):
+            raise ValueError("context_noise_max and context_noise_play must be in [0, 1]")
         self.cfg = cfg
         d = cfg.transformer.d_model
         self.num_codes = cfg.num_codes
@@ -232,6 +235,7 @@ class DynamicsModel(nn.Module):
         self.head = TiedHead(self.token_embed, cfg.num_codes) if cfg.tie_embeddings else nn.Linear(d, cfg.num_codes)
         self.warp = (PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp, motion=cfg.warp_motion)
                      if cfg.prev_frame_warp else None)
+        self.noise_embed = nn.Embedding(CONTEXT_NOISE_BUCKETS, d) if cfg.context_noise_max > 0 else None
         init_weights(self)
         with torch.no_grad():
             self.no_action.normal_(0.0, 0.02)
@@ -280,8 +284,17 @@ class DynamicsModel(nn.Module):
         """True when the warp also reads the frame before the previous one (``warp_motion``)."""
         return self.warp is not None and self.warp.motion is not None
 
+    def noise_bucket(self, level_b: torch.Tensor) -> torch.Tensor:
+        """Bucket ids (B,) of context-noise levels in [0, context_noise_max] (the top level -> the last bucket)."""
+        top = max(self.cfg.context_noise_max, 1e-8)
+        return (level_b / top * CONTEXT_NOISE_BUCKETS).long().clamp(0, CONTEXT_NOISE_BUCKETS - 1)
+
     def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, prev_btn: torch.Tensor | None = None,
-               prev2_btn: torch.Tensor | None = None) -> torch.Tensor:
+               prev2_btn: torch.Tensor | None = None, noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
+        if self.noise_embed is not None:  # the context's noise level: the training sample's, or play's
+            if noise_level_b is None:
+                noise_level_b = torch.full((tokens_btn.shape[0],), self.cfg.context_noise_play, device=tokens_btn.device)
+            act_btd = act_btd + self.noise_embed(self.noise_bucket(noise_level_b))[:, None, :].to(act_btd.dtype)
         x = self.token_embed(tokens_btn)  # (B, T, N, d)
         if self.warp is not None:
             if prev_btn is None:
@@ -304,21 +317,23 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------ full pass
     def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None,
-                prev2_btn: torch.Tensor | None = None) -> torch.Tensor:
+                prev2_btn: torch.Tensor | None = None, noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim).
 
         ``prev_btn`` (only with ``prev_frame_warp``): the previous frame's tokens for each frame, as
         :meth:`prev_tokens` builds them; default: ``tokens_btn`` itself shifted by one frame.
         ``prev2_btn`` (only with ``warp_motion``): the frame before that, for each frame; default:
-        ``prev_btn`` shifted by one frame.
+        ``prev_btn`` shifted by one frame.  ``noise_level_b`` (only with ``context_noise_max``): the
+        context's noise level per sample; default ``context_noise_play``.
         """
         self._check_tokens(tokens_btn)
         act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
-        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, prev2_btn=prev2_btn)
+        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, prev2_btn=prev2_btn,
+                                     noise_level_b=noise_level_b)
 
     def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None,
-                         prev_btn: torch.Tensor | None = None, prev2_btn: torch.Tensor | None = None
-                         ) -> torch.Tensor:
+                         prev_btn: torch.Tensor | None = None, prev2_btn: torch.Tensor | None = None,
+                         noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
         """Like :meth:`forward` with per-frame action embeddings (B, T, d) already aligned.
 
         ``window`` (default max_frames) is the temporal attention band: with the window of a
@@ -330,7 +345,8 @@ class DynamicsModel(nn.Module):
         for given in (prev_btn, prev2_btn):  # the caller's; derived previous frames come from checked tokens
             if given is not None:
                 self._check_tokens(given)
-        return self._logits(self.transformer(self._embed(tokens_btn, act_btd, prev_btn, prev2_btn), window=window))
+        x = self._embed(tokens_btn, act_btd, prev_btn, prev2_btn, noise_level_b)
+        return self._logits(self.transformer(x, window=window))
 
     def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
                               ) -> torch.Tensor:
@@ -399,12 +415,21 @@ class DynamicsModel(nn.Module):
         mask, rate = sample_train_mask(b, t, n, self.cfg.mask_rate_min, self.cfg.mask_rate_max, generator,
                                        tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix and not paired,
                                        per_frame=paired)
-        inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), tokens_btn)
+        level = None
+        context = tokens_btn
+        if self.noise_embed is not None and not paired:  # corrupt the clean context frames (config)
+            level = torch.rand(b, generator=generator, device=tokens_btn.device) * self.cfg.context_noise_max
+            clean_frame = ~mask.any(dim=2)  # (B, T): the frames given whole, the context of the masked ones
+            flip = torch.rand(b, t, n, generator=generator, device=tokens_btn.device) < level[:, None, None]
+            flip &= clean_frame[:, :, None]
+            noise = torch.randint(0, self.num_codes, (b, t, n), generator=generator, device=tokens_btn.device)
+            context = torch.where(flip, noise, tokens_btn)
+        inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), context)
         if paired:  # masked frames predicted from clean copies of their past, as in play
             logits = self.forward_clean_context(tokens_btn, inputs, actions_b_t1_a)
-        else:  # the warp always copies the clean previous frame, as play has it
-            prev = self.prev_tokens(tokens_btn) if self.warp is not None else None
-            logits = self(inputs, actions_b_t1_a, prev_btn=prev)
+        else:  # the warp always copies the whole previous frame, as play has it (corrupted with the context)
+            prev = self.prev_tokens(context) if self.warp is not None else None
+            logits = self(inputs, actions_b_t1_a, prev_btn=prev, noise_level_b=level)
         loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
         info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
                 "rate": rate[:, 1:].mean(1) if paired else rate, "mask": mask}
