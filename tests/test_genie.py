@@ -30,7 +30,7 @@ def _prompt(b=1, t=1, seed=0):
 # ----------------------------------------------------------------------------- directory format
 def test_save_and_load_give_identical_outputs(model_dir, tmp_path):
     genie, path = model_dir
-    assert {p.name for p in path.iterdir()} == {"genie.json", "tokenizer", "lam", "dynamics"}
+    assert {p.name for p in path.iterdir()} == {"genie.json", "tokenizer", "lam", "dynamics", ".genieworld"}
     meta = json.loads((path / "genie.json").read_text())
     assert meta["format"] == "genieworld-model" and meta["num_actions"] == 4
     loaded = Genie.from_pretrained(path)

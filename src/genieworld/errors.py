@@ -9,3 +9,7 @@ Anything else reaching the command line is a bug: one short line, and the traceb
 
 class UserError(Exception):
     """An error caused by the user's input; the CLI prints it as one line, without a traceback."""
+
+
+class DiskFullError(UserError):
+    """The file system ran out of space while genieworld wrote something (nothing earlier was lost)."""

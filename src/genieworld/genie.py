@@ -377,7 +377,10 @@ class Genie(torch.nn.Module):
         from genieworld.sampling import World
 
         frames = self._check_video(prompt_frames)
-        actions = torch.as_tensor(actions, dtype=torch.long, device=self.device)
+        raw = torch.as_tensor(actions)
+        if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+            raise ValueError(f"actions must be integer ids, got {raw.dtype} (a float action would be truncated)")
+        actions = raw.to(device=self.device, dtype=torch.long)
         if actions.ndim != 2 or actions.shape[0] != frames.shape[0]:
             raise ValueError(f"expected actions (B={frames.shape[0]}, A), got {tuple(actions.shape)}")
         if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):

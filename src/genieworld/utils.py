@@ -124,6 +124,37 @@ def read_json(path, error: type[Exception] | None = None, max_bytes: int = MAX_J
         raise error(f"{path}: not valid JSON ({e})") from None
 
 
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e`` is the file system running out of space or quota, as Python or a C++ writer
+    (torch.save, safetensors) reports it."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return isinstance(e, (OSError, RuntimeError)) and ("No space left" in text or "file write failed" in text
+                                                       or "Disk quota exceeded" in text)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def disk_full_message(path, need_bytes: int | None = None) -> str:
+    """One line for a full disk: where, how much was needed (when known) and how much is free."""
+    import shutil
+
+    where = Path(path)
+    probe = where if where.exists() else where.parent
+    try:
+        free = shutil.disk_usage(probe if probe.exists() else ".").free
+        free_s = f"{_mb(free)} free"
+    except OSError:
+        free_s = "free space unknown"
+    need = f"about {_mb(need_bytes)} needed, " if need_bytes else ""
+    return f"{path}: no space left on the device ({need}{free_s}); nothing was lost, free some space and run it again"
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -69,6 +69,9 @@ def load_expert(path, name: str = "expert"):
     cfg = read_json(cfg_path)
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
         raise UserError(f"{cfg_path}: not a genieworld expert ({FORMAT})")
+    hidden = cfg.get("hidden", 512)
+    if type(hidden) is not int or not 1 <= hidden <= 65536:
+        raise UserError(f"{cfg_path}: hidden {str(hidden)[:40]!r} is not an integer in [1, 65536]")
     policy = build_policy(cfg)
     load_weights(policy, path / f"{name}.safetensors")
     policy.eval()

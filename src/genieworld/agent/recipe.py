@@ -70,7 +70,10 @@ def model_settings(model) -> dict:
     fs = valid_frame_skip(prov.get("frame_skip", 1))
     if fs is None:
         raise UserError(f"{model}: genie.json provenance has no valid frame_skip")
-    return {"frame_skip": fs, "mode": cr.get("distribution_mode", "hard"), "backgrounds": bool(cr.get("backgrounds", True))}
+    mode = cr.get("distribution_mode", "hard")
+    if mode not in ("easy", "hard"):  # the modes procgen's CoinRun has (the recorders only ever write these)
+        raise UserError(f"{model}: provenance.coinrun.distribution_mode {str(mode)[:40]!r} is not easy or hard")
+    return {"frame_skip": fs, "mode": mode, "backgrounds": bool(cr.get("backgrounds", True))}
 
 
 def load_bc_episodes(store_path, labels=None, val_fraction: float = 0.05):

@@ -118,6 +118,12 @@ def run_generate(args) -> int:
     try:
         (write_gif if kind == ".gif" else write_mp4)(video, tmp, args.fps)
         os.replace(tmp, out)
+    except (OSError, RuntimeError) as e:
+        from genieworld.utils import disk_full_message, is_disk_full
+
+        if is_disk_full(e):
+            raise UserError(disk_full_message(out, int(video.nbytes // 10))) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

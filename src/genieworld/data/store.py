@@ -52,6 +52,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import struct
 import time
@@ -79,7 +80,9 @@ _OWN_FILES = {MANIFEST, LOCK, "ingest_report.json"}  # files a store folder may 
 DEFAULT_CHUNK_FRAMES = 16
 DEFAULT_SHARD_BYTES = 64 << 20
 DEFAULT_ZLIB_LEVEL = 6
-MAX_EPISODE_FRAMES = 10**9  # longest episode a manifest may declare
+MAX_EPISODE_FRAMES = 10**7  # longest episode a manifest may declare (the paper's whole CoinRun set is 10^7 frames)
+MAX_RESOLUTION = 4096
+MAX_SHARD_BYTES = 1 << 40
 MAX_INDEX_BYTES = 1 << 30  # a shard index inflates to at most this much JSON
 MAX_MANIFEST_BYTES = 1 << 30  # largest manifest.json read
 
@@ -167,6 +170,61 @@ def _jsonable(meta: dict | None) -> dict:
         raise TypeError(f"meta must be JSON-serialisable: {e}") from None
 
 
+def _int(v, what: str, lo: int, hi: int) -> int:
+    """``v`` when it is a JSON integer (not a bool, not a float such as 41.9) in ``[lo, hi]``."""
+    if type(v) is not int:
+        raise TypeError(f"{what} {str(v)[:40]!r} is not an integer")
+    if not lo <= v <= hi:
+        raise ValueError(f"{what} {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def _number(v, what: str, lo: float, hi: float) -> float:
+    """``v`` when it is a finite JSON number (not a bool) in ``(lo, hi]``."""
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise TypeError(f"{what} {str(v)[:40]!r} is not a finite number")
+    if not lo < v <= hi:
+        raise ValueError(f"{what} {v} is outside ({lo}, {hi}]")
+    return float(v)
+
+
+def _validate_manifest(root: Path, m: dict) -> None:
+    """THE validation of a store's metadata (types, finiteness, ranges) before any of it is used: every field
+    a reader relies on, so that a hostile or damaged manifest is one StoreError, never a crash later."""
+    h, w = m["resolution"]
+    _int(h, "resolution height", 1, MAX_RESOLUTION)
+    _int(w, "resolution width", 1, MAX_RESOLUTION)
+    _number(m["fps"], "fps", 0.0, 10_000.0)
+    _int(m["chunk_frames"], "chunk_frames", 1, 1 << 20)
+    if m.get("num_actions") is not None:
+        _int(m["num_actions"], "num_actions", 1, 1 << 16)
+    if not isinstance(m.get("source", ""), str):
+        raise TypeError("source is not a string")
+    if m.get("extra") is not None and not isinstance(m["extra"], dict):
+        raise TypeError("extra is not an object")
+    if not isinstance(m["shards"], list):
+        raise TypeError("shards is not a list")
+    for s in m["shards"]:
+        if not isinstance(s, dict):
+            raise TypeError("a shard entry is not an object")
+        if not isinstance(s["file"], str):
+            raise TypeError("a shard's file is not a string")
+        _child(root, s["file"])
+        if not isinstance(s["sha256"], str) or len(s["sha256"]) != 64:
+            raise ValueError(f"{s['file']}: sha256 is not 64 hex digits")
+        _int(s["bytes"], f"{s['file']}: bytes", 0, MAX_SHARD_BYTES)
+        if not isinstance(s["episodes"], list):
+            raise TypeError(f"{s['file']}: episodes is not a list")
+        for e in s["episodes"]:
+            if not isinstance(e, dict):
+                raise TypeError(f"{s['file']}: an episode entry is not an object")
+            _int(e["length"], "episode length", 1, MAX_EPISODE_FRAMES)
+            if not isinstance(e.get("has_actions", False), bool):
+                raise TypeError("has_actions is not true or false")
+            if e.get("meta") is not None and not isinstance(e["meta"], dict):
+                raise TypeError("an episode's meta is not an object")
+
+
 def _read_manifest(root: Path) -> dict:
     path = root / MANIFEST
     if not root.exists():
@@ -183,19 +241,11 @@ def _read_manifest(root: Path) -> dict:
         raise StoreError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(f"{path}: not a genieworld episode manifest (format != {FORMAT!r})")
-    if manifest.get("version") != VERSION:
+    if type(manifest.get("version")) is not int or manifest.get("version") != VERSION:
         raise StoreError(f"{path}: unsupported store version {manifest.get('version')!r} (this code reads {VERSION})")
     try:
-        h, w = manifest["resolution"]
-        assert int(h) > 0 and int(w) > 0
-        float(manifest["fps"])
-        assert int(manifest["chunk_frames"]) > 0
-        for s in manifest["shards"]:
-            _child(root, s["file"])
-            assert isinstance(s["sha256"], str) and int(s["bytes"]) >= 0
-            for e in s["episodes"]:
-                assert 1 <= int(e["length"]) <= MAX_EPISODE_FRAMES, f"episode length {e['length']} out of range"
-    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        _validate_manifest(root, manifest)
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise StoreError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
     return manifest
 
@@ -374,7 +424,7 @@ class EpisodeStore:
                                  f"{len(listed)}")
             eps, low = [], len(SHARD_MAGIC)
             for j, (e, m) in enumerate(zip(entries, listed)):
-                n, n_listed = int(e["length"]), int(m["length"])
+                n, n_listed = _int(e["length"], "episode length", 1, MAX_EPISODE_FRAMES), int(m["length"])
                 if n != n_listed:
                     raise StoreError(f"{where}: episode {j} of the shard has {n} frames in the shard index but "
                                      f"{n_listed} in the manifest")
@@ -392,6 +442,8 @@ class EpisodeStore:
                     raise StoreError(f"{where}: episode {j} of the shard: the shard index and the manifest disagree "
                                      "on whether it has actions")
                 if acts is not None:
+                    if not isinstance(acts, list) or not all(type(a) is int for a in acts):
+                        raise TypeError(f"episode {j}'s actions are not a list of integers")
                     acts = np.asarray(acts, dtype=np.int64)
                     if acts.shape != (n - 1,):
                         raise StoreError(f"{where}: episode {j} of the shard has {acts.size} actions for {n} frames "

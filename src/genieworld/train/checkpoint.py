@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from genieworld import owned
-from genieworld.utils import atomic_write_text, fsync_dir, read_json
+from genieworld.errors import DiskFullError
+from genieworld.utils import atomic_write_text, disk_full_message, fsync_dir, is_disk_full, read_json
 from genieworld.weights import CheckpointError, read_weights, save_weights, state_dict_for_save  # noqa: F401
 
 #: the name of a checkpoint folder (and the only thing ``latest`` may name)
@@ -144,22 +145,29 @@ def save_checkpoint(
         owned.check_removable(final, "checkpoint", "checkpoint")  # refuse before writing anything
     owned.remove(tmp, "checkpoint", "an unfinished checkpoint")
     owned.claim(tmp, "checkpoint")
-    save_weights(module, tmp / "model.safetensors", {"step": step})
-    (tmp / "config.json").write_text(json.dumps(configs, indent=2, sort_keys=True))
-    trainer_state = {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        trainer_state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    torch.save(trainer_state, tmp / "trainer.pt")
-    full_state = dict(state, step=step, rng=_rng_state_json())
-    (tmp / "state.json").write_text(json.dumps(full_state, indent=2))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    fsync_dir(tmp)
+    try:
+        save_weights(module, tmp / "model.safetensors", {"step": step})
+        (tmp / "config.json").write_text(json.dumps(configs, indent=2, sort_keys=True))
+        trainer_state = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            trainer_state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        torch.save(trainer_state, tmp / "trainer.pt")
+        full_state = dict(state, step=step, rng=_rng_state_json())
+        (tmp / "state.json").write_text(json.dumps(full_state, indent=2))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+    except (OSError, RuntimeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half checkpoint is left behind
+        if is_disk_full(e):
+            need = sum(p.numel() * p.element_size() for p in module.parameters()) * 3  # weights + Adam moments
+            raise DiskFullError(disk_full_message(ck, need)) from None
+        raise
     if final.is_symlink():  # never follow a planted link out of the run
         final.unlink()
     # re-saving the same step (e.g. the final save right after a periodic one) replaces only a checkpoint
