@@ -39,9 +39,17 @@ by `genie data atari`, otherwise numbers.
 Without ground-truth actions in DIR nothing is written and the command exits
 with status 2 (the actions stay numbered).
 
+With --judge-data, an independent reader names each latent too: the action judge
+(genieworld.eval.judge, trained on real frames with their recorded actions) reads
+the frames the model generates while the latent is held, and its majority reading
+(Left, Right+Jump, Stay, ...) is printed beside the name; names that disagree are
+marked. actions.json keeps them as "judge_names" (the names used in play stay the
+ones above).
+
 example:
   genie data coinrun data/coinrun-test --levels 20 --start-level 100000
   genie actions name runs/world/model --data data/coinrun-test --episodes 50
+  genie actions name runs/world/model --data data/coinrun-test --judge-data data/coinrun
 """
 
 
@@ -58,6 +66,10 @@ def register(sub) -> None:
     pn.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     pn.add_argument("--no-motion", dest="motion", action="store_false",
                     help="name by the real actions alone: no view motion, no Fall names")
+    pn.add_argument("--judge-data", metavar="STORE",
+                    help="also hold each latent 8 steps from 24 prompts of --data and let the action judge (a "
+                         "supervised IDM trained on STORE's real frames, cached in MODEL/judge) read the frames: "
+                         "shown beside each name and kept in actions.json as judge_names")
     pn.set_defaults(func=run_name)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -76,6 +88,7 @@ def run_name(args) -> int:
     data = name_latent_actions(model, args.data, episodes=args.episodes, window=args.window,
                                batch_size=args.batch_size, device=args.device or str(default_device()),
                                motion=args.motion)
+    judge_names = _judge_names(model, args) if args.judge_data else None
     src = data["source"]
     print(f"{src['transitions']} transitions from {src['episodes']} labelled episodes "
           f"({src['store_source'] or 'unknown source'})", file=sys.stderr)
@@ -85,7 +98,40 @@ def run_name(args) -> int:
         real = "-" if m["true_action"] is None else src["true_action_names"][m["true_action"]]
         view = "" if not mv or not mv["transitions"] else (
             f"; view {mv['dx']:+.1f}, {mv['dy']:+.1f} px a step, down in {mv['down']:.0%}, up in {mv['up']:.0%}")
+        judge = ""
+        if judge_names:
+            from genieworld.eval.play_quality import intended
+
+            j = judge_names[m["latent"]]
+            judge = f"; judge reads {j['judge_name']}" + ("" if intended(m["name"]) == intended(j["judge_name"])
+                                                          else " (DISAGREES)")
         print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  (real action {real}, "
-              f"confidence {m['confidence']:.2f}, {m['count']} transitions{view})", file=sys.stderr)
+              f"confidence {m['confidence']:.2f}, {m['count']} transitions{view}{judge})", file=sys.stderr)
     print(json.dumps({"actions_json": data["path"], "names": data["names"]}))
     return 0
+
+
+def _judge_names(model: Path, args) -> list[dict]:
+    """Per latent, what the action judge reads when it is held (also stored in MODEL/actions.json)."""
+    from genieworld.data.store import EpisodeStore
+    from genieworld.eval.judge import load_or_train_judge
+    from genieworld.eval.play_quality import action_following, real_clips
+    from genieworld.genie import ACTIONS_JSON, Genie
+    from genieworld.utils import atomic_write_text, read_json
+
+    store = EpisodeStore(args.data)
+    judge, _ = load_or_train_judge(model / "judge", EpisodeStore(args.judge_data), store)
+    genie = Genie.from_pretrained(model)
+    try:
+        prompts = real_clips(store, 24, 16, seed=0, sets=1)[0][:, 8]
+    except ValueError as e:
+        raise UserError(f"--data {args.data}: {e}") from None
+    per = action_following(genie, judge, prompts, list(genie.action_names), hold_steps=8)
+    out = sorted(({"latent": v["latent"], "name": k, **{f: v[f] for f in ("judge_name", "judge_direction",
+                                                                         "judge_jump", "agrees")}}
+                  for k, v in per.items()), key=lambda d: d["latent"])
+    path = model / ACTIONS_JSON
+    data = read_json(path)
+    data["judge_names"] = out
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return out

@@ -122,9 +122,10 @@ def real_triples(store, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def train_judge(store, cfg: JudgeConfig | None = None, progress: bool = False) -> ConvJudge:
     """Train the judge on real triples of ``store`` (which must hold recorded CoinRun actions)."""
-    cfg = cfg or JudgeConfig()
-    if store.resolution != (cfg.image_size, cfg.image_size):
-        raise ValueError(f"{store.path}: frames are {store.resolution}, the judge reads {cfg.image_size}x{cfg.image_size}")
+    cfg = cfg or JudgeConfig(image_size=int(store.resolution[0]))
+    if cfg.image_size % 16 or store.resolution != (cfg.image_size, cfg.image_size):
+        raise ValueError(f"{store.path}: frames are {store.resolution}; the judge reads square frames of "
+                         f"{cfg.image_size} px, a multiple of 16")
     from genieworld.data.loader import spread_episodes
 
     eps = spread_episodes(store.num_episodes, min(1.0, cfg.max_episodes / max(1, store.num_episodes)))
