@@ -206,6 +206,7 @@ class Genie(torch.nn.Module):
         self.sampling = sampling
         self._action_names = list(action_names) if action_names is not None else None
         self.provenance = dict(provenance or {})
+        self.play_precision = "fp32"
         for p in self.parameters():
             p.requires_grad_(False)
         self.eval()
@@ -342,6 +343,21 @@ class Genie(torch.nn.Module):
 
             validate_config(smp, "sampling")
         return smp, world_kw
+
+    #: what :meth:`set_play_precision` accepts
+    PLAY_PRECISIONS = ("fp32", "bf16")
+
+    def set_play_precision(self, precision: str) -> "Genie":
+        """Run the per-frame path of play (the dynamics and the tokenizer's decoder) in ``"fp32"`` or ``"bf16"``
+        weights; prompt encoding and the LAM stay fp32.  bf16 needs a CPU with native bf16 (avx512_bf16 or
+        AMX) or a GPU: :func:`genieworld.utils.bf16_supported`.  Returns self."""
+        if precision not in self.PLAY_PRECISIONS:
+            raise ValueError(f"play precision must be one of {self.PLAY_PRECISIONS}, got {precision!r}")
+        dt = torch.bfloat16 if precision == "bf16" else torch.float32
+        for part in (self.dynamics, self.tokenizer.dec_in, self.tokenizer.decoder, self.tokenizer.dec_out):
+            part.to(dt)
+        self.play_precision = precision
+        return self
 
     def play_overrides(self) -> dict:
         """Sampling overrides for interactive play: ``sampling.play_maskgit_steps`` when the model sets one."""

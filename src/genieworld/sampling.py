@@ -122,7 +122,7 @@ def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, 
 
 
 def _to_uint8(frames_float: torch.Tensor) -> np.ndarray:
-    return (frames_float.clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+    return (frames_float.float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
 class World:

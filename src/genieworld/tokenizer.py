@@ -94,8 +94,8 @@ class VideoTokenizer(nn.Module):
     # ------------------------------------------------------------------ decoder
     def decode_latents(self, zq_btnd: torch.Tensor) -> torch.Tensor:
         c = self.cfg
-        y = self.dec_out(self.decoder(self.dec_in(zq_btnd)))
-        return unpatchify(torch.sigmoid(y), c.patch_size, c.image_size, c.image_size, c.channels)
+        y = self.dec_out(self.decoder(self.dec_in(zq_btnd.to(self.dec_in.weight.dtype))))
+        return unpatchify(torch.sigmoid(y.float()), c.patch_size, c.image_size, c.image_size, c.channels)
 
     @torch.no_grad()
     def decode(self, indices_btn: torch.Tensor) -> torch.Tensor:
@@ -111,9 +111,9 @@ class VideoTokenizer(nn.Module):
     def decode_step(self, indices_bn: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:
         """Decode ONE new frame (B, N) -> (B, H, W, C) using the decoder's temporal cache."""
         c = self.cfg
-        x = self.dec_in(self.vq.lookup(indices_bn)[:, None])
+        x = self.dec_in(self.vq.lookup(indices_bn).to(self.dec_in.weight.dtype)[:, None])
         y = self.dec_out(self.decoder.step(x, cache))
-        return unpatchify(torch.sigmoid(y), c.patch_size, c.image_size, c.image_size, c.channels)[:, 0]
+        return unpatchify(torch.sigmoid(y.float()), c.patch_size, c.image_size, c.image_size, c.channels)[:, 0]
 
     # ------------------------------------------------------------------ training
     def forward(self, video_bthwc: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -174,6 +174,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def bf16_supported(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 arithmetic is native on ``device``: a CUDA GPU that says so, or a CPU with avx512_bf16
+    or AMX (on others PyTorch emulates bf16 matmuls, slower than fp32).  ``GENIEWORLD_NO_BF16=1`` says no."""
+    if os.environ.get("GENIEWORLD_NO_BF16", "") not in ("", "0"):
+        return False
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            flags = f.read(1 << 20)
+    except OSError:
+        return False
+    return b" avx512_bf16" in flags or b" amx_bf16" in flags
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -36,7 +36,7 @@ from genieworld.config import TrainConfig
 from genieworld.errors import UserError
 from genieworld.train.checkpoint import (CheckpointError, checkpoint_candidates, checkpoint_dir, load_checkpoint,
                                          save_checkpoint, set_aside)
-from genieworld.utils import atomic_write_text, read_json
+from genieworld.utils import atomic_write_text, bf16_supported, read_json
 
 
 class RunMismatchError(UserError, RuntimeError):
@@ -205,6 +205,11 @@ class Trainer:
     def _autocast(self):
         p = self.cfg.precision
         use_bf16 = p == "bf16" or (p == "auto" and self.device.type == "cuda")
+        if use_bf16 and not bf16_supported(self.device):  # a clean fallback, said once
+            if not getattr(self, "_said_no_bf16", False):
+                print(f"[train] precision {p}: no native bf16 on {self.device.type}; training in fp32", flush=True)
+                self._said_no_bf16 = True
+            use_bf16 = False
         if use_bf16:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
