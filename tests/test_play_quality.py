@@ -95,3 +95,22 @@ def test_play_quality_reports_every_driver_drift_and_following(synthetic_store_d
     s = r["following_summary"]
     assert s["buttons"] == g.num_actions and 0 <= s["names_agreeing"] <= g.num_actions
     json.dumps(r)  # JSON-able
+
+
+def test_genie_eval_play_writes_play_quality_with_the_judge(tmp_path, synthetic_store_dir, untrained_model_dir,
+                                                            monkeypatch, capsys):
+    from genieworld.cli import main
+    from genieworld.eval import judge as judge_mod
+
+    fast = JudgeConfig(image_size=EpisodeStore(synthetic_store_dir).resolution[0], steps=3, batch_size=4, channels=8)
+    monkeypatch.setattr(judge_mod, "JudgeConfig", lambda **kw: fast)
+    out = tmp_path / "report"
+    with torch_threads(1):
+        rc = main(["eval", str(untrained_model_dir), "--data", str(synthetic_store_dir), "--out", str(out),
+                   "--episodes", "2", "--horizon", "10", "--no-fvd", "--play", "3", "--judge-data",
+                   str(synthetic_store_dir), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads((out / "play_quality.json").read_text())
+    assert r["n"] == 3 and "fvd_player" in r and "following_summary" in r
+    assert (out / "judge" / "judge.json").is_file()  # cached beside the eval
+    assert "action judge" in capsys.readouterr().out
