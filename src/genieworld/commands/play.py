@@ -66,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-gravity", dest="gravity", action="store_false",
                    help="play every key as pressed, never as a fall (see Gravity above)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="weights of the per-frame path (dynamics, tokenizer decoder): fp32 (default, the reference) "
+                        "or bf16 (needs native bf16: avx512_bf16/AMX or a GPU; falls back to fp32 with a message)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run_play)
 
@@ -127,6 +130,13 @@ def run_play(args) -> int:
         genie = Genie.from_pretrained(model, device=device)
     except ModelDirError as e:
         raise UserError(str(e)) from None
+    if args.precision == "bf16":
+        from genieworld.utils import bf16_supported
+
+        if bf16_supported(genie.device):
+            genie.set_play_precision("bf16")
+        else:
+            print(f"genie play: --precision bf16: no native bf16 on {genie.device}; playing in fp32", file=sys.stderr)
     config.allowed_hosts = LOOPBACK_HOSTS if loopback else None
     try:
         app = create_app(genie, model_dir=model, data_dir=args.data, config=config, model_name=model.resolve().name

@@ -159,13 +159,7 @@ class TemporalAttention(Attention):
         slot = pos % cache.window
         cache.k[layer][:, :, slot : slot + 1] = k
         cache.v[layer][:, :, slot : slot + 1] = v
-        # one query against at most ``window`` keys per row: plain batched arithmetic, far cheaper on a CPU than
-        # a fused-attention kernel launched for (B*S*H) rows of length 1 (its setup dominated play's frame time)
-        n_valid = min(cache.length + 1, cache.window)
-        kk, vv = cache.k[layer][:, :, :n_valid], cache.v[layer][:, :, :n_valid]  # slots 0..n_valid-1 hold the frames
-        scores = (q * kk).sum(-1, keepdim=True) * (self.head_dim ** -0.5)  # (BS, H, n, 1)
-        o = (scores.float().softmax(dim=2).to(vv.dtype) * vv).sum(2, keepdim=True)  # (BS, H, 1, Dh)
-        y = self.out(rearrange(o, "b h l d -> b l (h d)"))
+        y = self.attend(q, cache.k[layer], cache.v[layer], attn_mask=cache.valid_mask())
         return rearrange(y, "(b s) t d -> b t s d", b=b)
 
 

@@ -309,7 +309,8 @@
       state.prompt = msg.prompt;
       sessionStorage.setItem("genieworld.session", msg.session);
       canvas.width = canvas.height = msg.image_size;
-      $("model").textContent = `${msg.model} \u00b7 ${msg.num_actions} actions \u00b7 ${msg.image_size}px \u00b7 seed ${msg.seed}`;
+      $("model").textContent = `${msg.model} \u00b7 ${msg.num_actions} actions \u00b7 ${msg.image_size}px \u00b7 seed ${msg.seed}`
+        + (msg.precision ? ` \u00b7 ${msg.precision}${msg.compiled ? ", compiled" : ""}` : "");
       $("max-pending").textContent = String(msg.max_pending);
       $("gravity").hidden = msg.gravity !== true;
       $("dl-mp4").href = `/api/sessions/${encodeURIComponent(msg.session)}/recording.mp4`;
