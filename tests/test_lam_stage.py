@@ -244,4 +244,4 @@ def test_a_data_fraction_trains_on_and_caches_only_its_episodes(trained, synthet
     assert main(base[:-len(common) - 2] + ["--steps", "3", *common, "--out", str(tmp_path / "w-half")]) == 2
     assert "data-fraction" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "w-bad"), "--data-fraction", "1.5"]) == 2
-    assert "--data-fraction must be in (0, 1]" in capsys.readouterr().err
+    assert "--data-fraction: 1.5 is outside the allowed range" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def test_recipe_runs_every_stage_once_and_resumes_where_it_stopped(tmp_path, cap
     assert main(ARGS + ["--out", str(out), "--frame-skip", "2", "--dynamics-data-fraction", "0.5"]) == 2
     assert "dynamics_data_fraction" in capsys.readouterr().err
     assert main(ARGS + ["--out", str(tmp_path / "bad"), "--dynamics-data-fraction", "0"]) == 2
-    assert "--dynamics-data-fraction must be in (0, 1]" in capsys.readouterr().err
+    assert "--dynamics-data-fraction: 0.0 is outside the allowed range" in capsys.readouterr().err
     assert (out / "recipe.json").read_text() == before
 
 
