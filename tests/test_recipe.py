@@ -107,9 +107,13 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     # the shipped model's preset: the one shipped before it with the LAM of configs/cpu-agent-nce.json
     # (12) whose InfoNCE head reads the continuous latent, its codes merged by the camera's motion (14)
     plain = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-plain-lam-warp.json"))))
+    # ... and, since issue 31, the dynamics trained with context noise (docs/experiments.md, "A world that holds together")
     assert {k for k in current if current[k] != plain.get(k)} - {"name"} == {
         "lam.conv.nce_weight", "lam.conv.nce_crop", "lam.conv.nce_latent", "lam.merge", "lam_train.steps",
-        "lam_train.batch_size", "lam_train.min_lr", "lam_train.beta2"}
+        "lam_train.batch_size", "lam_train.min_lr", "lam_train.beta2", "dynamics.context_noise_max"}
+    assert current["dynamics.context_noise_max"] == 0.3
+    before = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-latent-nce.json"))))
+    assert {k for k in current if current[k] != before.get(k)} - {"name"} == {"dynamics.context_noise_max"}
     assert current["lam.conv.nce_latent"] == "continuous" and current["lam.merge"] == "camera"
     cpu = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-16to8-seq16.json"))))
     # the preset before that: the model before it, with the dynamics on 4-frame windows at batch 8
@@ -132,7 +136,8 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
     motion = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce-warp-motion.json"))))
     assert {k for k in agent if agent[k] != motion.get(k)} - {"name"} == {"dynamics.warp_motion"}
     assert motion["dynamics.warp_motion"] and not plain["dynamics.warp_motion"]
-    assert {k for k in agent if agent[k] != current.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge"}
+    assert {k for k in agent if agent[k] != current.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge",
+                                                                          "dynamics.context_noise_max"}
     skip4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip4.json"))))
     skip1 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-skip1.json"))))
     changed = {k for k in skip4 if skip4[k] != skip1.get(k)} - {"name"}
