@@ -185,3 +185,19 @@ def test_a_duplicate_host_header_is_refused():
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
         assert read_all(s, 2).startswith(b"HTTP/1.1 400")
         s.close()
+
+
+def test_a_huge_head_pipelined_behind_a_slow_request_is_bounded_too():
+    cfg = PlayConfig(header_timeout=30.0, max_upload_bytes=1 << 20)
+    with running_server(cfg) as port:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        sent = 0
+        with contextlib.suppress(OSError):  # the server aborts the connection
+            for _ in range(4000):  # 4 MB of header lines behind the first request, never finished
+                s.sendall(b"X-A: " + b"a" * 1000 + b"\r\n")
+                sent += 1
+        assert sent < 4000  # the server cut the connection long before 4 MB (without a bound it reads them all)
+        s.close()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200

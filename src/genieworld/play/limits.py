@@ -14,6 +14,8 @@ reaches the app:
   lines gets ``431`` and is closed (the server's memory per connection stays bounded);
 * ``max_per_client``: a new connection from an address that already holds this many (HTTP and
   WebSocket together) gets ``429`` and is closed at once;
+* ``max_request_bytes``: the bytes a client may send while one of its requests is being served (its
+  body, or requests pipelined behind it; the upload limit plus 1 MiB) before the connection is aborted;
 * ``max_pipelined``: a connection whose next request was already waiting when a response finished
   (pipelining) this many times is closed after that response;
 * a response that cannot be written for ``header_timeout`` seconds (the client does not read, the
@@ -48,7 +50,8 @@ MAX_PIPELINED = 16
 
 def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type | None = None,
                           max_total: int | None = None, max_head_bytes: int = MAX_HEAD_BYTES,
-                          max_head_lines: int = MAX_HEAD_LINES, max_pipelined: int = MAX_PIPELINED) -> type:
+                          max_head_lines: int = MAX_HEAD_LINES, max_pipelined: int = MAX_PIPELINED,
+                          max_request_bytes: int = 16 << 20) -> type:
     """An ``asyncio.Protocol`` class for ``uvicorn.Config(http=...)``: uvicorn's own HTTP protocol
     (``base``; default: the one uvicorn's "auto" picks) with the bounds of the module docstring."""
     if base is None:
@@ -61,6 +64,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
         _write_timer: asyncio.TimerHandle | None = None
         _head_bytes = 0
         _head_lines = 0
+        _busy_bytes = 0  # bytes received while a response is pending (a body, or pipelined requests)
         _pipelined = 0
         _refused = False
         _active = None
@@ -118,7 +122,14 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            if self._awaiting_head():
+            if not self._awaiting_head():
+                self._busy_bytes += len(data)  # a body, or a pipelined request's head: bounded too
+                if self._busy_bytes > max_request_bytes:
+                    log.warning("closed a connection from %s: more than %d bytes sent during one request",
+                                self.client[0] if self.client else "?", max_request_bytes)
+                    self._drop()
+                    return
+            else:
                 self._head_bytes += len(data)
                 self._head_lines += data.count(b"\n")
                 end = data.find(b"\r\n\r\n")
@@ -172,7 +183,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
             self._refuse(transport, 408, "Request Timeout", f"request head not received within {header_timeout:g} s")
 
         def on_response_complete(self) -> None:
-            self._head_bytes = self._head_lines = 0
+            self._head_bytes = self._head_lines = self._busy_bytes = 0
             conn = getattr(self, "conn", None)  # h11: a pipelined request already waits in its buffer
             waiting = bool(getattr(self, "pipeline", None)) or bool(
                 getattr(conn, "trailing_data", (b"", False))[0] if conn is not None else b"")

@@ -951,7 +951,8 @@ def uvicorn_config(app, config: PlayConfig, log_level: str = "warning"):
                           ws_ping_interval=20.0, ws_ping_timeout=20.0,
                           limit_concurrency=total + 16, timeout_graceful_shutdown=3,
                           http=guarded_http_protocol(config.header_timeout, config.max_connections_per_client,
-                                                     max_total=total),
+                                                     max_total=total,
+                                                     max_request_bytes=config.max_upload_bytes + (1 << 20)),
                           server_header=False, access_log=log_level in ("info", "debug"))
 
 
