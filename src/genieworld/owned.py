@@ -124,6 +124,19 @@ def mark(path, kind: str) -> None:
         atomic_write_text(Path(path) / MARKER, json.dumps({"kind": kind, "by": "genieworld"}) + "\n")
 
 
+def check(path, kind: str, what: str = "") -> None:
+    """:class:`NotOursError` unless ``path`` is absent or genieworld's folder of ``kind``; writes nothing
+    (for a folder that is only read, such as a token cache that may sit on a read-only disk)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    why = why_not_ours(path, kind)
+    if why is not None:
+        label = f"{what} " if what else ""
+        raise NotOursError(f"{label}{path}: refusing to use it as a {kind}: {why} "
+                           "(genieworld only fills folders it made; choose a new or empty folder)")
+
+
 def claim(path, kind: str, what: str = "") -> Path:
     """Make ``path`` genieworld's folder of ``kind`` to write into: create it (and its parents) when
     absent, take it when empty or already ours, and refuse (:class:`NotOursError`) otherwise."""

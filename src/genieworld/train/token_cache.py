@@ -174,8 +174,7 @@ def build_token_cache(path, store: EpisodeStore, tokenizer, lam, progress: bool 
     n_tok = tokenizer.cfg.tokens_per_frame
     keep_tokens = False  # the old cache's tokens are still right: only the LAM changed
     num_codes = int(getattr(getattr(tokenizer.cfg, "vq", None), "num_codes", 0)) or None
-    if path.exists() or path.is_symlink():  # refuse a folder that is not a cache before reading or encoding
-        owned.claim(path, "token-cache", "--cache")
+    owned.check(path, "token-cache", "--cache")  # refuse a folder that is not a cache before reading or encoding
     if (path / "cache.json").is_file():
         why = "made from another store, tokenizer or LAM, or without some of this run's episodes"
         try:
