@@ -114,3 +114,18 @@ def test_genie_eval_play_writes_play_quality_with_the_judge(tmp_path, synthetic_
     assert r["n"] == 3 and "fvd_player" in r and "following_summary" in r
     assert (out / "judge" / "judge.json").is_file()  # cached beside the eval
     assert "action judge" in capsys.readouterr().out
+
+
+def test_a_judge_store_without_actions_is_one_line(tmp_path, untrained_model_dir, synthetic_store_dir, capsys):
+    from genieworld.cli import main
+    from genieworld.data.store import EpisodeWriter
+
+    bare = tmp_path / "bare"
+    with EpisodeWriter(bare, resolution=(16, 16)) as w:
+        w.add_episode(np.zeros((20, 16, 16, 3), np.uint8))
+    with torch_threads(1):
+        rc = main(["eval", str(untrained_model_dir), "--data", str(synthetic_store_dir), "--out", str(tmp_path / "r"),
+                   "--episodes", "1", "--horizon", "10", "--no-fvd", "--play", "2", "--judge-data", str(bare),
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--judge-data" in err and "recorded actions" in err, err

@@ -120,7 +120,10 @@ def _judge_names(model: Path, args) -> list[dict]:
     from genieworld.utils import atomic_write_text, read_json
 
     store = EpisodeStore(args.data)
-    judge, _ = load_or_train_judge(model / "judge", EpisodeStore(args.judge_data), store)
+    try:
+        judge, _ = load_or_train_judge(model / "judge", EpisodeStore(args.judge_data), store)
+    except ValueError as e:  # no recorded actions, another frame size, ...
+        raise UserError(f"--judge-data {args.judge_data}: {e}") from None
     genie = Genie.from_pretrained(model)
     try:
         prompts = real_clips(store, 24, 16, seed=0, sets=1)[0][:, 8]

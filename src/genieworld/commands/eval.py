@@ -183,8 +183,11 @@ def _play_quality(genie, store, args, out: Path) -> None:
     if args.judge_data:
         from genieworld.eval.judge import load_or_train_judge
 
-        judge, info = load_or_train_judge(out / "judge", EpisodeStore(args.judge_data), store,
-                                          progress=not args.no_progress)
+        try:
+            judge, info = load_or_train_judge(out / "judge", EpisodeStore(args.judge_data), store,
+                                              progress=not args.no_progress)
+        except ValueError as e:  # no recorded actions, another frame size, ...
+            raise UserError(f"--judge-data {args.judge_data}: {e}") from None
     try:
         r = play_quality(genie, store, n=args.play, seed=args.seed, judge=judge, judge_info=info,
                          progress=not args.no_progress)
