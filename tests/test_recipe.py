@@ -104,7 +104,7 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
         return out
 
     current = flat(asdict(load_preset("cpu")))
-    # the shipped model's preset: the one shipped before it with the LAM of configs/cpu-agent-nce.json
+    # the shipped model's preset: the one shipped before it with the LAM of configs/previous/cpu-agent-nce.json
     # (12) whose InfoNCE head reads the continuous latent, its codes merged by the camera's motion (14)
     plain = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-plain-lam-warp.json"))))
     # ... and, since issue 31, the dynamics trained with context noise (docs/experiments.md, "A world that holds together")
@@ -124,16 +124,16 @@ def test_previous_recipe_preset_differs_from_cpu_only_where_the_readme_says():
                        "dynamics_train.batch_size", "dynamics_train.seq_len", "sampling.order", "sampling.temperature"}
     assert plain["sampling.order"] == "random" and plain["sampling.temperature"] == 0
     assert plain["dynamics.prev_frame_warp"] == 3 and plain["dynamics_train.seq_len"] == 4
-    seq4 = flat(asdict(load_preset(str(configs_dir() / "cpu-seq4-dynamics.json"))))
+    seq4 = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-seq4-dynamics.json"))))
     assert {k for k in plain if plain[k] != seq4.get(k)} - {"name"} == {"dynamics.prev_frame_warp", "sampling.order",
                                                                         "sampling.temperature"}
     # the InfoNCE-on-the-agent LAM stage (docs/experiments.md, "The separate LAM stage", 12), and its world
     # with the warp that reads the camera's last shift (13)
-    agent = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce.json"))))
+    agent = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-agent-nce.json"))))
     assert {k for k in plain if plain[k] != agent.get(k)} - {"name"} == {
         "lam.conv.nce_weight", "lam.conv.nce_crop", "lam.merge", "lam_train.steps", "lam_train.batch_size",
         "lam_train.min_lr", "lam_train.beta2"}
-    motion = flat(asdict(load_preset(str(configs_dir() / "cpu-agent-nce-warp-motion.json"))))
+    motion = flat(asdict(load_preset(str(configs_dir() / "previous" / "cpu-agent-nce-warp-motion.json"))))
     assert {k for k in agent if agent[k] != motion.get(k)} - {"name"} == {"dynamics.warp_motion"}
     assert motion["dynamics.warp_motion"] and not plain["dynamics.warp_motion"]
     assert {k for k in agent if agent[k] != current.get(k)} - {"name"} == {"lam.conv.nce_latent", "lam.merge",
