@@ -124,17 +124,25 @@ def mark(path, kind: str) -> None:
         atomic_write_text(Path(path) / MARKER, json.dumps({"kind": kind, "by": "genieworld"}) + "\n")
 
 
-def check(path, kind: str, what: str = "") -> None:
-    """:class:`NotOursError` unless ``path`` is absent or genieworld's folder of ``kind``; writes nothing
-    (for a folder that is only read, such as a token cache that may sit on a read-only disk)."""
-    path = Path(path)
+_FILLS = "(genieworld only fills folders it made; choose a new or empty folder)"
+
+
+def _require_ours(path: Path, kind: str, what: str, refusing: str, advice: str) -> bool:
+    """Whether ``path`` exists; :class:`NotOursError` (``what path: refusing ...: why advice``) when it does
+    and is not genieworld's folder of ``kind``."""
     if not path.exists() and not path.is_symlink():
-        return
+        return False
     why = why_not_ours(path, kind)
     if why is not None:
         label = f"{what} " if what else ""
-        raise NotOursError(f"{label}{path}: refusing to use it as a {kind}: {why} "
-                           "(genieworld only fills folders it made; choose a new or empty folder)")
+        raise NotOursError(f"{label}{path}: {refusing}: {why} {advice}")
+    return True
+
+
+def check(path, kind: str, what: str = "") -> None:
+    """:class:`NotOursError` unless ``path`` is absent or genieworld's folder of ``kind``; writes nothing
+    (for a folder that is only read, such as a token cache that may sit on a read-only disk)."""
+    _require_ours(Path(path), kind, what, f"refusing to use it as a {kind}", _FILLS)
 
 
 def claim(path, kind: str, what: str = "") -> Path:
@@ -143,11 +151,7 @@ def claim(path, kind: str, what: str = "") -> Path:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         path.mkdir(parents=True, exist_ok=True)
-    why = why_not_ours(path, kind)
-    if why is not None:
-        label = f"{what} " if what else ""
-        raise NotOursError(f"{label}{path}: refusing to write a {kind} there: {why} "
-                           "(genieworld only fills folders it made; choose a new or empty folder)")
+    _require_ours(path, kind, what, f"refusing to write a {kind} there", _FILLS)
     mark(path, kind)
     return path
 
@@ -155,15 +159,8 @@ def claim(path, kind: str, what: str = "") -> Path:
 def check_removable(path, kind: str, what: str = "") -> bool:
     """Whether ``path`` exists and may be removed (:func:`remove`); :class:`NotOursError` when it may not.
     Call it before work whose result would replace ``path``, so that a refusal leaves nothing behind."""
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        return False
-    why = why_not_ours(path, kind)
-    if why is not None:
-        label = f"{what} " if what else ""
-        raise NotOursError(f"{label}{path}: refusing to delete or replace it: {why} "
-                           f"(genieworld deletes only {kind} folders it made)")
-    return True
+    return _require_ours(Path(path), kind, what, "refusing to delete or replace it",
+                         f"(genieworld deletes only {kind} folders it made)")
 
 
 def remove(path, kind: str, what: str = "") -> None:
