@@ -20,8 +20,8 @@ reaches the app:
   (pipelining) this many times is closed after that response;
 * a response that cannot be written for ``header_timeout`` seconds (the client does not read, the
   send buffer stays full) aborts the connection;
-* ``max_total``: when the server holds this many connections, a new one first evicts the oldest
-  connection that is waiting for a request head from the address holding the most connections
+* ``max_total``: when the server holds this many connections, a new one first evicts a connection
+  that is waiting for a request head from the address holding the most connections
   (that client loses an idle connection, nothing in flight); with none to evict it gets ``503``.
   So idle connections from a few addresses can never lock every other client out.
 
@@ -69,6 +69,16 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
         _refused = False
         _active = None
 
+        @staticmethod
+        def _host(conn) -> str | None:
+            """The client address of a connection (ours or uvicorn's WebSocket protocol), or None."""
+            return (getattr(conn, "client", None) or (None,))[0]
+
+        def _cut(self, why: str) -> None:
+            """Log why, then abort the connection (:meth:`_drop`)."""
+            log.warning("closed a connection from %s: %s", self._host(self) or "?", why)
+            self._drop()
+
         def _refuse(self, transport, status: int, reason: str, text: str) -> None:
             self._refused = True
             self._cancel_header_timer()
@@ -77,10 +87,10 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            host = self.client[0] if self.client else None
+            host = self._host(self)
             others = [c for c in list(self.connections) if c is not self]
             if host is not None and max_per_client > 0:
-                held = sum(1 for c in others if (getattr(c, "client", None) or (None,))[0] == host)
+                held = sum(1 for c in others if self._host(c) == host)
                 if held >= max_per_client:
                     log.warning("refused a connection from %s: it already holds %d", host, held)
                     self._refuse(transport, 429, "Too Many Requests",
@@ -96,18 +106,18 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
                 pass
             self._arm_header_timer()
 
-        @staticmethod
-        def _evict_one(others) -> bool:
-            """Close the oldest connection still waiting for a request head from the address that holds the
-            most connections; False when no connection is idle."""
+        @classmethod
+        def _evict_one(cls, others) -> bool:
+            """Close a connection still waiting for a request head from the address that holds the most
+            connections; False when no connection is idle."""
             by_host: dict = {}
             for c in others:
-                by_host.setdefault((getattr(c, "client", None) or (None,))[0], []).append(c)
+                by_host.setdefault(cls._host(c), []).append(c)
             for _, conns in sorted(by_host.items(), key=lambda kv: -len(kv[1])):
                 for c in conns:  # insertion order of the server's set is not age; any idle one will do
                     if isinstance(c, GuardedHTTPProtocol) and c._awaiting_head() and c.transport is not None \
                             and not c.transport.is_closing() and c.transport.get_protocol() is c:
-                        log.warning("closed an idle connection from %s to make room", (c.client or ("?",))[0])
+                        log.warning("closed an idle connection from %s to make room", cls._host(c) or "?")
                         c._refuse(c.transport, 503, "Service Unavailable", "closed to make room for another client")
                         return True
             return False
@@ -125,9 +135,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
             if not self._awaiting_head():
                 self._busy_bytes += len(data)  # a body, or a pipelined request's head: bounded too
                 if self._busy_bytes > max_request_bytes:
-                    log.warning("closed a connection from %s: more than %d bytes sent during one request",
-                                self.client[0] if self.client else "?", max_request_bytes)
-                    self._drop()
+                    self._cut(f"more than {max_request_bytes} bytes sent during one request")
                     return
             else:
                 self._head_bytes += len(data)
@@ -137,16 +145,14 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
                 lines = self._head_lines - (data[end + 4:].count(b"\n") if end >= 0 else 0)
                 if counted > max_head_bytes or lines > max_head_lines:
                     log.warning("closed a connection from %s: request head over %d bytes or %d lines",
-                                self.client[0] if self.client else "?", max_head_bytes, max_head_lines)
+                                self._host(self) or "?", max_head_bytes, max_head_lines)
                     self._refuse(self.transport, 431, "Request Header Fields Too Large",
                                  f"request head larger than {max_head_bytes} bytes or {max_head_lines} lines")
                     return
             super().data_received(data)
             pipe = getattr(self, "pipeline", None)  # httptools queues every pipelined request it parsed
             if pipe is not None and len(pipe) > max_pipelined and not self._refused:
-                log.warning("closed a connection from %s: more than %d pipelined requests",
-                            self.client[0] if self.client else "?", max_pipelined)
-                self._drop()
+                self._cut(f"more than {max_pipelined} pipelined requests")
 
         def _drop(self) -> None:
             """Abort the connection, its queued requests unserved and the one in flight told it is gone (its
@@ -179,7 +185,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
             if not self._awaiting_head():
                 return  # a request is being served: its head arrived in time
             log.warning("closed a connection from %s: no complete request head within %g s",
-                        self.client[0] if self.client else "?", header_timeout)
+                        self._host(self) or "?", header_timeout)
             self._refuse(transport, 408, "Request Timeout", f"request head not received within {header_timeout:g} s")
 
         def on_response_complete(self) -> None:
@@ -190,9 +196,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
             if waiting:
                 self._pipelined += 1
                 if self._pipelined > max_pipelined and not self.transport.is_closing():
-                    log.warning("closed a connection from %s: more than %d pipelined requests",
-                                self.client[0] if self.client else "?", max_pipelined)
-                    self._drop()
+                    self._cut(f"more than {max_pipelined} pipelined requests")
                     return
             super().on_response_complete()
             if not self.transport.is_closing():
@@ -213,7 +217,7 @@ def guarded_http_protocol(header_timeout: float, max_per_client: int, base: type
             self._write_timer = None
             if self.transport is not None and not self.transport.is_closing() and self.transport.get_protocol() is self:
                 log.warning("aborted a connection from %s: it read no response for %g s",
-                            self.client[0] if self.client else "?", header_timeout)
+                            self._host(self) or "?", header_timeout)
                 self._drop()
 
         def connection_lost(self, exc) -> None:
