@@ -99,12 +99,9 @@ def run_name(args) -> int:
         view = "" if not mv or not mv["transitions"] else (
             f"; view {mv['dx']:+.1f}, {mv['dy']:+.1f} px a step, down in {mv['down']:.0%}, up in {mv['up']:.0%}")
         judge = ""
-        if judge_names:
-            from genieworld.eval.play_quality import intended
-
+        if judge_names:  # read with the names just written, so its "agrees" is this name's
             j = judge_names[m["latent"]]
-            judge = f"; judge reads {j['judge_name']}" + ("" if intended(m["name"]) == intended(j["judge_name"])
-                                                          else " (DISAGREES)")
+            judge = f"; judge reads {j['judge_name']}" + ("" if j["agrees"] else " (DISAGREES)")
         print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  (real action {real}, "
               f"confidence {m['confidence']:.2f}, {m['count']} transitions{view}{judge})", file=sys.stderr)
     print(json.dumps({"actions_json": data["path"], "names": data["names"]}))

@@ -82,22 +82,18 @@ def play_sampling(genie):
 
 
 @torch.no_grad()
-def rollout(genie, first_bhwc: np.ndarray, actions_bk: np.ndarray, seed: int = 0, batch: int = 32,
-            keep=None) -> np.ndarray:
+def rollout(genie, first_bhwc: np.ndarray, actions_bk: np.ndarray, seed: int = 0, batch: int = 32) -> np.ndarray:
     """(B, K+1, H, W, 3) uint8 rollouts from one prompt frame each, the latents ``actions_bk`` pressed in
-    turn, at play's MaskGIT steps.  ``keep``: (start, stop) frame range to keep (bounded memory for long
-    rollouts); frames before ``start`` are dropped as they are made."""
+    turn, at play's MaskGIT steps."""
     from genieworld.sampling import World
 
     smp = play_sampling(genie)
     out = []
     for s in range(0, len(first_bhwc), batch):
-        w = World(genie, torch.from_numpy(first_bhwc[s:s + batch])[:, None], seed=seed + s, sampling=smp,
-                  max_history=None if keep is None else keep[1] - keep[0])
+        w = World(genie, torch.from_numpy(first_bhwc[s:s + batch])[:, None], seed=seed + s, sampling=smp)
         for k in range(actions_bk.shape[1]):
             w.step_batch(torch.from_numpy(actions_bk[s:s + batch, k]))
-        v = w.video()
-        out.append(v if keep is None else v[:, -(keep[1] - keep[0]):])
+        out.append(w.video())
     return np.concatenate(out)
 
 
@@ -168,10 +164,11 @@ def summarise_following(per: dict, real: dict | None) -> dict:
 
 
 def _psnr_by_t(real_nthwc, gen_nthwc) -> list[float]:
-    r = real_nthwc.astype(np.float64) / 255
-    g = gen_nthwc.astype(np.float64) / 255
-    mse = ((r - g) ** 2).mean(axis=(2, 3, 4)).clip(1e-10)
-    return [round(float(x), 2) for x in (10 * np.log10(1 / mse)).mean(0)]
+    """Mean over clips of each step's PSNR (eval.metrics.psnr, capped at 100 dB)."""
+    from genieworld.eval.metrics import psnr
+
+    db = psnr(torch.from_numpy(real_nthwc).double(), torch.from_numpy(gen_nthwc).double(), data_range=255.0)
+    return [round(float(x), 2) for x in db.mean(0)]
 
 
 def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int = 64, seed: int = 0,
@@ -234,7 +231,7 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
         say(f"drift: FVD by block {blocks} ({time.time() - t1:.0f}s)")
     if judge is not None:
         t1 = time.time()
-        names = list(genie.action_names or [str(i) for i in range(genie.num_actions)])
+        names = list(genie.action_names)  # "0", "1", ... when the model has no actions.json
         prng = np.random.default_rng(seed + 11)
         pick = prng.permutation(n)[:hold_prompts]
         per = action_following(genie, judge, prompts[pick, length // 2], names, hold_steps, seed)
