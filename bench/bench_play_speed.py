@@ -25,7 +25,7 @@ from common import device_info, emit_json, now_iso, random_prompts  # noqa: E402
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) / 255.0) .__pow__(2).mean())
+    mse = float((((a.astype(np.float64) - b.astype(np.float64)) / 255.0) ** 2).mean())  # over all frames
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 

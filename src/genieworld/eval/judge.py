@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from genieworld.errors import UserError
+
 DIRECTIONS = ("left", "none", "right")
 
 
@@ -214,7 +216,7 @@ def load_or_train_judge(path, train_store, test_store, cfg: JudgeConfig | None =
             if info.get("store_digest") == digest:
                 return net, info
             print(f"[judge] {path}: trained on another store; training again", flush=True)
-        except Exception as e:  # a damaged judge is retrained, and says so
+        except (UserError, OSError, AttributeError) as e:  # a damaged judge is retrained, and says so
             print(f"[judge] {path}: unreadable ({type(e).__name__}: {str(e)[:200]}); training again", flush=True)
     t0 = time.time()
     net = train_judge(train_store, cfg, progress=progress)
