@@ -244,6 +244,14 @@ class DynamicsConfig:
     # copying them forward. 0 = off.
     context_noise_max: float = 0.0
     context_noise_play: float = 0.0
+    # Training only, not in the paper (scheduled sampling; "self-forcing" in spirit): for this share
+    # of the samples, the clean context frames after the first are the model's *own* rollout from
+    # frame 1 under the same actions (KV-cached MaskGIT with ``self_forcing_steps`` passes and the
+    # play sampler's temperature and order, no gradient), while the targets stay the real frames.
+    # Play conditions every frame on its own samples; this teaches the world to pull an imperfect
+    # past back towards the game instead of copying its errors forward. 0 = off.
+    self_forcing: float = 0.0
+    self_forcing_steps: int = 4
 
 
 @dataclass
@@ -356,7 +364,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
                      "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64),
-                     "context_noise_max": _UNIT, "context_noise_play": _UNIT},
+                     "context_noise_max": _UNIT, "context_noise_play": _UNIT,
+                     "self_forcing": _UNIT, "self_forcing_steps": Bound(1, 256)},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
                      "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
