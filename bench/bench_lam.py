@@ -231,7 +231,7 @@ def main(argv=None) -> int:
                     "folder); with --set lam.vq.num_codes=N equal to its merged actions, from those actions")
     ap.add_argument("--preset", default="cpu", help="preset (or .json) whose LAM is trained (default: cpu)")
     ap.add_argument("--set", action="append", default=[], metavar="lam.KEY=VALUE",
-                    help="override a LAM setting, e.g. lam.vq.num_codes=8 or lam.conv.centre_weight=20 (repeatable)")
+                    help="override a LAM setting, e.g. lam.vq.num_codes=8 or lam.conv.nce_weight=0.1 (repeatable)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=3)

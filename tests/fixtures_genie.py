@@ -45,14 +45,14 @@ def tiny_lam_cfg(size: int = 16, patch: int = 4, actions: int = 4, code_dim: int
 
 
 def tiny_dyn_cfg(codes: int = 32, tokens: int = 16, action_dim: int = 8, max_frames: int = 8, injection: str = "add",
-                 d_model: int = 32, layers: int = 2, warp: int = 0, motion: bool = False) -> DynamicsConfig:
+                 d_model: int = 32, layers: int = 2, warp: int = 0) -> DynamicsConfig:
     return DynamicsConfig(num_codes=codes, tokens_per_frame=tokens, action_dim=action_dim, max_frames=max_frames,
                           transformer=tiny_st(d_model, layers, qk_norm=True), action_injection=injection,
-                          prev_frame_warp=warp, warp_motion=motion)
+                          prev_frame_warp=warp)
 
 
 def tiny_genie(seed: int = 0, injection: str = "add", actions: int = 4, context: int = 8, steps: int = 4,
-               max_frames: int = 8, warp: int = 0, motion: bool = False):
+               max_frames: int = 8, warp: int = 0):
     """A randomly initialised Genie on 16x16 frames (16 tokens per frame, 32 codes, 4 actions)."""
     from genieworld.dynamics import DynamicsModel
     from genieworld.genie import Genie
@@ -62,36 +62,9 @@ def tiny_genie(seed: int = 0, injection: str = "add", actions: int = 4, context:
     torch.manual_seed(seed)
     tok = VideoTokenizer(tiny_tokenizer_cfg(max_frames=max_frames))
     lam = LatentActionModel(tiny_lam_cfg(actions=actions, max_frames=max_frames))
-    dyn = DynamicsModel(tiny_dyn_cfg(injection=injection, max_frames=max_frames, warp=warp, motion=motion))
+    dyn = DynamicsModel(tiny_dyn_cfg(injection=injection, max_frames=max_frames, warp=warp))
     return Genie(tok, lam, dyn, SamplingConfig(maskgit_steps=steps, temperature=1.0, context_frames=context))
 
-
-
-def predict_last_frame_after_training(cfg: DynamicsConfig, batch, steps: int, batch_size: int, eval_size: int,
-                                      lr: float) -> tuple[float, float]:
-    """Train a DynamicsModel(cfg) (seed 0, AdamW) on ``batch(n) -> (tokens (n, T, N), actions (n, T-1, a))``,
-    then predict a fully masked last frame from the clean frames before it, as play does.
-
-    Returns (token accuracy on that frame, accuracy of copying the frame before it) on a fresh batch.
-    """
-    from genieworld.dynamics import DynamicsModel
-
-    torch.manual_seed(0)
-    dyn = DynamicsModel(cfg).train()
-    opt = torch.optim.AdamW(dyn.parameters(), lr=lr)
-    for _ in range(steps):
-        tok, act = batch(batch_size)
-        loss, _ = dyn.loss(tok, act)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    dyn.eval()
-    tok, act = batch(eval_size)
-    inputs = tok.clone()
-    inputs[:, -1] = dyn.mask_id
-    with torch.no_grad():
-        acc = (dyn(inputs, act)[:, -1].argmax(-1) == tok[:, -1]).float().mean().item()
-    return acc, (tok[:, -2] == tok[:, -1]).float().mean().item()
 
 PALETTE = np.array([[230, 40, 40], [40, 230, 40], [40, 40, 230], [230, 230, 40], [40, 230, 230], [230, 40, 230]],
                    dtype=np.uint8)

@@ -27,7 +27,7 @@ def test_only_the_clean_context_is_corrupted_and_the_level_reaches_the_model(mon
     seen = {}
     real_forward = DynamicsModel.forward
 
-    def spy(self, tokens, actions, prev_btn=None, prev2_btn=None, noise_level_b=None):
+    def spy(self, tokens, actions, prev_btn=None, noise_level_b=None):
         seen.update(tokens=tokens.clone(), prev=prev_btn.clone(), level=noise_level_b.clone())
         return real_forward(self, tokens, actions, prev_btn=prev_btn, noise_level_b=noise_level_b)
 

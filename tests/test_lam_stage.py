@@ -161,17 +161,21 @@ def test_resuming_with_another_lam_is_refused(trained, synthetic_store_dir, caps
 
 def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     """module_digest (token caches, run.json's lam_digest) must not change when a setting listed in
-    config.ADDED_SETTINGS holds its old value, and must change when it does not."""
+    config.ADDED_SETTINGS holds its old value, and must change when it does not; nor when a setting
+    is removed (config.RETIRED_SETTINGS: digested at its off value, as before its removal)."""
     import hashlib
-    from dataclasses import asdict, replace
+    from dataclasses import asdict, fields, replace
 
-    from genieworld.config import ADDED_SETTINGS, ConvLAMConfig, DynamicsConfig
+    from genieworld.config import ADDED_SETTINGS, RETIRED_SETTINGS, ConvLAMConfig, DynamicsConfig
     from genieworld.train.token_cache import module_digest
 
     classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig, "DynamicsConfig": DynamicsConfig}
     for key, value in ADDED_SETTINGS.items():  # each listed at its default, the value older runs had
         cls, name = key.split(".")
         assert getattr(classes[cls](), name) == value, key
+    for key in RETIRED_SETTINGS:  # gone from the dataclass, and never both added and retired
+        cls, name = key.split(".")
+        assert name not in {f.name for f in fields(classes[cls])} and key not in ADDED_SETTINGS, key
     cfg = LAMConfig(arch="conv", image_size=16, conv=ConvLAMConfig(channels=8, hidden=32, fdm_channels=8))
     torch.manual_seed(0)
     lam = build_lam(cfg)
@@ -181,13 +185,17 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
         cls, name = key.split(".")
         if cls in ("ConvLAMConfig", "LAMConfig"):
             (old["conv"] if cls == "ConvLAMConfig" else old).pop(name)
+    for key, retired in RETIRED_SETTINGS.items():  # ... and before these were removed
+        cls, name = key.split(".")
+        if cls in ("ConvLAMConfig", "LAMConfig") and retired.digested:
+            (old["conv"] if cls == "ConvLAMConfig" else old)[name] = retired.off
     h = hashlib.sha256(json.dumps(old, sort_keys=True).encode())
     for name, t in sorted(lam.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     assert digest == h.hexdigest()
-    assert module_digest(lam, replace(cfg, conv=replace(cfg.conv, fdm_next_outside=8))) != digest
+    assert module_digest(lam, replace(cfg, conv=replace(cfg.conv, nce_crop=16))) != digest
     assert module_digest(lam, replace(cfg, merge="context")) != digest
 
 

@@ -75,7 +75,7 @@ def test_own_context_replaces_the_clean_frames_only_and_gets_plays_level(monkeyp
     seen = {}
     real_forward = DynamicsModel.forward
 
-    def spy(self, tokens, actions, prev_btn=None, prev2_btn=None, noise_level_b=None):
+    def spy(self, tokens, actions, prev_btn=None, noise_level_b=None):
         seen.update(tokens=tokens.clone(), prev=prev_btn.clone(), level=noise_level_b.clone())
         return real_forward(self, tokens, actions, prev_btn=prev_btn, noise_level_b=noise_level_b)
 

@@ -9,7 +9,9 @@ component::
      "tokenizer_train": {...}, "dynamics_train": {...}}
 
 ``load_preset("tiny")`` returns a :class:`Preset`. Unknown keys in a JSON file are
-an error that names the key, so a typo never silently falls back to a default.
+an error that names the key, so a typo never silently falls back to a default. A setting since
+removed (:data:`RETIRED_SETTINGS`) is dropped while it holds its old off value and refused, naming
+the last commit that runs it, at any other.
 
 Every config read from a file (a preset, a model directory's ``config.json`` and ``genie.json``)
 is validated by :func:`from_dict` before anything is built from it: each field's type (from the
@@ -27,7 +29,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from genieworld.errors import UserError
 
@@ -77,72 +79,12 @@ class TokenizerConfig:
 
 @dataclass
 class ConvLAMConfig:
-    """Settings of the convolutional LAM (``LAMConfig.arch == "conv"``); ignored by the transformer LAM."""
+    """Settings of the convolutional LAM (``LAMConfig.arch == "conv"``); ignored by the transformer LAM.
+    The research options measured on CoinRun and taken out are listed in :data:`RETIRED_SETTINGS`."""
 
     channels: int = 32  # inverse dynamics: width of the first conv level (doubled per level, capped at 4x)
     hidden: int = 256  # width of the inverse-dynamics MLP head
     fdm_channels: int = 16  # forward dynamics (decoder): width of its first U-Net level
-    # Frames the forward model sees: 2 = (x_{t-1}, x_t); 1 = x_t alone, so the motion it could
-    # extrapolate from x_{t-1} -> x_t (which, when actions are held, gives the action away) must
-    # come through the latent action instead.
-    fdm_frames: int = 2
-    # The forward model first moves x_t by a predicted global shift (dx, dy) -- the camera's motion,
-    # which in a side-scroller that follows the agent is most of what an action does -- then adds
-    # its U-Net's residual.  Rendering "the picture moved 3 px left" then costs the action one number.
-    global_motion: bool = False
-    max_shift: float = 0.25  # largest global shift, as a fraction of the frame size
-    # The camera's shift, measured (not learned) by a whole-pixel search with a sub-pixel refinement
-    # and handed to the forward model, which moves x_t by it before adding its U-Net's residual:
-    # "off"; "previous" = the shift of x_{t-1} -> x_t (the velocity), from which, with the latent
-    # action, a small head predicts this step's shift; "given" = the shift of x_t -> x_{t+1} itself
-    # (the decoder is a training device only: play and labelling use the encoder and the codebook).
-    # "inertia" = gain * the shift of x_{t-1} -> x_t + a term from the latent action alone (a learned
-    # per-axis gain; the shift does not reach FiLM), so the action must carry the change of velocity.
-    # Either way the camera's motion costs the latent less, so what the action adds has to carry it.
-    camera_shift: str = "off"
-    # Side in pixels of a square at the frame centre hidden from the forward model's inputs (set to
-    # mid-grey in x_{t-1}, x_t and the moved x_t): where a camera that follows the agent keeps it, the
-    # decoder cannot copy the agent's sprite and has to draw it from the latent action. 0 = off.
-    fdm_hide_centre: int = 0
-    # Side in pixels of a square at the frame centre: the forward model also sees x_{t+1} *outside*
-    # that square (inside it mid-grey), so everything the camera, the scenery and other sprites do
-    # costs the latent nothing and only what happens where a following camera keeps the agent (its
-    # facing, pose, motion) must come through the action. A training device only, like the
-    # decoder itself: play and labelling use the encoder and the codebook. 0 = off.
-    fdm_next_outside: int = 0
-    # Weight of a second loss: the latent action of x_t -> x_{t+1} must also let the forward model
-    # predict x_{t+2} from (x_t, x_{t+1}), as when a player keeps the key down.  What persists from
-    # one step to the next is the held action (and the facing it gives the agent); the motion that
-    # follows from the past the forward model already sees.  0 = off (the paper's objective).
-    persist_weight: float = 0.0
-    camera_dx: int = 6  # shift search range in pixels, horizontally ...
-    camera_dy: int = 12  # ... and vertically (a CoinRun jump moves the view ~11 px per skip-4 frame)
-    # Extra loss weight of a Gaussian bump (sigma = image_size / 8) at the frame centre, where
-    # CoinRun's camera keeps the agent: 0 = a plain MSE.
-    centre_weight: float = 0.0
-    # Extra loss weight on pixels that changed between x_t and x_{t+1} (weight 1 + k * |change| /
-    # mean |change|), so the loss is about what moved rather than the static background.
-    change_weight: float = 0.0
-    # Weight of a ranking loss on the forward model's prediction: it must be nearer to the true x_{t+1}
-    # than to x_{t+1} moved by 1 or 2 px in any of the four directions, or to x_t (softmax over minus
-    # the squared distances, a learned temperature).  A plain MSE pays little for a 1-px error in where
-    # the picture went; this pays as much for it as for any other, so the latent must say where it went.
-    # 0 = off.
-    shift_rank_weight: float = 0.0
-    # Weight of a "which code explains it best" loss, the same for every transition whatever its size
-    # in pixels: for ``best_code_samples`` transitions of each batch the forward model draws x_{t+1}
-    # with every code of the codebook, and the encoder is trained (cross-entropy on its latent's cosine
-    # similarities to the codes) to pick the code whose drawing is nearest the true x_{t+1}. The
-    # reconstruction loss pays the encoder for a code in proportion to the pixels it moves -- a jump's
-    # scroll far more than the sprite turning round -- this pays for the right choice equally. 0 = off.
-    best_code_weight: float = 0.0
-    best_code_samples: int = 16
-    # Weight of a slowness loss on the latent: the squared distance between the (L2-normalised) latent
-    # actions of consecutive transitions of a window. Players hold keys for several frames, while much
-    # of what else changes (a jump's rise, then its fall) turns round from one frame to the next, so a
-    # latent that changes slowly is pushed toward the held key. Needs windows of 3 or more frames
-    # (2 or more transitions); 0 = off.
-    slow_weight: float = 0.0
     # Weight of a contrastive (InfoNCE) loss in a learned embedding instead of pixels: from an embedding
     # of (x_{t-1}, x_t) and the quantised action, a head predicts an embedding of x_{t+1}, which must pick
     # the true x_{t+1} out of the batch's other next frames and every transition's x_t (128-d, cosine,
@@ -215,12 +157,6 @@ class DynamicsConfig:
     # model also learns the play-time situation (a fully clean past, the next frame masked).
     # False = paper (only frame 1 is clean; every later frame is masked at the sample's rate).
     train_clean_prefix: bool = False
-    # Training only (not in the paper): every frame 2..T is predicted, masked, from *clean* copies of
-    # the frames before it, exactly as play conditions each new frame on committed clean frames. The
-    # sequence is run twice side by side (clean and masked, ``STTransformer(paired=True)``): about
-    # twice the compute per window, with T-1 play-like targets per window instead of one. Overrides
-    # ``train_clean_prefix``.
-    train_clean_context: bool = False
     # The output layer reuses the token embedding (logits = h @ E^T + b, as MaskGIT's BERT-style
     # head does), so "the token I attended to" maps straight back to its own id. False = a separate
     # linear head (the paper does not say which).
@@ -231,11 +167,6 @@ class DynamicsConfig:
     # shifted copy, which the factorised ST attention otherwise has to assemble over two layers.
     # Needs a square token grid. 0 = off (the paper).
     prev_frame_warp: int = 0
-    # Not in the paper: the warp's offset weights also read the camera's last shift, measured on the
-    # two frames before (for each token offset, the share of tokens the frame before the previous one
-    # explains, :meth:`~genieworld.dynamics.PrevFrameWarp.velocity`), so motion the action did not
-    # cause (a fall, inertia) stays cheap to predict. Needs ``prev_frame_warp``.
-    warp_motion: bool = False
     # Not in the paper (GameNGen's noise augmentation, for tokens): in training, per sample a level
     # u ~ U(0, context_noise_max) and each token of the clean context frames is replaced by a random
     # code with probability u; the model is told u (one of CONTEXT_NOISE_BUCKETS learned embeddings
@@ -348,12 +279,6 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
     TokenizerConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
-                    "fdm_frames": Bound(1, 2), "max_shift": _UNIT,
-                    "camera_shift": Bound(choices=("off", "previous", "given", "inertia")), "camera_dx": Bound(0, 256),
-                    "camera_dy": Bound(0, 256), "fdm_hide_centre": Bound(0, 4096), "fdm_next_outside": Bound(0, 4096),
-                    "persist_weight": Bound(0, 10**6), "centre_weight": Bound(0, 10**6), "change_weight": Bound(0, 10**6),
-                    "shift_rank_weight": Bound(0, 10**6), "best_code_weight": Bound(0, 10**6),
-                    "best_code_samples": Bound(1, 1 << 16), "slow_weight": Bound(0, 10**6),
                     "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096),
                     "nce_latent": Bound(choices=("quantized", "continuous"))},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
@@ -408,20 +333,9 @@ def _rules_lam(c: LAMConfig) -> Iterator[tuple[str, str]]:
     if c.arch == "conv":
         if c.image_size < 16 or c.image_size & (c.image_size - 1):
             yield "image_size", f"the conv LAM needs a power-of-two image_size >= 16, got {c.image_size}"
-        if c.conv.fdm_hide_centre > c.image_size:
-            yield "conv.fdm_hide_centre", f"a {c.conv.fdm_hide_centre}-px square does not fit a {c.image_size}-px frame"
         crop = c.conv.nce_crop
         if crop and not (16 <= crop < c.image_size and crop & (crop - 1) == 0):
             yield "conv.nce_crop", f"must be 0 or a power of two >= 16 below image_size {c.image_size}, got {crop}"
-        if c.conv.fdm_next_outside > c.image_size:
-            yield "conv.fdm_next_outside", f"a {c.conv.fdm_next_outside}-px square does not fit a {c.image_size}-px frame"
-        if c.conv.camera_shift != "off":
-            if c.conv.global_motion:
-                yield "conv.camera_shift", "camera_shift and global_motion both move x_t; turn one off"
-            for name in ("camera_dx", "camera_dy"):
-                if 4 * getattr(c.conv, name) > c.image_size:
-                    yield f"conv.{name}", (f"a shift search of +-{getattr(c.conv, name)} px leaves less than half "
-                                           f"of a {c.image_size}-px frame to compare (at most {c.image_size // 4})")
     else:
         yield from _rules_patches(c)
         if c.merged_actions:
@@ -437,8 +351,6 @@ def _rules_dynamics(c: DynamicsConfig) -> Iterator[tuple[str, str]]:
     side = math.isqrt(c.tokens_per_frame)
     if c.prev_frame_warp and side * side != c.tokens_per_frame:
         yield "prev_frame_warp", f"prev_frame_warp needs a square token grid; tokens_per_frame is {c.tokens_per_frame}"
-    if c.warp_motion and not c.prev_frame_warp:
-        yield "warp_motion", "warp_motion reads the motion into the previous-frame warp: set prev_frame_warp >= 1"
 
 
 def _rules_train(c: TrainConfig) -> Iterator[tuple[str, str]]:
@@ -527,23 +439,68 @@ def to_dict(cfg: Any) -> dict:
 #: with the value that reproduces the behaviour from before it.  :func:`digest_dict` leaves them out
 #: while they hold that value, so adding a setting does not invalidate every cache and resumable run.
 #: Add every new model setting here, with its default.
-ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.fdm_next_outside": 0, "ConvLAMConfig.shift_rank_weight": 0.0,
-                                  "ConvLAMConfig.best_code_weight": 0.0, "ConvLAMConfig.best_code_samples": 16,
-                                  "ConvLAMConfig.slow_weight": 0.0, "ConvLAMConfig.nce_weight": 0.0,
-                                  "ConvLAMConfig.nce_crop": 0, "ConvLAMConfig.nce_latent": "quantized",
-                                  "LAMConfig.merge": "vectors",
-                                  "DynamicsConfig.warp_motion": False}
+ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.nce_weight": 0.0, "ConvLAMConfig.nce_crop": 0,
+                                  "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors"}
+
+
+class Retired(NamedTuple):
+    """A setting taken out of the code (:data:`RETIRED_SETTINGS`)."""
+
+    off: Any  # its old default, the value that meant "off"
+    commit: str  # the last commit whose code still runs it
+    digested: bool = True  # configs were digested with it at ``off`` (False: it was one of ADDED_SETTINGS)
+
+
+#: The last commit with the options that issue 35 removed.
+_ISSUE_35 = "df31d9c"
+
+#: Settings removed because a measurement rejected them and no preset used them (docs/experiments.md,
+#: "Options removed"): "Class.field" -> :class:`Retired`.  A config file that holds one at its off value
+#: (shipped models' config.json list every field they had) loads as before, the key dropped; any other
+#: value is refused by :func:`from_dict` with one line that names the commit where it still runs.
+#: :func:`digest_dict` writes the digested ones back at their off value, so token caches and resumable
+#: runs made before the removal stay valid.
+RETIRED_SETTINGS: dict[str, Retired] = {
+    "ConvLAMConfig.fdm_frames": Retired(2, _ISSUE_35),
+    "ConvLAMConfig.global_motion": Retired(False, _ISSUE_35),
+    "ConvLAMConfig.max_shift": Retired(0.25, _ISSUE_35),
+    "ConvLAMConfig.camera_shift": Retired("off", _ISSUE_35),
+    "ConvLAMConfig.fdm_hide_centre": Retired(0, _ISSUE_35),
+    "ConvLAMConfig.fdm_next_outside": Retired(0, _ISSUE_35, digested=False),
+    "ConvLAMConfig.persist_weight": Retired(0.0, _ISSUE_35),
+    "ConvLAMConfig.camera_dx": Retired(6, _ISSUE_35),
+    "ConvLAMConfig.camera_dy": Retired(12, _ISSUE_35),
+    "ConvLAMConfig.centre_weight": Retired(0.0, _ISSUE_35),
+    "ConvLAMConfig.change_weight": Retired(0.0, _ISSUE_35),
+    "ConvLAMConfig.shift_rank_weight": Retired(0.0, _ISSUE_35, digested=False),
+    "ConvLAMConfig.best_code_weight": Retired(0.0, _ISSUE_35, digested=False),
+    "ConvLAMConfig.best_code_samples": Retired(16, _ISSUE_35, digested=False),
+    "ConvLAMConfig.slow_weight": Retired(0.0, _ISSUE_35, digested=False),
+    "DynamicsConfig.train_clean_context": Retired(False, _ISSUE_35),
+    "DynamicsConfig.warp_motion": Retired(False, _ISSUE_35, digested=False),
+}
+
+
+def _is_off(value: Any, off: Any) -> bool:
+    """``value`` is the retired setting's off value (a JSON ``false`` is not the number 0, nor ``true`` 1)."""
+    return isinstance(value, bool) == isinstance(off, bool) and value == off
 
 
 def digest_dict(cfg: Any) -> dict:
-    """``to_dict(cfg)`` for hashing: the :data:`ADDED_SETTINGS` that hold their old value are left out."""
+    """``to_dict(cfg)`` for hashing: the :data:`ADDED_SETTINGS` that hold their old value are left out, and
+    the digested :data:`RETIRED_SETTINGS` are written back at their off value."""
     out = {}
+    cls = type(cfg).__name__
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        key = f"{type(cfg).__name__}.{f.name}"
+        key = f"{cls}.{f.name}"
         if key in ADDED_SETTINGS and value == ADDED_SETTINGS[key]:
             continue
         out[f.name] = digest_dict(value) if dataclasses.is_dataclass(value) else value
+    for key, retired in RETIRED_SETTINGS.items():
+        owner, name = key.split(".")
+        if owner == cls and retired.digested:
+            out[name] = retired.off
     return out
 
 
@@ -563,6 +520,7 @@ def _build(cls: type[T], data: Any, where: str, prefix: str) -> T:
         what = prefix[:-1] or cls.__name__
         raise ConfigError(f"{where}: {what} must be an object, got {type(data).__name__}")
     known = {f.name: f for f in fields(cls)}
+    data = _drop_retired(cls, data, where, prefix)
     unknown = sorted(str(k) for k in set(data) - set(known))
     if unknown:
         at = f" in {prefix[:-1]}" if prefix else ""
@@ -577,6 +535,21 @@ def _build(cls: type[T], data: Any, where: str, prefix: str) -> T:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+def _drop_retired(cls: type, data: dict, where: str, prefix: str) -> dict:
+    """``data`` without the :data:`RETIRED_SETTINGS` of ``cls`` that hold their off value; one that holds
+    any other value raises :class:`ConfigError` naming the last commit that runs it."""
+    out = dict(data)
+    for key in data:
+        retired = RETIRED_SETTINGS.get(f"{cls.__name__}.{key}")
+        if retired is None:
+            continue
+        if not _is_off(data[key], retired.off):
+            raise ConfigError(f"{where}: {prefix}{key}={_short_repr(data[key])}: this option was removed "
+                              f"(docs/experiments.md, \"Options removed\"); it runs at commit {retired.commit}")
+        del out[key]
+    return out
 
 
 def _type_hints(cls: type) -> dict:

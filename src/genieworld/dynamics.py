@@ -18,11 +18,8 @@ action that *produced* it, a_{t-1} (transition x_{t-1} -> x_t), and frame 1 gets
 
 Training mask: :func:`sample_train_mask` (the one place where the mask schedule lives).
 Loss: :func:`masked_cross_entropy` over masked positions only.
-With ``DynamicsConfig.train_clean_context`` every frame is predicted from clean copies of the
-frames before it (:meth:`DynamicsModel.forward_clean_context`), the situation of play.
 With ``DynamicsConfig.prev_frame_warp`` every frame's input also gets :class:`PrevFrameWarp`, a
-shifted copy of the previous frame's (clean) tokens whose shift the frame's action chooses, and with
-``DynamicsConfig.warp_motion`` also the shift measured between the two frames before it.
+shifted copy of the previous frame's (clean) tokens whose shift the frame's action chooses.
 
 Temporal attention is causal, so the logits of frame t depend only on frames 1..t and
 actions a_1..a_{t-1}.  Incremental decoding (:meth:`DynamicsModel.step_logits`) runs one
@@ -66,9 +63,9 @@ def align_actions_to_frames(action_emb_b_t1_d: torch.Tensor, num_frames: int, no
 
 
 def sample_train_mask(batch: int, frames: int, tokens: int, rate_min: float = 0.5, rate_max: float = 1.0,
-                      generator: torch.Generator | None = None, device=None, clean_prefix: bool = False,
-                      per_frame: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """THE training mask schedule: (mask (B, T, N) bool, rate (B,), or (B, T) with ``per_frame``).
+                      generator: torch.Generator | None = None, device=None, clean_prefix: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """THE training mask schedule: (mask (B, T, N) bool, rate (B,)).
 
     Per sample a masking rate p ~ U(rate_min, rate_max) (paper: U(0.5, 1)); every token of
     frames 2..T is masked independently with probability p (Bernoulli); frame 1 is never
@@ -80,16 +77,12 @@ def sample_train_mask(batch: int, frames: int, tokens: int, rate_min: float = 0.
     the first, while play conditions every new frame on clean past frames: our first CoinRun
     model predicted frame 16 from 15 clean frames with 8% token accuracy (copying frame 15
     would give 52%) although it reached 45% on frame 2 from frame 1.
-
-    ``per_frame`` draws a rate for every frame instead of one per sample (used with
-    ``train_clean_context``, where each frame is its own MaskGIT problem on a clean past).
     """
     if not 0.0 <= rate_min <= rate_max <= 1.0:
         raise ValueError(f"need 0 <= rate_min <= rate_max <= 1, got {rate_min}, {rate_max}")
-    shape = (batch, frames) if per_frame else (batch,)
-    rate = rate_min + (rate_max - rate_min) * torch.rand(shape, generator=generator, device=device)
+    rate = rate_min + (rate_max - rate_min) * torch.rand((batch,), generator=generator, device=device)
     u = torch.rand(batch, frames, tokens, generator=generator, device=device)
-    mask = u < (rate[:, :, None] if per_frame else rate[:, None, None])
+    mask = u < rate[:, None, None]
     mask[:, 0] = False
     if clean_prefix and frames > 1:
         c = torch.randint(1, frames, (batch,), generator=generator, device=device)  # clean frames 1..c
@@ -149,7 +142,7 @@ class PrevFrameWarp(nn.Module):
     "previous" tokens are all mask ids (see :meth:`DynamicsModel.prev_tokens`).
     """
 
-    def __init__(self, d_model: int, tokens_per_frame: int, radius: int, motion: bool = False):
+    def __init__(self, d_model: int, tokens_per_frame: int, radius: int):
         super().__init__()
         side = math.isqrt(tokens_per_frame)
         if side * side != tokens_per_frame or radius < 1:
@@ -158,54 +151,24 @@ class PrevFrameWarp(nn.Module):
         k2 = (2 * radius + 1) ** 2
         self.kernel = nn.Linear(d_model, k2)
         self.proj = nn.Linear(d_model, d_model)
-        # with ``motion``: kernel logits also get M v_t, v_t = :meth:`velocity` (the last frames' own shift)
-        self.motion = nn.Linear(k2, k2, bias=False) if motion else None
 
     def reset_parameters(self) -> None:
-        """Zero kernel logits (a uniform blur) and a zero output map: the warp starts switched off.
-        The motion map starts as the identity, the prior "the camera keeps its velocity"; the output map
-        is zero, so the warp's output is still zero."""
+        """Zero kernel logits (a uniform blur) and a zero output map: the warp starts switched off."""
         nn.init.zeros_(self.kernel.weight)
         nn.init.zeros_(self.kernel.bias)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
-        if self.motion is not None:
-            nn.init.eye_(self.motion.weight)
 
-    def velocity(self, prev_btn: torch.Tensor, prev2_btn: torch.Tensor, mask_id: int) -> torch.Tensor:
-        """(B, T, K): how well each token offset o explains frame t-1 by frame t-2 (the camera's last shift).
-
-        ``v[o]`` is the share of the previous frame's tokens p with ``z_{t-1}[p] == z_{t-2}[p + o]``
-        (offsets indexed as the kernel's), standardised over the K offsets of each frame. A frame whose
-        previous or second-previous frame is unknown (mask ids) gets zeros: no motion evidence.
-        """
-        r, h = self.radius, self.side
-        k = 2 * r + 1
-        a = prev_btn.unflatten(-1, (h, h))
-        b = F.pad(prev2_btn.unflatten(-1, (h, h)), (r, r, r, r), value=-1)
-        known = (a != mask_id) & (prev2_btn != mask_id).all(-1)[..., None, None]
-        v = torch.stack([((a == b[..., i:i + h, j:j + h]) & known).float().mean((-2, -1))
-                         for i in range(k) for j in range(k)], dim=-1)
-        v = v - v.mean(-1, keepdim=True)
-        return v / (v.std(-1, keepdim=True) + 1e-2)
-
-    def weights(self, act_btd: torch.Tensor, velocity_btk: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, 2r+1, 2r+1): the offset weights each frame's action (and, with ``motion``, the camera's
-        last shift ``velocity_btk``) chooses (rows dy, columns dx)."""
+    def weights(self, act_btd: torch.Tensor) -> torch.Tensor:
+        """(B, T, 2r+1, 2r+1): the offset weights each frame's action chooses (rows dy, columns dx)."""
         k = 2 * self.radius + 1
-        logits = self.kernel(act_btd)
-        if self.motion is not None:
-            if velocity_btk is None:
-                raise ValueError("this warp reads the camera's last shift: pass velocity_btk")
-            logits = logits + self.motion(velocity_btk.to(logits.dtype))
-        return logits.softmax(-1).unflatten(-1, (k, k))
+        return self.kernel(act_btd).softmax(-1).unflatten(-1, (k, k))
 
-    def forward(self, prev_emb_btnd: torch.Tensor, act_btd: torch.Tensor, velocity_btk: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, prev_emb_btnd: torch.Tensor, act_btd: torch.Tensor) -> torch.Tensor:
         b, t, n, d = prev_emb_btnd.shape
         k = 2 * self.radius + 1
         x = rearrange(prev_emb_btnd, "b t (h w) d -> (b t d) h w", h=self.side)[None]  # (1, B*T*d, h, w)
-        w_btkk = self.weights(act_btd.to(prev_emb_btnd.dtype), velocity_btk)
+        w_btkk = self.weights(act_btd.to(prev_emb_btnd.dtype))
         # one grouped conv: every (frame, channel) is its own group with that frame's k x k kernel
         kern = rearrange(w_btkk[:, :, None].expand(b, t, d, k, k), "b t d i j -> (b t d) 1 i j")
         out = F.conv2d(x, kern, padding=self.radius, groups=b * t * d)[0]  # cross-correlation: out[p] = sum_o w[o] x[p+o]
@@ -233,8 +196,7 @@ class DynamicsModel(nn.Module):
         s = cfg.tokens_per_frame + (1 if self.prepend else 0)
         self.transformer = STTransformer(cfg.transformer, s, cfg.max_frames)
         self.head = TiedHead(self.token_embed, cfg.num_codes) if cfg.tie_embeddings else nn.Linear(d, cfg.num_codes)
-        self.warp = (PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp, motion=cfg.warp_motion)
-                     if cfg.prev_frame_warp else None)
+        self.warp = PrevFrameWarp(d, cfg.tokens_per_frame, cfg.prev_frame_warp) if cfg.prev_frame_warp else None
         self.noise_embed = nn.Embedding(CONTEXT_NOISE_BUCKETS, d) if cfg.context_noise_max > 0 else None
         init_weights(self)
         with torch.no_grad():
@@ -279,18 +241,13 @@ class DynamicsModel(nn.Module):
         first = (torch.full_like(tokens_btn[:, 0], self.mask_id) if first_prev_bn is None else first_prev_bn)
         return torch.cat([first[:, None], tokens_btn[:, :-1]], dim=1)
 
-    @property
-    def reads_motion(self) -> bool:
-        """True when the warp also reads the frame before the previous one (``warp_motion``)."""
-        return self.warp is not None and self.warp.motion is not None
-
     def noise_bucket(self, level_b: torch.Tensor) -> torch.Tensor:
         """Bucket ids (B,) of context-noise levels in [0, context_noise_max] (the top level -> the last bucket)."""
         top = max(self.cfg.context_noise_max, 1e-8)
         return (level_b / top * CONTEXT_NOISE_BUCKETS).long().clamp(0, CONTEXT_NOISE_BUCKETS - 1)
 
     def _embed(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, prev_btn: torch.Tensor | None = None,
-               prev2_btn: torch.Tensor | None = None, noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
+               noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
         if self.noise_embed is not None:  # the context's noise level: the training sample's, or play's
             if noise_level_b is None:
                 noise_level_b = torch.full((tokens_btn.shape[0],), self.cfg.context_noise_play, device=tokens_btn.device)
@@ -299,12 +256,7 @@ class DynamicsModel(nn.Module):
         if self.warp is not None:
             if prev_btn is None:
                 prev_btn = self.prev_tokens(tokens_btn)
-            vel = None
-            if self.reads_motion:
-                if prev2_btn is None:
-                    prev2_btn = self.prev_tokens(prev_btn)
-                vel = self.warp.velocity(prev_btn, prev2_btn, self.mask_id)
-            x = x + self.warp(self.token_embed(prev_btn), act_btd, vel)
+            x = x + self.warp(self.token_embed(prev_btn), act_btd)
         act = act_btd.to(x.dtype)[:, :, None, :]
         if self.prepend:
             return torch.cat([act, x], dim=2)
@@ -317,51 +269,32 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------ full pass
     def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None,
-                prev2_btn: torch.Tensor | None = None, noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
+                noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim).
 
         ``prev_btn`` (only with ``prev_frame_warp``): the previous frame's tokens for each frame, as
         :meth:`prev_tokens` builds them; default: ``tokens_btn`` itself shifted by one frame.
-        ``prev2_btn`` (only with ``warp_motion``): the frame before that, for each frame; default:
-        ``prev_btn`` shifted by one frame.  ``noise_level_b`` (only with ``context_noise_max``): the
-        context's noise level per sample; default ``context_noise_play``.
+        ``noise_level_b`` (only with ``context_noise_max``): the context's noise level per sample;
+        default ``context_noise_play``.
         """
         self._check_tokens(tokens_btn)
         act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
-        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, prev2_btn=prev2_btn,
-                                     noise_level_b=noise_level_b)
+        return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, noise_level_b=noise_level_b)
 
     def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None,
-                         prev_btn: torch.Tensor | None = None, prev2_btn: torch.Tensor | None = None,
-                         noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
+                         prev_btn: torch.Tensor | None = None, noise_level_b: torch.Tensor | None = None
+                         ) -> torch.Tensor:
         """Like :meth:`forward` with per-frame action embeddings (B, T, d) already aligned.
 
         ``window`` (default max_frames) is the temporal attention band: with the window of a
         cache from :meth:`new_cache`, the logits equal those of :meth:`step_logits` on that cache
-        (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``, and with
-        ``warp_motion`` the two frames before it in ``prev2_btn``).
+        (with ``prev_frame_warp``, pass the frame before the window in ``prev_btn``).
         """
         self._check_tokens(tokens_btn)
-        for given in (prev_btn, prev2_btn):  # the caller's; derived previous frames come from checked tokens
-            if given is not None:
-                self._check_tokens(given)
-        x = self._embed(tokens_btn, act_btd, prev_btn, prev2_btn, noise_level_b)
+        if prev_btn is not None:  # the caller's; derived previous frames come from checked tokens
+            self._check_tokens(prev_btn)
+        x = self._embed(tokens_btn, act_btd, prev_btn, noise_level_b)
         return self._logits(self.transformer(x, window=window))
-
-    def forward_clean_context(self, clean_btn: torch.Tensor, masked_btn: torch.Tensor, actions_b_t1_a: torch.Tensor
-                              ) -> torch.Tensor:
-        """Logits (B, T, N, V) of the masked frames ``masked_btn``, each frame t seeing the *clean* frames
-        ``clean_btn`` before it (and itself): the logits :meth:`step_logits` gives on a cache of the clean
-        frames. One paired pass (``STTransformer(paired=True)``) over both copies."""
-        self._check_tokens(clean_btn)
-        self._check_tokens(masked_btn)
-        if clean_btn.shape != masked_btn.shape:
-            raise ValueError(f"clean and masked tokens differ in shape: {tuple(clean_btn.shape)} vs {tuple(masked_btn.shape)}")
-        t = clean_btn.shape[1]
-        act = self.frame_action_embeddings(actions_b_t1_a, t)
-        prev = self.prev_tokens(clean_btn) if self.warp is not None else None  # both copies warp the clean past
-        x = torch.cat([self._embed(clean_btn, act, prev), self._embed(masked_btn, act, prev)], dim=1)  # (B, 2T, S, d)
-        return self._logits(self.transformer(x, paired=True)[:, t:])
 
     # ------------------------------------------------------------------ incremental
     def new_cache(self, batch: int, window: int | None = None, device=None, dtype=None) -> TemporalKVCache:
@@ -381,22 +314,16 @@ class DynamicsModel(nn.Module):
         ``action_vec_bd`` is the action that produced this frame (None for the very first frame).
         ``advance=False`` may be called repeatedly (MaskGIT refinement rewrites the same cache slot);
         ``advance=True`` commits the frame (and, with ``prev_frame_warp``, keeps its tokens in
-        ``cache.extra["prev_tokens"]`` as the next frame's previous frame; with ``warp_motion`` the frame
-        before moves to ``cache.extra["prev2_tokens"]``).
+        ``cache.extra["prev_tokens"]`` as the next frame's previous frame).
         """
         self._check_tokens(tokens_bn)
         act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
-        prev = prev2 = last = None
+        prev = None
         if self.warp is not None:
-            last = cache.extra.get("prev_tokens") if cache.length else None
-            prev = self.prev_tokens(tokens_bn[:, None], last)
-            if self.reads_motion:
-                prev2 = self.prev_tokens(prev, cache.extra.get("prev2_tokens") if cache.length else None)
-        x = self._embed(tokens_bn[:, None], act[:, None], prev, prev2)
+            prev = self.prev_tokens(tokens_bn[:, None], cache.extra.get("prev_tokens") if cache.length else None)
+        x = self._embed(tokens_bn[:, None], act[:, None], prev)
         out = self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
         if advance and self.warp is not None:
-            if self.reads_motion and last is not None:
-                cache.extra["prev2_tokens"] = last
             cache.extra["prev_tokens"] = tokens_bn.clone()
         return out
 
@@ -418,18 +345,16 @@ class DynamicsModel(nn.Module):
             if own_btn.shape != tokens_btn.shape or int(own_btn.max()) >= self.mask_id:
                 raise ValueError(f"own_btn must be real codes shaped like the tokens {tuple(tokens_btn.shape)}")
         b, t, n = tokens_btn.shape
-        paired = self.cfg.train_clean_context
         mask, rate = sample_train_mask(b, t, n, self.cfg.mask_rate_min, self.cfg.mask_rate_max, generator,
-                                       tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix and not paired,
-                                       per_frame=paired)
+                                       tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix)
         level = None
         context = tokens_btn
         clean_frame = ~mask.any(dim=2)  # (B, T): the frames given whole, the context of the masked ones
         own_b = None
-        if own_btn is not None and not paired:  # the model's own past instead of the real one
+        if own_btn is not None:  # the model's own past instead of the real one
             own_b = (own_btn != tokens_btn).flatten(1).any(1)  # (B,): the samples that were rolled out
             context = torch.where(clean_frame[:, :, None], own_btn, tokens_btn)
-        if self.noise_embed is not None and not paired:  # corrupt the clean context frames (config)
+        if self.noise_embed is not None:  # corrupt the clean context frames (config)
             level = torch.rand(b, generator=generator, device=tokens_btn.device) * self.cfg.context_noise_max
             flip = torch.rand(b, t, n, generator=generator, device=tokens_btn.device) < level[:, None, None]
             flip &= clean_frame[:, :, None]
@@ -439,12 +364,10 @@ class DynamicsModel(nn.Module):
             noise = torch.randint(0, self.num_codes, (b, t, n), generator=generator, device=tokens_btn.device)
             context = torch.where(flip, noise, context)
         inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), context)
-        if paired:  # masked frames predicted from clean copies of their past, as in play
-            logits = self.forward_clean_context(tokens_btn, inputs, actions_b_t1_a)
-        else:  # the warp always copies the whole previous frame, as play has it (corrupted with the context)
-            prev = self.prev_tokens(context) if self.warp is not None else None
-            logits = self(inputs, actions_b_t1_a, prev_btn=prev, noise_level_b=level)
+        # the warp always copies the whole previous frame, as play has it (corrupted with the context)
+        prev = self.prev_tokens(context) if self.warp is not None else None
+        logits = self(inputs, actions_b_t1_a, prev_btn=prev, noise_level_b=level)
         loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
         info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
-                "rate": rate[:, 1:].mean(1) if paired else rate, "mask": mask}
+                "rate": rate, "mask": mask}
         return loss, info

@@ -280,17 +280,13 @@ class World:
             hist_emb = self._act_emb[len(self._act_emb) - len(hist_list):] if hist_list else []
             act_btd = torch.stack(hist_emb + [emb], dim=1)
             # the frame before the window, which the first window frame's prev_frame_warp copies
-            # (and, with warp_motion, the frame before that one)
             before = len(self._tokens) - len(hist_list) - 1
             first_prev = self._tokens[before] if before >= 0 else None
-            first_prev2 = self._tokens[before - 1] if before >= 1 else None
 
             def logits_fn(tok):
                 seq = tok[:, None] if hist is None else torch.cat([hist, tok[:, None]], dim=1)
                 prev = dyn.prev_tokens(seq, first_prev) if dyn.warp is not None else None
-                prev2 = dyn.prev_tokens(prev, first_prev2) if dyn.reads_motion else None
-                return dyn.forward_embedded(seq, act_btd, window=sp.context_frames, prev_btn=prev,
-                                            prev2_btn=prev2)[:, -1]
+                return dyn.forward_embedded(seq, act_btd, window=sp.context_frames, prev_btn=prev)[:, -1]
 
         new = sample_frame(logits_fn, self.batch, dyn.tokens_per_frame, dyn.mask_id, sp.maskgit_steps,
                            sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device,
@@ -305,8 +301,8 @@ class World:
         frame = _to_uint8(g.tokenizer.decode_step(new, self.dec_cache))
         self.frames.append(frame)
         if self.max_history is not None:
-            # the reference path needs the reach, the frame before it, and with warp_motion one more
-            keep = max(self.max_history, self._reach() + 1 + int(g.dynamics.reads_motion))
+            # the reference path needs the reach and the frame before it
+            keep = max(self.max_history, self._reach() + 1)
             extra = len(self._tokens) - keep
             if extra > 0:
                 del self._tokens[:extra]

@@ -71,21 +71,6 @@ def banded_causal_mask(t_len: int, window: int | None, device=None) -> torch.Ten
     return mask
 
 
-def paired_causal_mask(t_len: int, window: int | None, device=None) -> torch.Tensor:
-    """Bool (2T, 2T) mask for a clean stream (frames 0..T-1) followed by a masked copy (T..2T-1).
-
-    Clean frame i attends clean frames j <= i (:func:`banded_causal_mask`); masked frame i attends
-    clean frames j < i in the window and itself, never its own clean copy (that is its target).
-    This is what the KV cache holds when play refines frame i: committed clean frames before it
-    and the frame being refined (:meth:`TemporalAttention.step`).
-    """
-    cc = banded_causal_mask(t_len, window, device)
-    eye = torch.eye(t_len, dtype=torch.bool, device=device)
-    mc = cc & ~eye
-    none = torch.zeros(t_len, t_len, dtype=torch.bool, device=device)
-    return torch.cat([torch.cat([cc, none], 1), torch.cat([mc, eye], 1)], 0)
-
-
 # ----------------------------------------------------------------------------- attention
 class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis of (B, L, D) inputs."""
@@ -130,18 +115,13 @@ class SpatialAttention(Attention):
 class TemporalAttention(Attention):
     """Causal attention across frames at each spatial position, with RoPE over frame index."""
 
-    def forward(self, x_btsd: torch.Tensor, window: int | None = None, paired: bool = False) -> torch.Tensor:
-        """``paired``: the T frames are a clean sequence followed by its masked copy (T/2 each), attended
-        as :func:`paired_causal_mask` says; both halves share frame positions 0..T/2-1."""
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
         b, t, s, _ = x_btsd.shape
         x = rearrange(x_btsd, "b t s d -> (b s) t d")
         q, k, v = self.project(x)
-        pos = torch.arange(t // 2 if paired else t, device=x.device)
-        cos, sin = rope_angles(pos.repeat(2) if paired else pos, self.head_dim)
+        cos, sin = rope_angles(torch.arange(t, device=x.device), self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if paired:
-            y = self.attend(q, k, v, attn_mask=paired_causal_mask(t // 2, window, x.device))
-        elif window is None or window >= t:
+        if window is None or window >= t:
             y = self.attend(q, k, v, is_causal=True)
         else:
             y = self.attend(q, k, v, attn_mask=banded_causal_mask(t, window, x.device))
@@ -229,9 +209,9 @@ class STBlock(nn.Module):
         self.norm_f = nn.LayerNorm(d)
         self.ffw = FeedForward(d, cfg.ffn_mult, cfg.dropout)
 
-    def forward(self, x_btsd: torch.Tensor, window: int | None = None, paired: bool = False) -> torch.Tensor:
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
         x = x_btsd + self.spatial(self.norm_s(x_btsd))
-        x = x + self.temporal(self.norm_t(x), window=window, paired=paired)
+        x = x + self.temporal(self.norm_t(x), window=window)
         return x + self.ffw(self.norm_f(x))
 
     def step(self, x_b1sd: torch.Tensor, cache: TemporalKVCache, layer: int) -> torch.Tensor:
@@ -260,24 +240,18 @@ class STTransformer(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.d_model)
         self.activation_checkpointing = False
 
-    def forward(self, x_btsd: torch.Tensor, window: int | None = None, paired: bool = False) -> torch.Tensor:
+    def forward(self, x_btsd: torch.Tensor, window: int | None = None) -> torch.Tensor:
         """Full pass. ``window`` (default ``self.window``) overrides the temporal band, e.g. to match a
-        cache made with a smaller window (a reference for :meth:`step` on such a cache).
-
-        ``paired``: ``x`` is (B, 2T, S, D), a clean sequence of T frames followed by a masked copy; the
-        copy's frame i sees the clean frames before it and itself (:func:`paired_causal_mask`), so its
-        outputs equal :meth:`step` on a cache holding the clean frames (training as play decodes)."""
+        cache made with a smaller window (a reference for :meth:`step` on such a cache)."""
         if x_btsd.shape[2] != self.num_spatial:
             raise ValueError(f"expected {self.num_spatial} tokens per frame, got {x_btsd.shape[2]}")
-        if paired and x_btsd.shape[1] % 2:
-            raise ValueError(f"a paired pass needs an even number of frames (clean + masked), got {x_btsd.shape[1]}")
         window = self.window if window is None else window
         x = x_btsd + self.pos_s
         for blk in self.blocks:
             if self.activation_checkpointing and self.training:
-                x = checkpoint(blk, x, window, paired, use_reentrant=False)
+                x = checkpoint(blk, x, window, use_reentrant=False)
             else:
-                x = blk(x, window=window, paired=paired)
+                x = blk(x, window=window)
         return self.norm_out(x)
 
     def new_cache(self, batch: int, device=None, dtype=None) -> TemporalKVCache:
