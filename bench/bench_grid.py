@@ -25,30 +25,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json, random_prompts  # noqa: E402
+from common import device_info, emit_json, random_prompts, true_action_world  # noqa: E402
+from genieworld.data.coinrun import EFFECTIVE_NAMES as _EFFECTIVE  # noqa: E402
 
-EFFECTIVE_NAMES = ["Left", "Left+Jump", "Stay", "Jump", "Right", "Right+Jump"]  # effective_action ids 0..5
-
-
-def true_action_world(genie, directory: Path):
-    """``genie`` with its dynamics replaced by a ground-truth-action one (the recorded effective actions
-    as fixed vectors, ``true_action_table.safetensors``): enough of a Genie for ``rollout``."""
-    import types
-
-    from genieworld.config import DynamicsConfig
-    from genieworld.dynamics import DynamicsModel
-    from genieworld.genie import load_component
-    from safetensors.torch import load_file
-
-    dyn = load_component(DynamicsModel, DynamicsConfig, directory).eval()
-    table = load_file(str(directory / "true_action_table.safetensors"))["true_action_table"]
-    if table.shape[0] != len(EFFECTIVE_NAMES):
-        raise SystemExit(f"{directory}: expected {len(EFFECTIVE_NAMES)} true actions, found {table.shape[0]}")
-    genie.dynamics = dyn
-    genie._modules.pop("lam", None)  # a stand-in LAM: the recorded actions' vectors (one prompt frame, no inference)
-    object.__setattr__(genie, "lam", types.SimpleNamespace(num_actions=len(table),
-                                                           action_vectors=lambda ids: table.to(ids.device)[ids]))
-    return genie
+EFFECTIVE_NAMES = list(_EFFECTIVE)  # effective_action ids 0..5
 
 
 def real_reference(store, steps: int, prompts: int, seed: int, max_per_action: int = 400) -> dict:

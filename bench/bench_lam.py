@@ -49,7 +49,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_lam_probe import apply_sets, camera_moves, parse_sets  # noqa: E402
+from common import apply_sets, camera_moves, emit_json, parse_sets  # noqa: E402
 
 
 def load_store(path, max_episodes: int | None = None):
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
             fr, ac, ce = load_store(args.data, args.max_episodes)
             result.update({**ceilings(lam.cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args),
                            "ceiling_steps": args.steps})
-        print(json.dumps(result))
+        emit_json(result)
         return 0
 
     cfg = apply_sets(load_preset(args.preset).lam, parse_sets(args.set))
@@ -323,7 +323,7 @@ def main(argv=None) -> int:
             result["ceiling"] = None
         else:
             result.update(ceilings(cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args))
-    print(json.dumps(result))
+    emit_json(result)
     return 0
 
 

@@ -30,7 +30,6 @@ README's Results section (600 steps at batch 2 took 90 s on one core of our 2-co
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -42,50 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import device_info, pick_device  # noqa: E402
-
-
-def parse_sets(items: list[str]) -> dict:
-    """``lam.KEY=VALUE`` (VALUE as JSON, else a string) -> {KEY: VALUE}; ``lam.vq.KEY`` for the quantiser."""
-    out: dict = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("lam."):
-            raise SystemExit(f"--set {item!r}: expected lam.KEY=VALUE (e.g. lam.residual_decoder=false)")
-        try:
-            out[key[4:]] = json.loads(value)
-        except ValueError:
-            out[key[4:]] = value
-    return out
-
-
-def apply_sets(cfg, sets: dict):
-    """Apply ``{KEY: VALUE}`` to a LAMConfig; ``SECTION.KEY`` reaches a nested section (``vq``, ``conv``)."""
-    top, nested = {}, {}
-    for k, v in sets.items():
-        section, dot, key = k.partition(".")
-        if dot:
-            nested.setdefault(section, {})[key] = v
-        else:
-            top[k] = v
-    unknown = [k for k in top if not hasattr(cfg, k)]
-    unknown += [f"{s}.{k}" for s, kv in nested.items() for k in kv
-                if not hasattr(getattr(cfg, s, None), k) or not hasattr(getattr(cfg, s), "__dataclass_fields__")]
-    if unknown:
-        raise SystemExit(f"--set: unknown LAM setting(s) {unknown}")
-    for s, kv in nested.items():
-        top[s] = replace(getattr(cfg, s), **kv)
-    return replace(cfg, **top)
-
-
-def camera_moves(frames_thwc: np.ndarray, max_dx: int, max_dy: int) -> np.ndarray:
-    """(T-1, 2): direction (-1, 0, +1) in which the picture moved from frame t to t+1, horizontally
-    (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other
-    (:func:`genieworld.eval.motion.frame_shifts`, which gives the view's motion: the picture's is its opposite)."""
-    from genieworld.eval.motion import frame_shifts
-
-    shift, _ = frame_shifts(frames_thwc[:-1], frames_thwc[1:], max_dx, max_dy)
-    return -np.sign(shift).astype(np.int64)
+from common import apply_sets, camera_moves, device_info, emit_json, parse_sets, pick_device  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -200,7 +156,7 @@ def main(argv=None) -> int:
         "codes": per_code,
         "device": device_info(device),
     }
-    print(json.dumps(result))
+    emit_json(result)
     return 0
 
 

@@ -166,7 +166,7 @@ def main(argv=None) -> int:
 
     if args.point:
         arch, t = args.point.split(",")
-        print(json.dumps(measure_point(arch, int(t), args)), flush=True)
+        emit(measure_point(arch, int(t), args))
         return 0
     st_points = None  # measured with the first backend, reused for the ratios of the next ones
     for backend in args.baseline_backend.split(","):

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_grid import true_action_world  # noqa: E402
-from common import emit_json  # noqa: E402
+from common import emit_json, true_action_world  # noqa: E402
 
 
 def main(argv=None) -> int:

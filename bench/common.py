@@ -1,4 +1,5 @@
-"""Shared helpers for the bench/ scripts: device description, timing, matmul peak, analytic FLOPs.
+"""Shared helpers for the bench/ scripts: device description, timing, matmul peak, analytic FLOPs,
+JSON output, prompt sampling, ``--set lam.KEY=VALUE`` overrides, camera-motion labels, ground-truth-action worlds.
 
 Every bench script prints one JSON object per measurement (or one summary object) on
 stdout; ``bench/run_all.py`` collects them into ``bench/results/<device>-<date>.json``.
@@ -357,3 +358,75 @@ def random_prompts(store, n: int, seed, salt: int):
     eps = rng.choice(len(lengths), size=n, replace=len(lengths) < n)
     return np.stack([store.read_frames(int(e), s, s + 1)[0]
                      for e in eps for s in [int(rng.integers(0, max(1, lengths[e] - 1)))]])
+
+
+# ----------------------------------------------------------------------------- LAM settings and labels
+def parse_sets(items: list[str]) -> dict:
+    """``lam.KEY=VALUE`` (VALUE as JSON, else a string) -> {KEY: VALUE}; ``lam.vq.KEY`` for the quantiser."""
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("lam."):
+            raise SystemExit(f"--set {item!r}: expected lam.KEY=VALUE (e.g. lam.residual_decoder=false)")
+        try:
+            out[key[4:]] = json.loads(value)
+        except ValueError:
+            out[key[4:]] = value
+    return out
+
+
+def apply_sets(cfg, sets: dict):
+    """Apply ``{KEY: VALUE}`` to a LAMConfig; ``SECTION.KEY`` reaches a nested section (``vq``, ``conv``)."""
+    from dataclasses import replace
+
+    top, nested = {}, {}
+    for k, v in sets.items():
+        section, dot, key = k.partition(".")
+        if dot:
+            nested.setdefault(section, {})[key] = v
+        else:
+            top[k] = v
+    unknown = [k for k in top if not hasattr(cfg, k)]
+    unknown += [f"{s}.{k}" for s, kv in nested.items() for k in kv
+                if not hasattr(getattr(cfg, s, None), k) or not hasattr(getattr(cfg, s), "__dataclass_fields__")]
+    if unknown:
+        raise SystemExit(f"--set: unknown LAM setting(s) {unknown}")
+    for s, kv in nested.items():
+        top[s] = replace(getattr(cfg, s), **kv)
+    return replace(cfg, **top)
+
+
+def camera_moves(frames_thwc, max_dx: int, max_dy: int):
+    """(T-1, 2): direction (-1, 0, +1) in which the picture moved from frame t to t+1, horizontally
+    (+ = right) and vertically (+ = down), from the whole-pixel shift that best maps one onto the other
+    (:func:`genieworld.eval.motion.frame_shifts`, which gives the view's motion: the picture's is its opposite)."""
+    import numpy as np
+
+    from genieworld.eval.motion import frame_shifts
+
+    shift, _ = frame_shifts(frames_thwc[:-1], frames_thwc[1:], max_dx, max_dy)
+    return -np.sign(shift).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- ground-truth-action worlds
+def true_action_world(genie, directory: Path):
+    """``genie`` with its dynamics replaced by a ground-truth-action one (the recorded effective actions
+    as fixed vectors, ``true_action_table.safetensors``): enough of a Genie for ``rollout``."""
+    import types
+
+    from safetensors.torch import load_file
+
+    from genieworld.config import DynamicsConfig
+    from genieworld.data.coinrun import EFFECTIVE_NAMES
+    from genieworld.dynamics import DynamicsModel
+    from genieworld.genie import load_component
+
+    dyn = load_component(DynamicsModel, DynamicsConfig, directory).eval()
+    table = load_file(str(directory / "true_action_table.safetensors"))["true_action_table"]
+    if table.shape[0] != len(EFFECTIVE_NAMES):
+        raise SystemExit(f"{directory}: expected {len(EFFECTIVE_NAMES)} true actions, found {table.shape[0]}")
+    genie.dynamics = dyn
+    genie._modules.pop("lam", None)  # a stand-in LAM: the recorded actions' vectors (one prompt frame, no inference)
+    object.__setattr__(genie, "lam", types.SimpleNamespace(num_actions=len(table),
+                                                           action_vectors=lambda ids: table.to(ids.device)[ids]))
+    return genie

@@ -45,22 +45,14 @@ ARGS = {
         "cpu": ["--levels", "4", "--steps-per-level", "500", "--seconds", "3"],
         "cuda": ["--levels", "4", "--steps-per-level", "500", "--seconds", "3"],
     },
-    "bench_fvd.py": {
-        "cpu": ["--clips", "4", "--batch-sizes", "1,4"],
-        "cuda": ["--device", "cuda"],
-    },
-    "bench_dynamics_step.py": {
-        "cpu": ["--threads", "1", "--steps", "4"],
-        "cuda": ["--steps", "10"],
-    },
 }
-ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_fvd.py", "bench_play_load.py"]
+ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.py", "bench_play_load.py"]
 
 
 # Scripts that need a recorded dataset (--data), a trained model (--model) or minutes of training: run them
 # by hand (each one's docstring gives its command).
-BY_HAND = {"bench_lam_probe.py", "bench_lam.py", "bench_lam_merge.py", "bench_grid.py", "bench_jump_arc.py",
-           "bench_true_actions.py"}
+BY_HAND = {"bench_lam_probe.py", "bench_lam.py", "bench_grid.py", "bench_jump_arc.py", "bench_true_actions.py",
+           "bench_play_quality.py"}
 
 
 def discover() -> list[str]:

@@ -70,8 +70,9 @@ def test_context_merge_groups_codes_that_share_their_neighbours_in_time():
 
 
 def test_count_merge_joins_codes_seen_with_the_same_features_first():
-    """merge_by_counts (the information bottleneck under the context merge, and the merge bench's camera
-    merge): rows that are the same distribution cost nothing to join, whatever their mass."""
+    """merge_by_counts (the information bottleneck under the context merge, and the camera merge of the
+    retired bench/bench_lam_merge.py, which runs at commit f029ad5): rows that are the same distribution
+    cost nothing to join, whatever their mass."""
     counts = np.array([[90, 10, 0], [9, 1, 0], [0, 10, 90], [0, 50, 450], [0, 0, 0]])
     g = merge_by_counts(counts, 2)
     assert g[0] == g[1] and g[2] == g[3] and g[0] != g[2] and g[4] == 0

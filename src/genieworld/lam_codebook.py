@@ -25,8 +25,8 @@ def merge_by_vectors(codebook_kd, num_actions: int) -> np.ndarray:
     (agglomerative, joining the pair of groups whose merge adds the least squared spread), cut at
     exactly ``num_actions`` groups.  Needs no data and no labels; deterministic.
 
-    Measured against the alternatives in ``bench/bench_lam_merge.py`` (docs/experiments.md): on
-    CoinRun it kept the most NMI with the true actions of the label-free merges tried, where
+    Measured against the alternatives in ``bench/bench_lam_merge.py`` (retired; runs at commit f029ad5;
+    docs/experiments.md): on CoinRun it kept the most NMI with the true actions of the label-free merges tried, where
     :func:`merge_by_cooccurrence` put 6 of 16 codes into one action.
     """
     from scipy.cluster.hierarchy import cut_tree, linkage
@@ -102,7 +102,8 @@ def merge_by_context(codes: list[np.ndarray], num_codes: int, num_actions: int) 
     remain.  Unused codes go to group 0.  Deterministic (ties go to the lowest indices).
 
     ``LAMConfig.merge = "context"``; measured against :func:`merge_by_vectors` on three CoinRun LAMs in
-    ``bench/bench_lam_merge.py`` (docs/experiments.md, "The separate LAM stage", 5, 9 and 12).
+    the retired ``bench/bench_lam_merge.py`` (commit f029ad5; docs/experiments.md, "The separate LAM
+    stage", 5, 9 and 12).
     """
     if not 1 <= num_actions <= num_codes:
         raise ValueError(f"cannot merge {num_codes} codes into {num_actions} actions")

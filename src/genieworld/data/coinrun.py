@@ -12,7 +12,7 @@ at k = 1 CoinRun's inertia hides the action: from the same state, the frames tha
 different actions lead to differ by 42 dB PSNR on average (mean squared spread
 0.0004, against 0.008 for the frame-to-frame change), far below what a small
 tokenizer resolves; at k = 4 the spread is 31.5 dB (0.0023 against 0.023).
-(``bench/bench_action_effect.py``.)
+(``bench/bench_action_effect.py``, retired: runs at commit f029ad5.)
 
 Episode boundaries: gym3 resets automatically; when ``first`` is set after an
 action, that action ended the episode and its outcome frame is never observed, so
