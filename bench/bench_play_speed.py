@@ -1,13 +1,15 @@
 """How fast does a model play on this machine, and where does a frame's time go? Prints one JSON object.
 
     python bench/bench_play_speed.py --model models/coinrun-cpu --data runs/cpu/data/test
-    python bench/bench_play_speed.py --model models/coinrun-cpu --steps 1 2 4 8 --precision fp32 bf16 --threads 2
+    python bench/bench_play_speed.py --model models/coinrun-cpu --steps 1 2 4 8 --precision fp32 bf16 \
+        --compile eager compiled --threads 2
 
-For every (MaskGIT steps, precision) pair: ``World.step`` (what `genie play` runs for one key) from
+For every (eager or compiled, precision, MaskGIT steps): ``World.step`` (what `genie play` runs for one key) from
 ``--prompts`` real prompts, after the context window is full, ``--frames`` frames each: median and
-p90 milliseconds per frame, frames per second, and for bf16 the PSNR of its frames against fp32's
-from the same prompts and seeds (the quality check). ``--profile`` adds a ``torch.profiler``
-breakdown of one fp32 frame at the model's play steps (the top operators by self CPU time, grouped
+p90 milliseconds per frame, frames per second, and for every path but eager fp32 the PSNR of its
+frames against eager fp32's from the same prompts, seeds and keys (the quality check); compiled rows
+also give the seconds that compiling and the first frames took (what `genie play --compile` waits).
+``--profile`` adds a ``torch.profiler`` breakdown of one fp32 frame at the model's play steps (the top operators by self CPU time, grouped
 as dynamics, tokenizer decode and sampling).
 """
 
@@ -38,7 +40,7 @@ def time_play(genie, prompts, steps: int, frames: int, warm: int, seed: int = 0)
     for k, p in enumerate(prompts):
         w = genie.world(p, seed=seed + k, maskgit_steps=steps, max_history=16)
         acts = rng.integers(0, genie.num_actions, warm + frames)
-        with torch.inference_mode():
+        with torch.no_grad():  # as play runs it (inference_mode tensors would make a compiled step recompile)
             for a in acts[:warm]:
                 w.step(int(a))
             out = []
@@ -77,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", help="held-out store for real prompts (default: the model's prompt gallery)")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="MaskGIT steps per frame")
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16"))
+    ap.add_argument("--compile", nargs="+", default=["eager", "compiled"], choices=("eager", "compiled"),
+                    help="eager (the reference path) and/or compiled (Genie.compile_play)")
     ap.add_argument("--prompts", type=int, default=4)
     ap.add_argument("--frames", type=int, default=24, help="timed frames per prompt (after --warm)")
     ap.add_argument("--warm", type=int, default=6, help="untimed frames first (the context fills up)")
@@ -103,19 +107,32 @@ def main(argv=None) -> int:
     out = {"bench": "play_speed", "time": now_iso(), "device": device_info(), "model": args.model,
            "threads": args.threads, "prompts": len(prompts), "frames": args.frames, "results": []}
     ref = {}
-    for prec in args.precision:
-        g = g32 if prec == "fp32" else Genie.from_pretrained(args.model).set_play_precision("bf16")
-        for steps in args.steps:
-            ms, video = time_play(g, prompts, steps, args.frames, args.warm)
-            row = {"precision": prec, "maskgit_steps": steps, "ms_p50": round(float(np.median(ms)), 2),
-                   "ms_p90": round(float(np.percentile(ms, 90)), 2), "fps_p50": round(1000 / float(np.median(ms)), 1)}
-            if prec == "fp32":
-                ref[steps] = video
-            elif steps in ref:
-                row["psnr_vs_fp32_db"] = round(_psnr(video, ref[steps]), 2)
-                row["same_frames_share"] = round(float((video == ref[steps]).all(axis=(2, 3, 4)).mean()), 3)
-            out["results"].append(row)
-            print(row, file=sys.stderr, flush=True)
+    for mode in args.compile:
+        for prec in args.precision:
+            g = g32 if (prec, mode) == ("fp32", "eager") else Genie.from_pretrained(args.model)
+            if prec == "bf16":
+                g.set_play_precision("bf16")
+            compile_s = None
+            if mode == "compiled":
+                t0 = time.perf_counter()
+                g.compile_play()
+                time_play(g, prompts[:1], g.sampling.play_maskgit_steps or 4, 1, args.warm)  # compiles
+                compile_s = round(time.perf_counter() - t0, 1)
+            for steps in args.steps:
+                ms, video = time_play(g, prompts, steps, args.frames, args.warm)
+                row = {"precision": prec, "compile": mode, "maskgit_steps": steps,
+                       "ms_p50": round(float(np.median(ms)), 2), "ms_p90": round(float(np.percentile(ms, 90)), 2),
+                       "fps_p50": round(1000 / float(np.median(ms)), 1)}
+                if compile_s is not None:
+                    row["compile_and_first_frames_s"] = compile_s
+                    compile_s = None
+                if (prec, mode) == ("fp32", "eager"):
+                    ref[steps] = video
+                elif steps in ref:  # against the eager fp32 reference, same prompts, seeds and keys
+                    row["psnr_vs_fp32_eager_db"] = round(_psnr(video, ref[steps]), 2)
+                    row["same_frames_share"] = round(float((video == ref[steps]).all(axis=(2, 3, 4)).mean()), 3)
+                out["results"].append(row)
+                print(row, file=sys.stderr, flush=True)
     if args.profile:
         out["profile_fp32"] = profile_frame(g32, prompts[0], g32.sampling.play_maskgit_steps or 4)
     emit_json(out, args.out, indent=1)

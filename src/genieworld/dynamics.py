@@ -318,14 +318,33 @@ class DynamicsModel(nn.Module):
         """
         self._check_tokens(tokens_bn)
         act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
-        prev = None
-        if self.warp is not None:
-            prev = self.prev_tokens(tokens_bn[:, None], cache.extra.get("prev_tokens") if cache.length else None)
-        x = self._embed(tokens_bn[:, None], act[:, None], prev)
-        out = self._logits(self.transformer.step(x, cache, advance=advance))[:, 0]
-        if advance and self.warp is not None:
-            cache.extra["prev_tokens"] = tokens_bn.clone()
+        last = cache.extra.get("prev_tokens") if self.warp is not None and cache.length else None
+        out = self._step_fn(tokens_bn, act, last, cache)
+        if advance:
+            cache.advance()
+            if self.warp is not None:
+                cache.extra["prev_tokens"] = tokens_bn.clone()
         return out
+
+    def _step_core(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None,
+                   cache: TemporalKVCache) -> torch.Tensor:
+        """The arithmetic of :meth:`step_logits` (no checks, no commit): what :meth:`compile_step` compiles."""
+        prev = self.prev_tokens(tokens_bn[:, None], last_bn) if self.warp is not None else None
+        x = self._embed(tokens_bn[:, None], act_bd[:, None], prev)
+        return self._logits(self.transformer.step_layers(x, cache))[:, 0]
+
+    @property
+    def _step_fn(self):
+        return self.__dict__.get("_compiled_step") or self._step_core
+
+    @property
+    def step_compiled(self) -> bool:
+        return "_compiled_step" in self.__dict__
+
+    def compile_step(self) -> None:
+        """``torch.compile`` the per-frame step of :meth:`step_logits` (inference only; the full pass and
+        training stay eager). The first frames after this compile it (tens of seconds on a CPU)."""
+        self.__dict__["_compiled_step"] = torch.compile(self._step_core, dynamic=False)
 
     # ------------------------------------------------------------------ training
     def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None,

@@ -359,6 +359,21 @@ class Genie(torch.nn.Module):
         self.play_precision = precision
         return self
 
+    @property
+    def play_compiled(self) -> bool:
+        """True once :meth:`compile_play` ran."""
+        return self.dynamics.step_compiled and self.tokenizer.decode_compiled
+
+    def compile_play(self) -> "Genie":
+        """``torch.compile`` the per-frame path of play: the dynamics' cached step and the tokenizer's cached
+        decode (:meth:`~genieworld.dynamics.DynamicsModel.compile_step`). The eager path stays the reference:
+        the compiled one gives the same tokens in fp32 (``tests/test_compiled_play.py``). Compiling happens
+        on the first frames after this (about a minute on 2 CPU cores; later starts reuse inductor's cache
+        on disk). Call after :meth:`set_play_precision`. Returns self."""
+        self.dynamics.compile_step()
+        self.tokenizer.compile_decode_step()
+        return self
+
     def play_overrides(self) -> dict:
         """Sampling overrides for interactive play: ``sampling.play_maskgit_steps`` when the model sets one."""
         steps = getattr(self.sampling, "play_maskgit_steps", None)

@@ -107,12 +107,25 @@ class VideoTokenizer(nn.Module):
     def new_decode_cache(self, batch: int) -> TemporalKVCache:
         return self.decoder.new_cache(batch)
 
+    @property
+    def decode_compiled(self) -> bool:
+        return "_compiled_decode" in self.__dict__
+
+    def compile_decode_step(self) -> None:
+        """``torch.compile`` :meth:`decode_step` (inference only). The first frames after this compile it."""
+        self.__dict__["_compiled_decode"] = torch.compile(self._decode_core, dynamic=False)
+
     @torch.no_grad()
     def decode_step(self, indices_bn: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:
         """Decode ONE new frame (B, N) -> (B, H, W, C) using the decoder's temporal cache."""
+        out = (self.__dict__.get("_compiled_decode") or self._decode_core)(indices_bn, cache)
+        cache.advance()
+        return out
+
+    def _decode_core(self, indices_bn: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:
         c = self.cfg
         x = self.dec_in(self.vq.lookup(indices_bn).to(self.dec_in.weight.dtype)[:, None])
-        y = self.dec_out(self.decoder.step(x, cache))
+        y = self.dec_out(self.decoder.step_layers(x, cache))
         return unpatchify(torch.sigmoid(y.float()), c.patch_size, c.image_size, c.image_size, c.channels)[:, 0]
 
     # ------------------------------------------------------------------ training

@@ -69,6 +69,9 @@ def register(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="weights of the per-frame path (dynamics, tokenizer decoder): fp32 (default, the reference) "
                         "or bf16 (needs native bf16: avx512_bf16/AMX or a GPU; falls back to fp32 with a message)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the per-frame path before serving (about a minute at start on 2 CPU cores, "
+                        "less once inductor's disk cache holds it; see bench/bench_play_speed.py for what it buys)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run_play)
 
@@ -94,6 +97,32 @@ def build_config(args) -> "PlayConfig":
     return PlayConfig(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, max_pending=args.max_pending,
                       workers=args.workers, max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
                       gravity=args.gravity)
+
+
+def prepare_play(genie, precision: str = "fp32", compile: bool = False, log=None) -> None:
+    """Set the per-frame path's precision (bf16 only where it is native: otherwise fp32, said in one line)
+    and, with ``compile``, compile it and make a few frames so that the first player does not wait."""
+    import time
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if precision == "bf16":
+        from genieworld.utils import bf16_supported
+
+        if bf16_supported(genie.device):
+            genie.set_play_precision("bf16")
+        else:
+            log(f"genie play: --precision bf16: no native bf16 on {genie.device}; playing in fp32")
+    if compile:
+        import numpy as np
+
+        t0 = time.perf_counter()
+        log("genie play: compiling the play step (about a minute on 2 CPU cores) ...")
+        genie.compile_play()
+        world = genie.world(np.zeros((genie.image_size, genie.image_size, 3), np.uint8), seed=0,
+                            **genie.play_overrides())
+        for k in range(genie.sampling.context_frames + 1):  # the first frame's graph, then the full window's
+            world.step(k % genie.num_actions)
+        log(f"genie play: compiled in {time.perf_counter() - t0:.0f} s")
 
 
 def run_play(args) -> int:
@@ -130,13 +159,7 @@ def run_play(args) -> int:
         genie = Genie.from_pretrained(model, device=device)
     except ModelDirError as e:
         raise UserError(str(e)) from None
-    if args.precision == "bf16":
-        from genieworld.utils import bf16_supported
-
-        if bf16_supported(genie.device):
-            genie.set_play_precision("bf16")
-        else:
-            print(f"genie play: --precision bf16: no native bf16 on {genie.device}; playing in fp32", file=sys.stderr)
+    prepare_play(genie, args.precision, args.compile)
     config.allowed_hosts = LOOPBACK_HOSTS if loopback else None
     try:
         app = create_app(genie, model_dir=model, data_dir=args.data, config=config, model_name=model.resolve().name

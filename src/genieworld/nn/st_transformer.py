@@ -133,13 +133,11 @@ class TemporalAttention(Attention):
         assert one == 1, "step() takes exactly one new frame"
         x = rearrange(x_b1sd, "b t s d -> (b s) t d")
         q, k, v = self.project(x)
-        pos = cache.length
-        cos, sin = rope_angles(torch.tensor([pos], device=x.device), self.head_dim)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        slot = pos % cache.window
-        cache.k[layer][:, :, slot : slot + 1] = k
-        cache.v[layer][:, :, slot : slot + 1] = v
-        y = self.attend(q, cache.k[layer], cache.v[layer], attn_mask=cache.valid_mask())
+        q, k = apply_rope(q, cache.rope_cos, cache.rope_sin), apply_rope(k, cache.rope_cos, cache.rope_sin)
+        ck, cv = cache.k[layer], cache.v[layer]
+        ck.index_copy_(2, cache.slot, k.to(ck.dtype))  # slot ``length % window``, a tensor: no int to guard on
+        cv.index_copy_(2, cache.slot, v.to(cv.dtype))
+        y = self.attend(q, ck, cv, attn_mask=cache.valid)
         return rearrange(y, "(b s) t d -> b t s d", b=b)
 
 
@@ -155,6 +153,11 @@ class TemporalKVCache:
 
     ``extra`` holds whatever else the model must carry from one committed frame to the next
     (the dynamics' ``prev_frame_warp`` keeps the last frame's tokens there); cleared by :meth:`reset`.
+
+    What a step needs about the frame's position is made once per frame, as tensors, when the
+    frame index changes (:meth:`advance`, :meth:`reset`): ``slot`` (1,) long, ``valid`` (1, window)
+    bool (:meth:`valid_mask`) and the RoPE tables ``rope_cos``/``rope_sin`` (1, head_dim // 2).
+    A step reads no Python number from the cache, so one compiled step serves every frame.
     """
 
     def __init__(self, num_layers: int, rows: int, num_heads: int, head_dim: int, window: int, device, dtype):
@@ -162,28 +165,37 @@ class TemporalKVCache:
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(num_layers)]
         self.window = window
-        self.length = 0
+        self.head_dim = head_dim
         self._slots = torch.arange(window, device=device)
-        self.extra: dict[str, torch.Tensor] = {}
+        self.reset()
+
+    def _set_position(self) -> None:
+        t = self.length  # the frame a step makes
+        dev = self._slots.device
+        self.slot = torch.tensor([t % self.window], device=dev)
+        self.valid = (self._slots < min(t + 1, self.window))[None, :]
+        self.rope_cos, self.rope_sin = rope_angles(torch.tensor([t], device=dev), self.head_dim)
 
     def valid_mask(self) -> torch.Tensor:
         """Bool (1, window): slots holding frames max(0, t-window+1)..t, where t = length (the frame being stepped)."""
-        n_valid = min(self.length + 1, self.window)
-        return (self._slots < n_valid)[None, :]
+        return self.valid
 
     def advance(self) -> None:
         self.length += 1
+        self._set_position()
 
     def reset(self) -> None:
         self.length = 0
-        self.extra = {}
+        self.extra: dict[str, torch.Tensor] = {}
+        self._set_position()
 
     def clone(self) -> "TemporalKVCache":
         other = object.__new__(TemporalKVCache)
         other.k = [x.clone() for x in self.k]
         other.v = [x.clone() for x in self.v]
-        other.window, other.length, other._slots = self.window, self.length, self._slots
+        other.window, other.head_dim, other.length, other._slots = self.window, self.head_dim, self.length, self._slots
         other.extra = {k: v.clone() for k, v in self.extra.items()}
+        other._set_position()
         return other
 
 
@@ -268,11 +280,17 @@ class STTransformer(nn.Module):
 
     def step(self, x_b1sd: torch.Tensor, cache: TemporalKVCache, advance: bool = True) -> torch.Tensor:
         """Process one new frame against ``cache``. With ``advance`` the frame is committed to the cache."""
+        out = self.step_layers(x_b1sd, cache)
+        if advance:
+            cache.advance()
+        return out
+
+    def step_layers(self, x_b1sd: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:
+        """:meth:`step` without committing: writes the frame's keys/values into its slot and returns the
+        output. Reads only tensors from ``cache``, so ``torch.compile`` traces it once for every frame."""
         x = x_b1sd + self.pos_s
         for i, blk in enumerate(self.blocks):
             x = blk.step(x, cache, i)
-        if advance:
-            cache.advance()
         return self.norm_out(x)
 
 

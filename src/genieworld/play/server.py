@@ -452,7 +452,8 @@ class PlayState:
         return {"model": self.model_name, "num_actions": self.num_actions, "action_names": self.action_names,
                 "keymap": self.keymap, "image_size": self.image_size, "default_prompt": self.default_prompt,
                 "frame_format": "png", "limits": self.config.public(),
-                "precision": getattr(self.genie, "play_precision", "fp32"), "compiled": False,
+                "precision": getattr(self.genie, "play_precision", "fp32"),
+                "compiled": bool(getattr(self.genie, "play_compiled", False)),
                 "sessions": len(self.sessions)}
 
 
@@ -611,7 +612,8 @@ class Connection:
                      "image_size": st.image_size, "seed": s.seed, "prompt": s.prompt_id,
                      "max_pending": st.config.max_pending, "frame_format": "png", "limits": st.config.public(),
                      "gravity": st.gravity is not None,
-                     "precision": getattr(st.genie, "play_precision", "fp32"), "compiled": False}
+                     "precision": getattr(st.genie, "play_precision", "fp32"),
+                     "compiled": bool(getattr(st.genie, "play_compiled", False))}
             await self.send_json(hello)
             png = await st.run_in_pool(encode_png, s.last_frame)
             await self.send_frame(self._frame_meta(s, reset=not resumed), png)
