@@ -69,3 +69,21 @@ def test_prepare_play_compiles_before_serving():
     assert g.play_compiled and said[-1].startswith("genie play: compiled in")
     with pytest.raises(ValueError):
         g.set_play_precision("fp16")
+
+
+def test_decomposed_attention_equals_the_fused_kernel():
+    from genieworld.nn.st_transformer import Attention
+
+    torch.manual_seed(5)
+    att = Attention(32, 2, 16).eval()
+    q, k, v = torch.randn(3, 2, 7, 16), torch.randn(3, 2, 7, 16), torch.randn(3, 2, 7, 16)
+    band = torch.rand(7, 7) < 0.6
+    band |= torch.eye(7, dtype=torch.bool)  # every query sees at least itself
+    for kw in ({}, {"is_causal": True}, {"attn_mask": band}, {"attn_mask": band[:1]}):
+        fused = att.attend(q, k, v, **kw)
+        att.math_attention = True
+        torch.testing.assert_close(att.attend(q, k, v, **kw), fused, atol=1e-5, rtol=1e-5)
+        att.train()  # training keeps the fused kernel whatever the flag says
+        torch.testing.assert_close(att.attend(q, k, v, **kw), fused, atol=0, rtol=0)
+        att.eval()
+        att.math_attention = False

@@ -36,7 +36,7 @@ from einops import rearrange
 from torch import nn
 
 from genieworld.config import DynamicsConfig
-from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights
+from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights, set_math_attention
 
 INJECTIONS = ("add", "prepend")
 CONTEXT_NOISE_BUCKETS = 8  # learned embeddings of the context-noise level (``context_noise_max``)
@@ -344,6 +344,7 @@ class DynamicsModel(nn.Module):
     def compile_step(self) -> None:
         """``torch.compile`` the per-frame step of :meth:`step_logits` (inference only; the full pass and
         training stay eager). The first frames after this compile it (tens of seconds on a CPU)."""
+        set_math_attention(self.transformer)
         self.__dict__["_compiled_step"] = torch.compile(self._step_core, dynamic=False)
 
     # ------------------------------------------------------------------ training

@@ -24,7 +24,7 @@ from torch import nn
 
 from genieworld.config import TokenizerConfig
 from genieworld.nn.quantizer import VectorQuantizer
-from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights
+from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights, set_math_attention
 
 
 def patchify(video_bthwc: torch.Tensor, p: int) -> torch.Tensor:
@@ -113,6 +113,7 @@ class VideoTokenizer(nn.Module):
 
     def compile_decode_step(self) -> None:
         """``torch.compile`` :meth:`decode_step` (inference only). The first frames after this compile it."""
+        set_math_attention(self.decoder)
         self.__dict__["_compiled_decode"] = torch.compile(self._decode_core, dynamic=False)
 
     @torch.no_grad()

@@ -85,6 +85,10 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(head_dim, eps=1e-6) if qk_norm else nn.Identity()
         self.dropout = dropout
+        # Decomposed attention (matmul, softmax, matmul) instead of the fused kernel: set by the compiled
+        # play step, where inductor fuses it; at one frame's sizes on a CPU the fused kernel costs more
+        # than the rest of the step in bf16 (bench/bench_play_speed.py, docs/performance.md).
+        self.math_attention = False
 
     def project(self, x_bld: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # split + view (no copy; its backward is one concat), not an unpacked rearrange (whose
@@ -95,9 +99,17 @@ class Attention(nn.Module):
         return self.q_norm(q), self.k_norm(k), v
 
     def attend(self, q, k, v, attn_mask=None, is_causal=False) -> torch.Tensor:
-        o = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
-        )
+        if self.math_attention and not self.training:
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Lq, Lk)
+            if is_causal:
+                attn_mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            o = scores.float().softmax(-1).to(v.dtype) @ v
+        else:
+            o = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=self.dropout if self.training else 0.0
+            )
         return self.out(rearrange(o, "b h l d -> b l (h d)"))
 
 
@@ -292,6 +304,13 @@ class STTransformer(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk.step(x, cache, i)
         return self.norm_out(x)
+
+
+def set_math_attention(module: nn.Module, on: bool = True) -> None:
+    """Every :class:`Attention` under ``module`` uses decomposed attention at inference (see ``math_attention``)."""
+    for m in module.modules():
+        if isinstance(m, Attention):
+            m.math_attention = on
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
