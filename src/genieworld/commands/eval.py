@@ -98,6 +98,9 @@ def register(sub) -> None:
                    help="with --play: the training store (recorded actions) that trains the action judge, cached in "
                         "OUT/judge until the store changes; the judge then reads each button held 8 steps")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="weights of the per-frame path, as `genie play --precision` sets them (default fp32, the "
+                        "reference): compare the two reports to see what bf16 play costs in quality")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_eval)
 
@@ -136,6 +139,12 @@ def run_eval(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise UserError(f"cannot load {args.model}: {e}") from None
 
+    if args.precision == "bf16":
+        from genieworld.utils import bf16_supported
+
+        if not bf16_supported(genie.device):
+            raise UserError(f"--precision bf16: no native bf16 on {genie.device} (avx512_bf16, AMX or a GPU)")
+        genie.set_play_precision("bf16")
     overrides = {}
     if args.maskgit_steps is not None:
         overrides["maskgit_steps"] = args.maskgit_steps

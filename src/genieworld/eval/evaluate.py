@@ -680,7 +680,7 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
             "image_size": h_img,
             "psnr": f"10 log10(1 / MSE) on [0, 1] RGB frames at {h_img}x{h_img}, capped at {PSNR_MAX_DB:g} dB",
             "ssim": "Gaussian window sigma 1.5 (11x11), K1 0.01, K2 0.03, data range 1, averaged over RGB",
-            "device": str(device),
+            "device": str(device), "precision": getattr(genie, "play_precision", "fp32"),
         },
         "tokenizer_reconstruction": {
             "psnr": _stats(rec_psnr)["mean"], "ssim": _stats(rec_ssim)["mean"],
