@@ -1,4 +1,4 @@
-"""``genie data info|coinrun|atari|ingest``: build and inspect episode stores."""
+"""``genie data info|coinrun|procgen|atari|ingest``: build and inspect episode stores."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ video episodes (uint8 RGB at one resolution, optional ground-truth actions kept
 for evaluation only) that `genie train` reads.
 
   genie data coinrun data/coinrun                 # Procgen CoinRun, random policy (paper App. F)
+  genie data procgen ninja data/ninja             # any of the 16 Procgen games (--list names them)
   genie data atari Pong data/pong                 # an Atari game, random policy
   genie data ingest ~/videos data/mine            # any videos / numbered-image folders
   genie data info data/coinrun --verify           # JSON summary, checksum every shard
@@ -60,6 +61,37 @@ examples:
   genie data coinrun data/coinrun-paper --levels 10000
   genie data coinrun data/coinrun-test --levels 100 --start-level 100000
   genie data coinrun data/coinrun-skip4 --levels 500 --steps-per-level 500 --frame-skip 4
+"""
+
+PROCGEN_HELP = """\
+Record any of the 16 Procgen games the way `genie data coinrun` records CoinRun:
+a random policy, 64x64 frames, one environment per level seed (num_levels=1,
+start_level=level), --steps-per-level recorded transitions per level, episodes
+split at game resets and tagged with their level seed. Same options as coinrun
+(--mode, --frame-skip, --policy, --hold, --no-backgrounds; backgrounds on by
+default, as the paper). `genie data procgen --list` names the games.
+
+Procgen's 15 buttons mean the same in every game -- (left, none, right) x
+(down, none, up) = ids 0..8, then the keys D, A, W, S, Q, E = ids 9..14 -- but
+which of them differ depends on the game. The effective actions are measured,
+not guessed: from 48 states on 4 levels each id is played for max(2, K) game
+steps, and ids whose outcome frames are identical in every state form one class
+(CoinRun 9: Down drops through crates; BigFish 9; FruitBot 4: Left, Stay, Right,
+Fire(D)). The manifest's extra.procgen.effective_actions holds the classes, their
+names and the map from the 15 recorded raw ids to classes (actions are recorded
+for evaluation only). --policy hold draws uniformly over these classes (the
+smallest raw id of each), each held a geometric number of recorded steps with
+mean --hold; --policy uniform draws over all 15 ids every step (the paper).
+
+Rerunning the same command resumes (levels already in the store are skipped; a
+bigger --levels extends it); a store recorded with other settings or another
+game is refused.
+
+examples:
+  genie data procgen --list
+  genie data procgen ninja data/ninja --frame-skip 4 --policy hold
+  genie data procgen bigfish data/bigfish-test --levels 20 --start-level 100000 --frame-skip 4 --policy hold
+  genie data procgen starpilot data/starpilot --levels 500 --steps-per-level 500 --mode easy
 """
 
 ATARI_HELP = """\
@@ -134,6 +166,29 @@ def register(sub) -> None:
     pc.add_argument("--no-progress", action="store_true", help="no progress bar")
     pc.set_defaults(func=cmd_coinrun)
 
+    pp = dsub.add_parser("procgen", help="record any of the 16 Procgen games with a random policy",
+                         description=PROCGEN_HELP, formatter_class=_fmt())
+    pp.add_argument("game", metavar="GAME", nargs="?", help="a Procgen game: bigfish, ..., starpilot (see --list)")
+    pp.add_argument("out", metavar="OUT", nargs="?", help="store folder (created, or resumed/extended)")
+    pp.add_argument("--list", action="store_true", help="list the 16 games with their effective actions and exit")
+    pp.add_argument("--levels", type=int, default=100, help="number of level seeds (default 100)")
+    pp.add_argument("--start-level", type=int, default=0, help="first level seed (default 0)")
+    pp.add_argument("--steps-per-level", type=int, default=1000,
+                    help="recorded transitions per level (default 1000); each is --frame-skip game steps")
+    pp.add_argument("--mode", choices=["hard", "easy"], default="hard", help="Procgen distribution mode (default hard)")
+    pp.add_argument("--frame-skip", type=int, default=1,
+                    help="hold each random action for K game steps and record every K-th frame (default 1)")
+    pp.add_argument("--policy", choices=["uniform", "hold"], default="uniform",
+                    help="uniform: a new uniform draw over the 15 ids every step (default, as the paper); "
+                         "hold: one of the game's effective actions, held for a random number of steps (see --hold)")
+    pp.add_argument("--hold", type=float, default=4.0,
+                    help="with --policy hold: mean number of recorded steps an action is held (geometric; default 4)")
+    pp.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
+                    help="Procgen's use_backgrounds=False: a plain backdrop instead of the scenery pictures")
+    pp.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
+    pp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pp.set_defaults(func=cmd_procgen)
+
     pa = dsub.add_parser("atari", help="record an Atari game with a random policy",
                          description=ATARI_HELP, formatter_class=_fmt())
     pa.add_argument("game", metavar="GAME", help="game name, e.g. Pong, Breakout, MontezumaRevenge (or ALE/Pong-v5)")
@@ -198,6 +253,30 @@ def cmd_coinrun(args) -> int:
 
     try:
         summary = generate_coinrun(args.out, levels=args.levels, start_level=args.start_level,
+                                   steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
+                                   progress=not args.no_progress, frame_skip=args.frame_skip,
+                                   policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0,
+                                   backgrounds=args.backgrounds)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _print_json(summary)
+    return 0
+
+
+def cmd_procgen(args) -> int:
+    from genieworld.data.procgen import PROCGEN_GAMES, check_game, effective_actions, generate_procgen
+
+    if args.list:
+        for g in PROCGEN_GAMES:
+            names = effective_actions(g, args.mode, args.frame_skip)["names"]
+            print(f"{g:10s} {len(names):2d} effective actions: {', '.join(names)}")
+        return 0
+    try:
+        if args.game is None or args.out is None:
+            raise ValueError("need GAME and OUT, e.g. `genie data procgen ninja data/ninja` "
+                             f"(the games: {', '.join(PROCGEN_GAMES)})")
+        game = check_game(args.game)
+        summary = generate_procgen(args.out, game, levels=args.levels, start_level=args.start_level,
                                    steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
                                    progress=not args.no_progress, frame_skip=args.frame_skip,
                                    policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0,

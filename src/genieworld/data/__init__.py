@@ -20,7 +20,7 @@ _EXPORTS = {
     "prepare_frame": "video", "load_image": "video",
     "make_synthetic_store": "synthetic",
     "levels_of": "coinrun", "level_overlap": "coinrun", "generate_coinrun": "coinrun",
-    "generate_atari": "atari",
+    "generate_atari": "atari", "generate_procgen": "procgen",
 }
 
 __all__ = sorted(_EXPORTS)

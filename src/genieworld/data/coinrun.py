@@ -123,6 +123,9 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
     counts = {"levels_done": 0, "levels_skipped": 0, "episodes": 0, "frames": 0}
     with EpisodeWriter(out, resolution=(64, 64), fps=COINRUN_FPS / frame_skip, source="coinrun",
                        num_actions=COINRUN_ACTIONS, **kw) as w:
+        if w.manifest.get("source", "coinrun") != "coinrun":  # e.g. a `genie data procgen` store
+            raise StoreError(f"{out}: store holds {w.manifest.get('source')!r} recordings, not CoinRun; "
+                             "use another folder")
         old = w.manifest.get("extra", {}).get("coinrun")
         if old:
             # stores written before these settings existed used frame skip 1 and the uniform policy

@@ -87,7 +87,7 @@ class Attention(nn.Module):
         self.dropout = dropout
         # Decomposed attention (matmul, softmax, matmul) instead of the fused kernel: set by the compiled
         # play step, where inductor fuses it; at one frame's sizes on a CPU the fused kernel costs more
-        # than the rest of the step in bf16 (bench/bench_play_speed.py, docs/performance.md).
+        # than the rest of the step in bf16 (bench/bench_play_speed.py; docs/experiments.md, "Play speed").
         self.math_attention = False
 
     def project(self, x_bld: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
