@@ -175,14 +175,6 @@ class DynamicsConfig:
     # copying them forward. 0 = off.
     context_noise_max: float = 0.0
     context_noise_play: float = 0.0
-    # Training only, not in the paper (scheduled sampling; "self-forcing" in spirit): for this share
-    # of the samples, the clean context frames after the first are the model's *own* rollout from
-    # frame 1 under the same actions (KV-cached MaskGIT with ``self_forcing_steps`` passes and the
-    # play sampler's temperature and order, no gradient), while the targets stay the real frames.
-    # Play conditions every frame on its own samples; this teaches the world to pull an imperfect
-    # past back towards the game instead of copying its errors forward. 0 = off.
-    self_forcing: float = 0.0
-    self_forcing_steps: int = 4
 
 
 @dataclass
@@ -289,8 +281,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
                      "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64),
-                     "context_noise_max": _UNIT, "context_noise_play": _UNIT,
-                     "self_forcing": _UNIT, "self_forcing_steps": Bound(1, 256)},
+                     "context_noise_max": _UNIT, "context_noise_play": _UNIT},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
                      "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
@@ -478,6 +469,10 @@ RETIRED_SETTINGS: dict[str, Retired] = {
     "ConvLAMConfig.slow_weight": Retired(0.0, _ISSUE_35, digested=False),
     "DynamicsConfig.train_clean_context": Retired(False, _ISSUE_35),
     "DynamicsConfig.warp_motion": Retired(False, _ISSUE_35, digested=False),
+    # scheduled sampling on the model's own rollouts: measured worse (docs/experiments.md, "A world that
+    # holds together", self-forcing); never in a preset or a shipped model
+    "DynamicsConfig.self_forcing": Retired(0.0, "cb49040", digested=False),
+    "DynamicsConfig.self_forcing_steps": Retired(4, "cb49040", digested=False),
 }
 
 

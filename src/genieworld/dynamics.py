@@ -348,41 +348,27 @@ class DynamicsModel(nn.Module):
         self.__dict__["_compiled_step"] = torch.compile(self._step_core, dynamic=False)
 
     # ------------------------------------------------------------------ training
-    def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None,
-             own_btn: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, dict]:
         """Masked-token cross-entropy on a batch of true tokens (B, T, N) and latent actions (B, T-1, a).
 
         The mask comes from :func:`sample_train_mask`; loss and accuracy count masked tokens only.
-        ``own_btn`` (``self_forcing``): the model's own rollout of the same window, (B, T, N); where a
-        sample's rollout differs from the real tokens, its clean context frames are the rollout's (and
-        get no random-code noise), while the targets stay ``tokens_btn``.
         """
         self._check_tokens(tokens_btn)
         if int(tokens_btn.max()) >= self.mask_id:
             raise ValueError("training tokens must be real codes, not the mask id")
-        if own_btn is not None:
-            self._check_tokens(own_btn)
-            if own_btn.shape != tokens_btn.shape or int(own_btn.max()) >= self.mask_id:
-                raise ValueError(f"own_btn must be real codes shaped like the tokens {tuple(tokens_btn.shape)}")
         b, t, n = tokens_btn.shape
         mask, rate = sample_train_mask(b, t, n, self.cfg.mask_rate_min, self.cfg.mask_rate_max, generator,
                                        tokens_btn.device, clean_prefix=self.cfg.train_clean_prefix)
         level = None
         context = tokens_btn
-        clean_frame = ~mask.any(dim=2)  # (B, T): the frames given whole, the context of the masked ones
-        own_b = None
-        if own_btn is not None:  # the model's own past instead of the real one
-            own_b = (own_btn != tokens_btn).flatten(1).any(1)  # (B,): the samples that were rolled out
-            context = torch.where(clean_frame[:, :, None], own_btn, tokens_btn)
         if self.noise_embed is not None:  # corrupt the clean context frames (config)
             level = torch.rand(b, generator=generator, device=tokens_btn.device) * self.cfg.context_noise_max
+            clean_frame = ~mask.any(dim=2)  # (B, T): the frames given whole, the context of the masked ones
             flip = torch.rand(b, t, n, generator=generator, device=tokens_btn.device) < level[:, None, None]
             flip &= clean_frame[:, :, None]
-            if own_b is not None:  # an own past gets no extra noise and is announced as play announces its past
-                level = torch.where(own_b, torch.full_like(level, self.cfg.context_noise_play), level)
-                flip &= ~own_b[:, None, None]
             noise = torch.randint(0, self.num_codes, (b, t, n), generator=generator, device=tokens_btn.device)
-            context = torch.where(flip, noise, context)
+            context = torch.where(flip, noise, tokens_btn)
         inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), context)
         # the warp always copies the whole previous frame, as play has it (corrupted with the context)
         prev = self.prev_tokens(context) if self.warp is not None else None

@@ -33,7 +33,6 @@ from genieworld.config import Preset, SamplingConfig, TokenizerConfig
 from genieworld.dynamics import DynamicsModel
 from genieworld.genie import ModelDirError, check_compatible, load_component, save_model_dir
 from genieworld.lam import build_lam
-from genieworld.sampling import sample_frame
 from genieworld.tokenizer import VideoTokenizer
 from genieworld.train.task import TrainTask
 
@@ -163,47 +162,11 @@ class DynamicsTask(TrainTask):
             logs.update({"lam_mse": float(lam_info["mse"]), "lam_vq_loss": float(lam_info["vq_loss"]),
                          "lam_codes_used": float(lam_info["codes_used"]),
                          "lam_perplexity": float(lam_info["perplexity"])})
-        own = self.own_rollout(tokens, actions) if self.dynamics.cfg.self_forcing > 0 and self.training else None
-        dyn_loss, dyn_info = self.dynamics.loss(tokens, actions, own_btn=own)
+        dyn_loss, dyn_info = self.dynamics.loss(tokens, actions)
         loss = dyn_loss if lam_loss is None else lam_loss + dyn_loss
         logs = {"loss": float(loss.detach()), **logs, "dyn_ce": float(dyn_info["ce"]),
                 "dyn_acc": float(dyn_info["acc"]), "mask_rate": float(dyn_info["mask_rate"])}
         return loss, logs
-
-    @torch.no_grad()
-    def own_rollout(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor) -> torch.Tensor:
-        """(B, T, N): ``tokens_btn``, except that for a ``self_forcing`` share of the samples frames 2..T-1
-        are the dynamics' own rollout from frame 1 under the window's actions, made as play makes frames
-        (KV cache, ``self_forcing_steps`` MaskGIT passes, the play sampler's temperature and order). The
-        last frame is never anyone's context, so it stays real. Draws from the global RNG (checkpointed)."""
-        dyn = self.dynamics
-        b, t, n = tokens_btn.shape
-        own = tokens_btn.clone()
-        pick = (torch.rand(b, device=tokens_btn.device) < dyn.cfg.self_forcing).nonzero()[:, 0]
-        seed = int(torch.randint(0, 2**62, ()))
-        if t < 3 or pick.numel() == 0:
-            return own
-        gen = torch.Generator(device=tokens_btn.device).manual_seed(seed)
-        toks, acts, sp = tokens_btn[pick], actions_b_t1_a[pick], self.sampling
-        was_training = dyn.training
-        dyn.eval()
-        try:
-            cache = dyn.new_cache(len(pick), window=min(t, dyn.cfg.max_frames))
-            dyn.step_logits(toks[:, 0], None, cache, advance=True)
-            for k in range(1, t - 1):
-                vec = acts[:, k - 1]  # the action that produced frame k
-
-                def logits_fn(tok, vec=vec):
-                    return dyn.step_logits(tok, vec, cache, advance=False)
-
-                new = sample_frame(logits_fn, len(pick), n, dyn.mask_id, dyn.cfg.self_forcing_steps, sp.temperature,
-                                   gen, sp.schedule, 0.0, tokens_btn.device, sp.order)
-                if k < t - 2:
-                    dyn.step_logits(new, vec, cache, advance=True)
-                own[pick, k] = new
-        finally:
-            dyn.train(was_training)
-        return own
 
     def periodic_eval(self, step: int) -> dict | None:
         """Scalars of the quick controllability check (see :class:`genieworld.eval.control.ControlCheck`)."""
