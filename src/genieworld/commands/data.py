@@ -134,6 +134,16 @@ def _fmt():
     return argparse.RawDescriptionHelpFormatter
 
 
+def _add_recording_options(p) -> None:
+    """The options ``genie data coinrun`` and ``genie data procgen`` share word for word."""
+    p.add_argument("--hold", type=float, default=4.0,
+                   help="with --policy hold: mean number of recorded steps an action is held (geometric; default 4)")
+    p.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
+                   help="Procgen's use_backgrounds=False: a plain backdrop instead of the scenery pictures")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def register(sub) -> None:
     p = sub.add_parser("data", help="generate, ingest and inspect video datasets (episode stores)",
                        description=DATA_HELP, formatter_class=_fmt())
@@ -158,12 +168,7 @@ def register(sub) -> None:
     pc.add_argument("--policy", choices=["uniform", "hold"], default="uniform",
                     help="uniform: a new uniform draw over the 15 actions every step (default, as the paper); "
                          "hold: one of the 6 effective actions, held for a random number of steps (see --hold)")
-    pc.add_argument("--hold", type=float, default=4.0,
-                    help="with --policy hold: mean number of recorded steps an action is held (geometric; default 4)")
-    pc.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
-                    help="Procgen's use_backgrounds=False: a plain backdrop instead of the scenery pictures")
-    pc.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
-    pc.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_recording_options(pc)
     pc.set_defaults(func=cmd_coinrun)
 
     pp = dsub.add_parser("procgen", help="record any of the 16 Procgen games with a random policy",
@@ -181,12 +186,7 @@ def register(sub) -> None:
     pp.add_argument("--policy", choices=["uniform", "hold"], default="uniform",
                     help="uniform: a new uniform draw over the 15 ids every step (default, as the paper); "
                          "hold: one of the game's effective actions, held for a random number of steps (see --hold)")
-    pp.add_argument("--hold", type=float, default=4.0,
-                    help="with --policy hold: mean number of recorded steps an action is held (geometric; default 4)")
-    pp.add_argument("--no-backgrounds", dest="backgrounds", action="store_false",
-                    help="Procgen's use_backgrounds=False: a plain backdrop instead of the scenery pictures")
-    pp.add_argument("--seed", type=int, default=0, help="seed of the random policy and env RNG (default 0)")
-    pp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_recording_options(pp)
     pp.set_defaults(func=cmd_procgen)
 
     pa = dsub.add_parser("atari", help="record an Atari game with a random policy",

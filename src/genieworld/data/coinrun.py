@@ -64,13 +64,14 @@ def effective_action(a):
     return np.where(a < 0, -1, out)
 
 
-def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform", hold: float = 1.0) -> np.ndarray:
+def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform", hold: float = 1.0,
+                   representatives=EFFECTIVE_ACTIONS) -> np.ndarray:
     """``steps`` raw action ids of a random policy.
 
     ``uniform`` (the paper): each step an independent uniform draw over the 15 Procgen actions.
     ``hold``: a uniform draw over the 6 *effective* actions (one raw id each, see
-    ``EFFECTIVE_ACTIONS``), held for a geometric number of steps with mean ``hold`` -- how a
-    person plays (press a key, keep it down) instead of a new key every step.
+    ``EFFECTIVE_ACTIONS``; another game's ``representatives``), held for a geometric number of steps
+    with mean ``hold`` -- how a person plays (press a key, keep it down) instead of a new key every step.
     """
     if policy == "uniform":
         return rng.integers(0, COINRUN_ACTIONS, size=steps)
@@ -78,7 +79,7 @@ def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform"
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
     if not hold >= 1.0:
         raise ValueError(f"hold must be >= 1 (mean steps an action is held), got {hold}")
-    ids = np.asarray(EFFECTIVE_ACTIONS)
+    ids = np.asarray(representatives, dtype=np.int64)
     out = np.empty(steps, dtype=np.int64)
     i = 0
     while i < steps:
@@ -143,36 +144,50 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
         done = w.done_keys
         todo = [lv for lv in range(start_level, start_level + levels) if f"level:{lv}" not in done]
         counts["levels_skipped"] = levels - len(todo)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=levels, initial=levels - len(todo), desc=f"coinrun {mode}", unit="level")
-        try:
-            for level in todo:
-                n_eps, n_frames = _record_level(w, ProcgenGym3Env, level, steps_per_level, mode, seed, frame_skip,
-                                                policy, hold, backgrounds)
-                w.mark_done(f"level:{level}")
-                counts["levels_done"] += 1
-                counts["episodes"] += n_eps
-                counts["frames"] += n_frames
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(frames=w.num_frames, refresh=False)
-        finally:
-            if bar is not None:
-                bar.close()
+        record_levels(w, todo, levels, f"coinrun {mode}", counts, progress,
+                      lambda level: _record_level(w, ProcgenGym3Env, level, steps_per_level, mode, seed, frame_skip,
+                                                  policy, hold, backgrounds))
     store = EpisodeStore(out)
     return {"out": str(out), **counts, "store_episodes": store.num_episodes, "store_frames": store.num_frames,
             "bytes_on_disk": store.bytes_on_disk, "level_ranges": ranges}
 
 
+def record_levels(w: EpisodeWriter, todo, total: int, desc: str, counts: dict, progress: bool, record_one) -> None:
+    """Record each level of ``todo`` with ``record_one(level) -> (episodes, frames)``, mark it done in the
+    manifest (so a rerun resumes after it) and add to ``counts``; a progress bar over ``total`` levels."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="level")
+    try:
+        for level in todo:
+            n_eps, n_frames = record_one(level)
+            w.mark_done(f"level:{level}")
+            counts["levels_done"] += 1
+            counts["episodes"] += n_eps
+            counts["frames"] += n_frames
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(frames=w.num_frames, refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _record_level(w: EpisodeWriter, env_cls, level: int, steps: int, mode: str, seed: int, frame_skip: int = 1,
                   policy: str = "uniform", hold: float = 1.0, backgrounds: bool = True) -> tuple[int, int]:
-    env = env_cls(num=1, env_name="coinrun", num_levels=1, start_level=int(level), distribution_mode=mode,
-                  rand_seed=_rand_seed(seed, level), use_backgrounds=bool(backgrounds))
     rng = np.random.default_rng([int(seed), int(level)])
     actions = random_actions(rng, steps, policy, hold)
+    return record_actions(w, env_cls, "coinrun", level, actions, mode, seed, frame_skip, backgrounds)
+
+
+def record_actions(w: EpisodeWriter, env_cls, game: str, level: int, actions, mode: str, seed: int,
+                   frame_skip: int = 1, backgrounds: bool = True) -> tuple[int, int]:
+    """Play the raw Procgen ``actions`` on level ``level`` of ``game``, each held ``frame_skip`` game steps,
+    into ``w`` (episodes split at resets, as the module docstring says); returns (episodes, frames)."""
+    env = env_cls(num=1, env_name=game, num_levels=1, start_level=int(level), distribution_mode=mode,
+                  rand_seed=_rand_seed(seed, level), use_backgrounds=bool(backgrounds))
     key = f"level:{level}"
     ep_i = 0
     n_eps = n_frames = 0

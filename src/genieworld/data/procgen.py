@@ -41,9 +41,10 @@ from typing import Callable
 
 import numpy as np
 
-from genieworld.data.coinrun import _rand_seed, effective_action as _coinrun_effective_action
+from genieworld.data.coinrun import _rand_seed, record_actions, record_levels
+from genieworld.data.coinrun import random_actions as _random_actions
+from genieworld.data.coinrun import effective_action as _coinrun_effective_action
 from genieworld.data.store import MANIFEST, EpisodeStore, EpisodeWriter, StoreError
-from genieworld.data.streamer import EpisodeStreamer
 
 __all__ = ["PROCGEN_GAMES", "PROCGEN_ACTIONS", "PROCGEN_FPS", "BUTTON_NAMES", "POLICIES", "generate_procgen",
            "measure_effective_actions", "effective_actions", "effective_actions_of", "effective_action_of",
@@ -270,21 +271,8 @@ def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform"
                    representatives=tuple(range(9))) -> np.ndarray:
     """``steps`` raw action ids: ``uniform`` over the 15 ids each step (the paper), or ``hold``: a
     uniform draw over ``representatives`` (one raw id per effective class) held for a geometric
-    number of steps with mean ``hold``."""
-    if policy == "uniform":
-        return rng.integers(0, PROCGEN_ACTIONS, size=steps)
-    if policy != "hold":
-        raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
-    if not hold >= 1.0:
-        raise ValueError(f"hold must be >= 1 (mean steps an action is held), got {hold}")
-    ids = np.asarray(representatives, dtype=np.int64)
-    out = np.empty(steps, dtype=np.int64)
-    i = 0
-    while i < steps:
-        n = int(rng.geometric(1.0 / hold))
-        out[i:i + n] = ids[rng.integers(0, len(ids))]
-        i += n
-    return out
+    number of steps with mean ``hold`` (:func:`genieworld.data.coinrun.random_actions`)."""
+    return _random_actions(rng, steps, policy, hold, representatives)
 
 
 _COMPARED = ("game", "distribution_mode", "steps_per_level", "seed", "frame_skip", "policy_name", "hold",
@@ -350,25 +338,9 @@ def generate_procgen(out, game: str, levels: int = 100, start_level: int = 0, st
         done = w.done_keys
         todo = [lv for lv in range(start_level, start_level + levels) if f"level:{lv}" not in done]
         counts["levels_skipped"] = levels - len(todo)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=levels, initial=levels - len(todo), desc=f"{game} {mode}", unit="level")
-        try:
-            for level in todo:
-                n_eps, n_frames = _record_level(w, env_cls, game, level, steps_per_level, mode, seed, frame_skip,
-                                                policy, hold, backgrounds, eff["representatives"])
-                w.mark_done(f"level:{level}")
-                counts["levels_done"] += 1
-                counts["episodes"] += n_eps
-                counts["frames"] += n_frames
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(frames=w.num_frames, refresh=False)
-        finally:
-            if bar is not None:
-                bar.close()
+        record_levels(w, todo, levels, f"{game} {mode}", counts, progress,
+                      lambda level: _record_level(w, env_cls, game, level, steps_per_level, mode, seed, frame_skip,
+                                                  policy, hold, backgrounds, eff["representatives"]))
     store = EpisodeStore(out)
     return {"out": str(out), "game": game, **counts, "store_episodes": store.num_episodes,
             "store_frames": store.num_frames, "bytes_on_disk": store.bytes_on_disk, "level_ranges": ranges,
@@ -377,37 +349,6 @@ def generate_procgen(out, game: str, levels: int = 100, start_level: int = 0, st
 
 def _record_level(w: EpisodeWriter, env_cls, game: str, level: int, steps: int, mode: str, seed: int,
                   frame_skip: int, policy: str, hold: float, backgrounds: bool, representatives) -> tuple[int, int]:
-    env = env_cls(num=1, env_name=game, num_levels=1, start_level=int(level), distribution_mode=mode,
-                  rand_seed=_rand_seed(seed, level), use_backgrounds=bool(backgrounds))
     rng = np.random.default_rng([int(seed), int(level)])
     actions = random_actions(rng, steps, policy, hold, representatives)
-    key = f"level:{level}"
-    ep_i = 0
-    n_eps = n_frames = 0
-
-    def new_stream():
-        return EpisodeStreamer(w, {"level": int(level), "episode_in_level": ep_i, "mode": mode}, key)
-
-    _, obs, _ = env.observe()
-    stream = new_stream()
-    stream.push(obs["rgb"][0].copy(), None)
-    for a in actions:
-        for _ in range(frame_skip):
-            env.act(np.array([a], dtype=np.int32))
-            _, obs, first = env.observe()
-            if first[0]:
-                break
-        frame = obs["rgb"][0].copy()
-        if first[0]:  # `a` ended the episode; its outcome frame is not observable
-            n = stream.finish(terminated=True)
-            if n:
-                n_eps, n_frames, ep_i = n_eps + 1, n_frames + n, ep_i + 1
-            stream = new_stream()
-            stream.push(frame, None)
-        else:
-            stream.push(frame, int(a))
-    n = stream.finish(terminated=False)
-    if n:
-        n_eps, n_frames = n_eps + 1, n_frames + n
-    del env
-    return n_eps, n_frames
+    return record_actions(w, env_cls, game, level, actions, mode, seed, frame_skip, backgrounds)
