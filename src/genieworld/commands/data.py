@@ -248,15 +248,18 @@ def _level_summary(store):
     return {"count": len(lv), "min": min(lv), "max": max(lv)}
 
 
+def _recording_options(args) -> dict:
+    """The keyword arguments ``generate_coinrun`` and ``generate_procgen`` take from their shared options."""
+    return dict(levels=args.levels, start_level=args.start_level, steps_per_level=args.steps_per_level,
+                mode=args.mode, seed=args.seed, progress=not args.no_progress, frame_skip=args.frame_skip,
+                policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0, backgrounds=args.backgrounds)
+
+
 def cmd_coinrun(args) -> int:
     from genieworld.data.coinrun import generate_coinrun
 
     try:
-        summary = generate_coinrun(args.out, levels=args.levels, start_level=args.start_level,
-                                   steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
-                                   progress=not args.no_progress, frame_skip=args.frame_skip,
-                                   policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0,
-                                   backgrounds=args.backgrounds)
+        summary = generate_coinrun(args.out, **_recording_options(args))
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)
@@ -276,11 +279,7 @@ def cmd_procgen(args) -> int:
             raise ValueError("need GAME and OUT, e.g. `genie data procgen ninja data/ninja` "
                              f"(the games: {', '.join(PROCGEN_GAMES)})")
         game = check_game(args.game)
-        summary = generate_procgen(args.out, game, levels=args.levels, start_level=args.start_level,
-                                   steps_per_level=args.steps_per_level, mode=args.mode, seed=args.seed,
-                                   progress=not args.no_progress, frame_skip=args.frame_skip,
-                                   policy=args.policy, hold=args.hold if args.policy == "hold" else 1.0,
-                                   backgrounds=args.backgrounds)
+        summary = generate_procgen(args.out, game, **_recording_options(args))
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)

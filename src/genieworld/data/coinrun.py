@@ -89,6 +89,24 @@ def random_actions(rng: np.random.Generator, steps: int, policy: str = "uniform"
     return out
 
 
+def check_recording(mode: str, levels: int, start_level: int, steps_per_level: int, frame_skip: int,
+                    policy: str, hold: float) -> None:
+    """ValueError in one line for recording settings no Procgen recorder accepts."""
+    if mode not in ("hard", "easy"):
+        raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
+    if levels < 1 or start_level < 0 or steps_per_level < 1 or frame_skip < 1:
+        raise ValueError("need levels >= 1, start_level >= 0, steps_per_level >= 1, frame_skip >= 1")
+    random_actions(np.random.default_rng(0), 1, policy, hold)  # validates policy and hold
+
+
+def procgen_env_class():
+    """procgen's ``ProcgenGym3Env``, imported without the deprecation notice gym 0.26 prints."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        from procgen import ProcgenGym3Env
+    return ProcgenGym3Env
+
+
 def _rand_seed(seed: int, level: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(level), 0xC0]).generate_state(1)[0] % (2**31 - 1))
 
@@ -101,15 +119,8 @@ def generate_coinrun(out, levels: int = 100, start_level: int = 0, steps_per_lev
 
     Resumable: levels already recorded in the manifest are skipped.  Returns a summary.
     """
-    if mode not in ("hard", "easy"):
-        raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
-    if levels < 1 or start_level < 0 or steps_per_level < 1 or frame_skip < 1:
-        raise ValueError("need levels >= 1, start_level >= 0, steps_per_level >= 1, frame_skip >= 1")
-    random_actions(np.random.default_rng(0), 1, policy, hold)  # validates policy and hold
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")  # gym 0.26 (a procgen dependency) prints a deprecation notice
-        from procgen import ProcgenGym3Env
-
+    check_recording(mode, levels, start_level, steps_per_level, frame_skip, policy, hold)
+    ProcgenGym3Env = procgen_env_class()
     out = Path(out)
     if policy == "uniform":
         desc = "uniform random, no action repeats" if frame_skip == 1 else f"uniform random, each action held {frame_skip} steps"

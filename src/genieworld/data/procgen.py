@@ -29,19 +29,16 @@ smallest), each held for a geometric number of recorded steps with mean ``hold``
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from genieworld.data.coinrun import _rand_seed, record_actions, record_levels
+from genieworld.data.coinrun import _rand_seed, check_recording, procgen_env_class, record_actions, record_levels
 from genieworld.data.coinrun import random_actions as _random_actions
 from genieworld.data.coinrun import effective_action as _coinrun_effective_action
 from genieworld.data.store import MANIFEST, EpisodeStore, EpisodeWriter, StoreError
@@ -74,13 +71,6 @@ def check_game(game: str) -> str:
     if g not in PROCGEN_GAMES:
         raise ValueError(f"unknown Procgen game {game!r}; the 16 games are: {', '.join(PROCGEN_GAMES)}")
     return g
-
-
-def _env_class():
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")  # gym 0.26 (a procgen dependency) prints a deprecation notice
-        from procgen import ProcgenGym3Env
-    return ProcgenGym3Env
 
 
 # ----------------------------------------------------------------------------- effective actions
@@ -120,7 +110,7 @@ def measure_effective_actions(game: str, mode: str = "hard", frame_skip: int = 1
         raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
     if frame_skip < 1 or states < 1 or levels < 1:
         raise ValueError("need frame_skip >= 1, states >= 1, levels >= 1")
-    env_cls = _env_class()
+    env_cls = procgen_env_class()
     rng = np.random.default_rng([int(seed), 0x5EED])
     level_ids = sorted(int(x) for x in rng.choice(100_000, size=levels, replace=False))
     n_steps = max(2, int(frame_skip))
@@ -303,11 +293,7 @@ def generate_procgen(out, game: str, levels: int = 100, start_level: int = 0, st
     Resumable: levels already recorded in the manifest are skipped.  Returns a summary.
     """
     game = check_game(game)
-    if mode not in ("hard", "easy"):
-        raise ValueError(f"mode must be 'hard' or 'easy', got {mode!r}")
-    if levels < 1 or start_level < 0 or steps_per_level < 1 or frame_skip < 1:
-        raise ValueError("need levels >= 1, start_level >= 0, steps_per_level >= 1, frame_skip >= 1")
-    random_actions(np.random.default_rng(0), 1, policy, hold)  # validates policy and hold
+    check_recording(mode, levels, start_level, steps_per_level, frame_skip, policy, hold)
     out = Path(out)
     source = f"procgen:{game}"
     if policy == "uniform":
@@ -322,7 +308,7 @@ def generate_procgen(out, game: str, levels: int = 100, start_level: int = 0, st
     if (out / MANIFEST).is_file():  # refuse other settings before the writer compares fps (the frame skip)
         _check_settings(out, source, EpisodeStore(out).manifest, settings)
     eff = effective_actions(game, mode, frame_skip)
-    env_cls = _env_class()
+    env_cls = procgen_env_class()
     kw = {} if shard_bytes is None else {"shard_bytes": shard_bytes}
     new_range = [int(start_level), int(start_level + levels)]
     counts = {"levels_done": 0, "levels_skipped": 0, "episodes": 0, "frames": 0}
