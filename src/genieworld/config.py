@@ -175,6 +175,11 @@ class DynamicsConfig:
     # copying them forward. 0 = off.
     context_noise_max: float = 0.0
     context_noise_play: float = 0.0
+    # Not in the paper (classifier-free guidance on actions, as MUSE guides on text): in training,
+    # each frame's action (frames 2..T) is replaced by the learned "no action" embedding with this
+    # probability, so the model also learns the unconditional next frame; sampling can then push
+    # the logits away from it by ``SamplingConfig.action_guidance``. 0 = off.
+    action_dropout: float = 0.0
 
 
 @dataclass
@@ -190,6 +195,10 @@ class SamplingConfig:
     # MaskGIT steps for interactive play (`genie play`, GenieEnv); None = maskgit_steps.
     # Evaluation always uses maskgit_steps (the paper's 25). See bench/bench_generate.py.
     play_maskgit_steps: int | None = None
+    # Classifier-free guidance on the action (needs a dynamics trained with ``action_dropout``):
+    # logits = uncond + w * (cond - uncond), the unconditional pass giving the current frame the
+    # "no action" embedding. 1 = off (one pass per MaskGIT step); w > 1 costs a second pass.
+    action_guidance: float = 1.0
 
 
 @dataclass
@@ -281,10 +290,12 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                      "action_dim": Bound(1, 4096), "max_frames": Bound(1, 1024),
                      "action_injection": Bound(choices=("add", "prepend")),
                      "mask_rate_min": _UNIT, "mask_rate_max": _UNIT, "prev_frame_warp": Bound(0, 64),
-                     "context_noise_max": _UNIT, "context_noise_play": _UNIT},
+                     "context_noise_max": _UNIT, "context_noise_play": _UNIT,
+                     "action_dropout": Bound(0.0, 0.99)},
     SamplingConfig: {"maskgit_steps": Bound(1, 256), "temperature": Bound(0, 100),
                      "schedule": Bound(choices=("cosine", "linear")), "order": Bound(choices=("confidence", "random")),
-                     "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256)},
+                     "context_frames": Bound(1, 1024), "play_maskgit_steps": Bound(1, 256),
+                     "action_guidance": Bound(0, 100)},
     TrainConfig: {"steps": Bound(0, _BIG), "batch_size": Bound(1, 1 << 16), "seq_len": Bound(1, 1024),
                   "lr": Bound(0, 10, open_lo=True), "min_lr": Bound(0, 10), "warmup_steps": Bound(0, _BIG),
                   "beta1": Bound(0, 0.9999), "beta2": Bound(0, 0.9999), "weight_decay": Bound(0, 100),
@@ -431,7 +442,8 @@ def to_dict(cfg: Any) -> dict:
 #: while they hold that value, so adding a setting does not invalidate every cache and resumable run.
 #: Add every new model setting here, with its default.
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.nce_weight": 0.0, "ConvLAMConfig.nce_crop": 0,
-                                  "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors"}
+                                  "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors",
+                                  "DynamicsConfig.action_dropout": 0.0, "SamplingConfig.action_guidance": 1.0}
 
 
 class Retired(NamedTuple):

@@ -184,6 +184,8 @@ class DynamicsModel(nn.Module):
             raise ValueError("num_codes and tokens_per_frame must be positive")
         if not (0.0 <= cfg.context_noise_max <= 1.0 and 0.0 <= cfg.context_noise_play <= 1.0):
             raise ValueError("context_noise_max and context_noise_play must be in [0, 1]")
+        if not 0.0 <= cfg.action_dropout < 1.0:
+            raise ValueError(f"action_dropout must be in [0, 1), got {cfg.action_dropout}")
         self.cfg = cfg
         d = cfg.transformer.d_model
         self.num_codes = cfg.num_codes
@@ -269,16 +271,20 @@ class DynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------ full pass
     def forward(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, prev_btn: torch.Tensor | None = None,
-                noise_level_b: torch.Tensor | None = None) -> torch.Tensor:
+                noise_level_b: torch.Tensor | None = None, drop_action_bt: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Logits (B, T, N, num_codes) for tokens (B, T, N) (mask id allowed) and actions (B, T-1, action_dim).
 
         ``prev_btn`` (only with ``prev_frame_warp``): the previous frame's tokens for each frame, as
         :meth:`prev_tokens` builds them; default: ``tokens_btn`` itself shifted by one frame.
         ``noise_level_b`` (only with ``context_noise_max``): the context's noise level per sample;
-        default ``context_noise_play``.
+        default ``context_noise_play``. ``drop_action_bt`` (bool (B, T), training with
+        ``action_dropout``): frames whose action is replaced by the learned "no action".
         """
         self._check_tokens(tokens_btn)
         act = self.frame_action_embeddings(actions_b_t1_a, tokens_btn.shape[1])
+        if drop_action_bt is not None:
+            act = torch.where(drop_action_bt[:, :, None], self.no_action.to(act.dtype), act)
         return self.forward_embedded(tokens_btn, act, prev_btn=prev_btn, noise_level_b=noise_level_b)
 
     def forward_embedded(self, tokens_btn: torch.Tensor, act_btd: torch.Tensor, window: int | None = None,
@@ -372,7 +378,10 @@ class DynamicsModel(nn.Module):
         inputs = torch.where(mask, torch.full_like(tokens_btn, self.mask_id), context)
         # the warp always copies the whole previous frame, as play has it (corrupted with the context)
         prev = self.prev_tokens(context) if self.warp is not None else None
-        logits = self(inputs, actions_b_t1_a, prev_btn=prev, noise_level_b=level)
+        drop = None
+        if self.cfg.action_dropout > 0:  # classifier-free guidance: some frames learn without their action
+            drop = torch.rand(b, t, generator=generator, device=tokens_btn.device) < self.cfg.action_dropout
+        logits = self(inputs, actions_b_t1_a, prev_btn=prev, noise_level_b=level, drop_action_bt=drop)
         loss, acc = masked_cross_entropy(logits, tokens_btn, mask)
         info = {"ce": loss.detach(), "acc": acc, "mask_rate": mask[:, 1:].float().mean().detach(),
                 "rate": rate, "mask": mask}

@@ -271,8 +271,9 @@ class World:
         emb = g.dynamics.action_embedding(vec, self.batch)
         dyn, sp = g.dynamics, self.sampling
         if self.use_cache:
-            def logits_fn(tok):
-                return dyn.step_logits(tok, vec, self.cache, advance=False)
+            def cond_fn(tok, uncond=False):
+                # the slot of the new frame is rewritten by each call, so the two passes share the cache
+                return dyn.step_logits(tok, None if uncond else vec, self.cache, advance=False)
         else:
             reach = self._reach()  # earlier frames that can influence the new one
             hist_list = self._tokens[max(0, len(self._tokens) - reach):] if reach > 0 else []
@@ -283,10 +284,22 @@ class World:
             before = len(self._tokens) - len(hist_list) - 1
             first_prev = self._tokens[before] if before >= 0 else None
 
-            def logits_fn(tok):
+            def cond_fn(tok, uncond=False):
                 seq = tok[:, None] if hist is None else torch.cat([hist, tok[:, None]], dim=1)
                 prev = dyn.prev_tokens(seq, first_prev) if dyn.warp is not None else None
-                return dyn.forward_embedded(seq, act_btd, window=sp.context_frames, prev_btn=prev)[:, -1]
+                act = act_btd
+                if uncond:
+                    act = torch.cat([act_btd[:, :-1], dyn.action_embedding(None, self.batch)[:, None]], dim=1)
+                return dyn.forward_embedded(seq, act, window=sp.context_frames, prev_btn=prev)[:, -1]
+
+        w = sp.action_guidance
+        if w == 1.0:
+            logits_fn = cond_fn
+        else:
+            def logits_fn(tok):  # classifier-free guidance on the action
+                cond = cond_fn(tok).float()
+                uncond = cond_fn(tok, uncond=True).float()
+                return uncond + w * (cond - uncond)
 
         new = sample_frame(logits_fn, self.batch, dyn.tokens_per_frame, dyn.mask_id, sp.maskgit_steps,
                            sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device,
