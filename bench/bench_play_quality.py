@@ -38,6 +38,11 @@ def main(argv=None) -> int:
     ap.add_argument("--hold-steps", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--drivers", nargs="*", default=None, metavar="DRIVER",
+                    help="FVD drivers to measure: own random held player (default all; none = only drift and judge)")
+    ap.add_argument("--action-guidance", type=float, nargs="+", metavar="W",
+                    help="score each model at each classifier-free action guidance W (sampling.action_guidance; "
+                         "default: the model's own)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
@@ -67,13 +72,24 @@ def main(argv=None) -> int:
 
     out = {"bench": "play_quality", "time": now_iso(), "device": device_info(), "data": args.data, "n": args.n,
            "judge": info, "models": {}}
+    from dataclasses import replace
+
+    from genieworld.eval.play_quality import DRIVERS
+
+    drivers = DRIVERS if args.drivers is None else tuple(d for d in args.drivers if d != "none")
     for m in args.model:
-        genie = Genie.from_pretrained(m)
-        print(f"[bench] {m}", file=sys.stderr, flush=True)
-        r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge, judge_info=info,
-                         hold_prompts=args.hold_prompts, hold_steps=args.hold_steps, real_features=feats)
-        r.pop("judge", None)
-        out["models"][m] = r
+        for w in args.action_guidance or [None]:
+            genie = Genie.from_pretrained(m)
+            key = m
+            if w is not None:
+                genie.sampling = replace(genie.sampling, action_guidance=w)
+                key = f"{m} (action guidance {w:g})"
+            print(f"[bench] {key}", file=sys.stderr, flush=True)
+            r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
+                             judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
+                             real_features=feats, drivers=drivers)
+            r.pop("judge", None)
+            out["models"][key] = r
     out["seconds"] = round(time.time() - t0, 1)
     emit_json(out, args.out, indent=1)
     return 0

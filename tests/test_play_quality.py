@@ -97,6 +97,19 @@ def test_play_quality_reports_every_driver_drift_and_following(synthetic_store_d
     json.dumps(r)  # JSON-able
 
 
+def test_play_quality_measures_only_the_drivers_asked_for(synthetic_store_dir, untrained_model_dir):
+    from genieworld.genie import Genie
+
+    store = EpisodeStore(synthetic_store_dir)
+    g = Genie.from_pretrained(untrained_model_dir)
+    with torch_threads(1):
+        r = pq.play_quality(g, store, n=3, length=10, long_length=0, progress=False, drivers=("player",))
+        assert "fvd_player" in r and not any(f"fvd_{d}" in r for d in ("own", "random", "held"))
+        assert "drift_ratio" not in r
+        with pytest.raises(ValueError, match="unknown driver"):
+            pq.play_quality(g, store, n=3, length=10, long_length=0, progress=False, drivers=("walk",))
+
+
 def test_genie_eval_play_writes_play_quality_with_the_judge(tmp_path, synthetic_store_dir, untrained_model_dir,
                                                             monkeypatch, capsys):
     from genieworld.cli import main

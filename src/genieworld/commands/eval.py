@@ -91,6 +91,9 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, help="override the model's sampling temperature")
     p.add_argument("--order", choices=("confidence", "random"),
                    help="override the model's MaskGIT unmasking order (sampling.order)")
+    p.add_argument("--action-guidance", type=float, metavar="W",
+                   help="override the model's classifier-free guidance on the action (sampling.action_guidance; "
+                        "1 = off; needs a dynamics trained with action_dropout), for the rollouts and --play")
     p.add_argument("--play", type=_nonneg, default=0, metavar="N",
                    help="also measure play quality on N clips per set (genieworld.eval.play_quality: FVD under four "
                         "drivers beside the real floor, drift over 64 frames): play_quality.json; report N >= 128")
@@ -120,6 +123,8 @@ def run_eval(args) -> int:
         raise UserError(f"--out {out} exists and is not a folder")
     if args.temperature is not None and not args.temperature >= 0:
         raise UserError("--temperature must be >= 0")
+    if args.action_guidance is not None and not 0 <= args.action_guidance <= 100:
+        raise UserError("--action-guidance must be in [0, 100]")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -145,6 +150,10 @@ def run_eval(args) -> int:
         if not bf16_supported(genie.device):
             raise UserError(f"--precision bf16: no native bf16 on {genie.device} (avx512_bf16, AMX or a GPU)")
         genie.set_play_precision("bf16")
+    if args.action_guidance is not None:
+        from dataclasses import replace
+
+        genie.sampling = replace(genie.sampling, action_guidance=args.action_guidance)
     overrides = {}
     if args.maskgit_steps is not None:
         overrides["maskgit_steps"] = args.maskgit_steps
