@@ -5,6 +5,8 @@ Several models side by side on the same real clips; prints one JSON object.
         --train-data runs/cpu/data/train --judge runs/judge -n 128
     python bench/bench_play_quality.py --model models/coinrun-cpu --model runs/s31/noise/model \\
         --data runs/cpu/data/test --train-data runs/cpu/data/train --judge runs/judge -n 128 --out bench/results/dynamics/play-quality.json
+    python bench/bench_play_quality.py --model models/coinrun-cpu --data runs/cpu/data/test \
+        --train-data runs/cpu/data/train --drivers player --long 0 --variant temperature=0.3 --variant action_guidance=2
 
 For each model (``genieworld.eval.play_quality``): FVD of 16-frame rollouts under four drivers (the
 LAM's reading of the real clip, uniform random latents, one latent held, a player's presses) against
@@ -26,6 +28,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_info, emit_json, now_iso  # noqa: E402
 
 
+def parse_variant(text: str) -> dict:
+    """``temperature=0.3,action_guidance=2`` -> sampling overrides (values as JSON, else strings)."""
+    import json
+    from dataclasses import fields
+
+    from genieworld.config import SamplingConfig
+
+    known = {f.name for f in fields(SamplingConfig)}
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--variant {text!r}: expected KEY=VALUE pairs of sampling settings {sorted(known)}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
@@ -40,13 +62,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--drivers", nargs="*", default=None, metavar="DRIVER",
                     help="FVD drivers to measure: own random held player (default all; none = only drift and judge)")
-    ap.add_argument("--action-guidance", type=float, nargs="+", metavar="W",
-                    help="score each model at each classifier-free action guidance W (sampling.action_guidance; "
-                         "default: the model's own)")
+    ap.add_argument("--variant", action="append", metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="score each model also with these sampling settings (repeat for more variants), e.g. "
+                         "action_guidance=2 or temperature=0.3,order=random; default: the model's own settings")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
         raise SystemExit("need -n >= 2, --long >= 0, --hold-prompts >= 1 and --hold-steps >= 3")
+    variants = [parse_variant(v) for v in args.variant] if args.variant else [{}]
 
     import torch
 
@@ -78,12 +101,12 @@ def main(argv=None) -> int:
 
     drivers = DRIVERS if args.drivers is None else tuple(d for d in args.drivers if d != "none")
     for m in args.model:
-        for w in args.action_guidance or [None]:
+        for var in variants:
             genie = Genie.from_pretrained(m)
             key = m
-            if w is not None:
-                genie.sampling = replace(genie.sampling, action_guidance=w)
-                key = f"{m} (action guidance {w:g})"
+            if var:
+                genie.sampling = replace(genie.sampling, **var)
+                key = f"{m} ({', '.join(f'{k}={v}' for k, v in var.items())})"
             print(f"[bench] {key}", file=sys.stderr, flush=True)
             r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
                              judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
