@@ -219,6 +219,10 @@ def load_or_train_judge(path, train_store, test_store, cfg: JudgeConfig | None =
         except (UserError, OSError, AttributeError) as e:  # a damaged judge is retrained, and says so
             print(f"[judge] {path}: unreadable ({type(e).__name__}: {str(e)[:200]}); training again", flush=True)
     t0 = time.time()
+    if progress:
+        steps = (cfg or JudgeConfig()).steps
+        print(f"[judge] training the action judge on {Path(train_store.path).name} ({steps} steps, about 5 min on "
+              f"one free core; cached in {path} for later runs)", flush=True)
     net = train_judge(train_store, cfg, progress=progress)
     info = {"store_digest": digest, "train_store": Path(train_store.path).name, "train_seconds": round(time.time() - t0, 1),
             "config": asdict(net.cfg), "heldout": judge_accuracy(net, test_store)}
