@@ -48,6 +48,38 @@ def parse_variant(text: str) -> dict:
     return out
 
 
+def real_features(store, n: int, seed: int, cache: Path | None):
+    """I3D features of the two real clip sets (prompt set, reference set), from ``cache`` when a run
+    on the same store contents, N and seed computed them (several minutes on a CPU), else computed
+    and kept there."""
+    import numpy as np
+
+    from genieworld.data.store import store_digest
+    from genieworld.eval.fvd import i3d_features
+    from genieworld.eval.play_quality import real_clips
+
+    path = None
+    if cache is not None:
+        path = cache / f"real-{store_digest(store)[:16]}-n{n}-seed{seed}.npz"
+        if path.is_file():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    feats = (z["prompts"], z["reference"])
+                if all(f.ndim == 2 and f.shape[0] == n for f in feats):
+                    print(f"[bench] real I3D features from {path}", file=sys.stderr, flush=True)
+                    return feats
+            except (OSError, ValueError, KeyError) as e:
+                print(f"[bench] {path}: unreadable ({type(e).__name__}); computing again", file=sys.stderr, flush=True)
+    clips = real_clips(store, n, 16, seed)
+    feats = (i3d_features(clips[0]), i3d_features(clips[1]))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, prompts=feats[0], reference=feats[1])
+        tmp.replace(path)
+    return feats
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", required=True, help="model folder (repeat to compare models)")
@@ -65,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", metavar="KEY=VALUE[,KEY=VALUE]",
                     help="score each model also with these sampling settings (repeat for more variants), e.g. "
                          "action_guidance=2 or temperature=0.3,order=random; default: the model's own settings")
+    ap.add_argument("--feature-cache", default="runs/play-features",
+                    help="folder that keeps the real clips' I3D features between runs, by store digest, N and "
+                         "seed (default runs/play-features; '' = recompute every time)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
@@ -75,8 +110,6 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     from genieworld.data.store import EpisodeStore
-    from genieworld.eval.fvd import i3d_features
-    from genieworld.eval.play_quality import real_clips
     from genieworld.genie import Genie
 
     t0 = time.time()
@@ -89,8 +122,7 @@ def main(argv=None) -> int:
         print(f"[bench] judge: held-out accuracy {info['heldout']['acc']:.3f} "
               f"(direction {info['heldout']['acc_direction']:.3f}, jump {info['heldout']['acc_jump']:.3f})",
               file=sys.stderr, flush=True)
-    clips = real_clips(store, args.n, 16, args.seed)
-    feats = (i3d_features(clips[0]), i3d_features(clips[1]))
+    feats = real_features(store, args.n, args.seed, Path(args.feature_cache) if args.feature_cache else None)
     from genieworld.eval.play_quality import play_quality
 
     out = {"bench": "play_quality", "time": now_iso(), "device": device_info(), "data": args.data, "n": args.n,
