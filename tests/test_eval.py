@@ -251,5 +251,5 @@ def test_eval_cli_rejects_bad_input(tiny_model_dir, synthetic_store_dir, tmp_pat
     assert rc == 2 and "no episode has 500 frames" in capsys.readouterr().err
     rc = main(["eval", str(tiny_model_dir), "--data", str(synthetic_store_dir), "--out", str(tmp_path / "r"),
                "--action-guidance", "-1"])
-    assert rc == 2 and "--action-guidance must be in [0, 100]" in capsys.readouterr().err
+    assert rc == 2 and "--action-guidance: -1.0 is outside the allowed range [0, 100]" in capsys.readouterr().err
     assert not (tmp_path / "r" / "metrics.json").exists()

@@ -64,6 +64,7 @@ _I31 = 2**31 - 1  # Procgen and gym seeds are 32-bit
 #: :func:`check_numbers` applies it after parsing, with finiteness for every float option, so an option a
 #: command forgot to check is refused in one line (exit 2) instead of failing deep inside the run.
 OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "action_guidance": (0, 100),
     "batch_size": (1, 1 << 16), "bc_steps": (1, 10**8), "checkpoint_every": (1, 10**9),
     "clips_per_episode": (1, 10**4), "data_fraction": (1e-9, 1), "dynamics_data_fraction": (1e-9, 1),
     "dynamics_steps": (1, 10**9), "envs": (1, 4096), "episodes": (1, 10**7), "epsilon": (0, 1),

@@ -123,8 +123,6 @@ def run_eval(args) -> int:
         raise UserError(f"--out {out} exists and is not a folder")
     if args.temperature is not None and not args.temperature >= 0:
         raise UserError("--temperature must be >= 0")
-    if args.action_guidance is not None and not 0 <= args.action_guidance <= 100:
-        raise UserError("--action-guidance must be in [0, 100]")
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
