@@ -27,9 +27,10 @@ def test_only_the_clean_context_is_corrupted_and_the_level_reaches_the_model(mon
     seen = {}
     real_forward = DynamicsModel.forward
 
-    def spy(self, tokens, actions, prev_btn=None, noise_level_b=None):
+    def spy(self, tokens, actions, prev_btn=None, noise_level_b=None, drop_action_bt=None):
         seen.update(tokens=tokens.clone(), prev=prev_btn.clone(), level=noise_level_b.clone())
-        return real_forward(self, tokens, actions, prev_btn=prev_btn, noise_level_b=noise_level_b)
+        return real_forward(self, tokens, actions, prev_btn=prev_btn, noise_level_b=noise_level_b,
+                            drop_action_bt=drop_action_bt)
 
     monkeypatch.setattr(DynamicsModel, "forward", spy)
     tok = torch.randint(0, 32, (64, 4, 16))

@@ -443,7 +443,7 @@ def to_dict(cfg: Any) -> dict:
 #: Add every new model setting here, with its default.
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.nce_weight": 0.0, "ConvLAMConfig.nce_crop": 0,
                                   "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors",
-                                  "DynamicsConfig.action_dropout": 0.0, "SamplingConfig.action_guidance": 1.0}
+                                  "DynamicsConfig.action_dropout": 0.0}
 
 
 class Retired(NamedTuple):
