@@ -133,12 +133,11 @@ def main(argv=None) -> int:
 
     drivers = DRIVERS if args.drivers is None else tuple(d for d in args.drivers if d != "none")
     for m in args.model:
+        genie = Genie.from_pretrained(m)  # once per model: a variant changes only its sampling settings
+        own = genie.sampling
         for var in variants:
-            genie = Genie.from_pretrained(m)
-            key = m
-            if var:
-                genie.sampling = replace(genie.sampling, **var)
-                key = f"{m} ({', '.join(f'{k}={v}' for k, v in var.items())})"
+            genie.sampling = replace(own, **var)
+            key = f"{m} ({', '.join(f'{k}={v}' for k, v in var.items())})" if var else m
             print(f"[bench] {key}", file=sys.stderr, flush=True)
             r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
                              judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
