@@ -20,6 +20,7 @@ and shared by every model, so the models' numbers differ only by their rollouts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
     if args.train_data:
         from genieworld.eval.judge import load_or_train_judge
 
-        judge, info = load_or_train_judge(args.judge, EpisodeStore(args.train_data), store)
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines
+            judge, info = load_or_train_judge(args.judge, EpisodeStore(args.train_data), store)
         print(f"[bench] judge: held-out accuracy {info['heldout']['acc']:.3f} "
               f"(direction {info['heldout']['acc_direction']:.3f}, jump {info['heldout']['acc_jump']:.3f})",
               file=sys.stderr, flush=True)
@@ -139,9 +141,10 @@ def main(argv=None) -> int:
             genie.sampling = replace(own, **var)
             key = f"{m} ({', '.join(f'{k}={v}' for k, v in var.items())})" if var else m
             print(f"[bench] {key}", file=sys.stderr, flush=True)
-            r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
-                             judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
-                             real_features=feats, drivers=drivers)
+            with contextlib.redirect_stdout(sys.stderr):  # its progress lines; stdout is the JSON alone
+                r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
+                                 judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
+                                 real_features=feats, drivers=drivers)
             r.pop("judge", None)
             out["models"][key] = r
     out["seconds"] = round(time.time() - t0, 1)
