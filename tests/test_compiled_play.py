@@ -87,3 +87,26 @@ def test_decomposed_attention_equals_the_fused_kernel():
         torch.testing.assert_close(att.attend(q, k, v, **kw), fused, atol=0, rtol=0)
         att.eval()
         att.math_attention = False
+
+
+def test_commit_leaves_the_cache_exactly_as_a_full_step_does():
+    """Play commits each frame with ``commit`` (no last-layer tail, no head); the cache it leaves, and so every
+    later frame's logits, must be bit-identical to committing with ``step_logits(advance=True)``."""
+    g = tiny_genie(seed=6, warp=1)
+    dyn = g.dynamics
+    torch.manual_seed(6)
+    tok = torch.randint(0, 32, (2, 7, 16))
+    acts = g.lam.action_vectors(torch.randint(0, g.num_actions, (2, 6)))
+    full, fast = dyn.new_cache(2, window=4), dyn.new_cache(2, window=4)
+    for t in range(7):  # past the 4-frame ring buffer's wrap
+        a = None if t == 0 else acts[:, t - 1]
+        dyn.step_logits(tok[:, t], a, full, advance=True)
+        dyn.commit(tok[:, t], a, fast)
+        assert full.length == fast.length == t + 1
+        for layer in range(len(full.k)):
+            assert torch.equal(full.k[layer], fast.k[layer]) and torch.equal(full.v[layer], fast.v[layer])
+        assert torch.equal(full.extra["prev_tokens"], fast.extra["prev_tokens"])
+    nxt = torch.full_like(tok[:, 0], dyn.mask_id)
+    assert torch.equal(dyn.step_logits(nxt, acts[:, 0], full, advance=False),
+                       dyn.step_logits(nxt, acts[:, 0], fast, advance=False))
+

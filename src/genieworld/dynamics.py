@@ -36,7 +36,8 @@ from einops import rearrange
 from torch import nn
 
 from genieworld.config import DynamicsConfig
-from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights, set_math_attention
+from genieworld.nn.st_transformer import (STTransformer, TemporalKVCache, compile_frame_fn, init_weights,
+                                          set_math_attention)
 
 INJECTIONS = ("add", "prepend")
 CONTEXT_NOISE_BUCKETS = 8  # learned embeddings of the context-noise level (``context_noise_max``)
@@ -332,6 +333,23 @@ class DynamicsModel(nn.Module):
                 cache.extra["prev_tokens"] = tokens_bn.clone()
         return out
 
+    def commit(self, tokens_bn: torch.Tensor, action_vec_bd: torch.Tensor | None, cache: TemporalKVCache) -> None:
+        """Commit the frame at index ``cache.length`` with its final tokens: the cache ends exactly as after
+        ``step_logits(..., advance=True)``, but no logits are made (the last layer's output, feed-forward and
+        the head are skipped), which is what play needs after the last MaskGIT step."""
+        self._check_tokens(tokens_bn)
+        act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
+        last = cache.extra.get("prev_tokens") if self.warp is not None and cache.length else None
+        (self.__dict__.get("_compiled_commit") or self._commit_core)(tokens_bn, act, last, cache)
+        cache.advance()
+        if self.warp is not None:
+            cache.extra["prev_tokens"] = tokens_bn.clone()
+
+    def _commit_core(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None,
+                     cache: TemporalKVCache) -> None:
+        prev = self.prev_tokens(tokens_bn[:, None], last_bn) if self.warp is not None else None
+        self.transformer.commit_layers(self._embed(tokens_bn[:, None], act_bd[:, None], prev), cache)
+
     def _step_core(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None,
                    cache: TemporalKVCache) -> torch.Tensor:
         """The arithmetic of :meth:`step_logits` (no checks, no commit): what :meth:`compile_step` compiles."""
@@ -345,13 +363,14 @@ class DynamicsModel(nn.Module):
 
     @property
     def step_compiled(self) -> bool:
-        return "_compiled_step" in self.__dict__
+        return "_compiled_step" in self.__dict__ and "_compiled_commit" in self.__dict__
 
     def compile_step(self) -> None:
         """``torch.compile`` the per-frame step of :meth:`step_logits` (inference only; the full pass and
         training stay eager). The first frames after this compile it (tens of seconds on a CPU)."""
         set_math_attention(self.transformer)
-        self.__dict__["_compiled_step"] = torch.compile(self._step_core, dynamic=False)
+        self.__dict__["_compiled_step"] = compile_frame_fn(self._step_core)
+        self.__dict__["_compiled_commit"] = compile_frame_fn(self._commit_core)
 
     # ------------------------------------------------------------------ training
     def loss(self, tokens_btn: torch.Tensor, actions_b_t1_a: torch.Tensor, generator: torch.Generator | None = None

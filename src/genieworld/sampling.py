@@ -228,7 +228,7 @@ class World:
         if self.use_cache:
             self.cache = g.dynamics.new_cache(b, window=ctx)
             for k in range(t0):
-                g.dynamics.step_logits(prompt_tokens[:, k], frame_actions[k], self.cache, advance=True)
+                g.dynamics.commit(prompt_tokens[:, k], frame_actions[k], self.cache)
         self.dec_cache = g.tokenizer.new_decode_cache(b)
         self.frames = [_to_uint8(g.tokenizer.decode_step(prompt_tokens[:, k], self.dec_cache)) for k in range(t0)]
         return self.frames[-1][0]
@@ -305,7 +305,7 @@ class World:
                            sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device,
                            sp.order)
         if self.use_cache:
-            dyn.step_logits(new, vec, self.cache, advance=True)  # commit the final tokens
+            dyn.commit(new, vec, self.cache)  # commit the final tokens (keys/values only, no logits)
         self._tokens.append(new)
         self._actions.append(actions_b)
         self._act_emb.append(emb)

@@ -24,7 +24,8 @@ from torch import nn
 
 from genieworld.config import TokenizerConfig
 from genieworld.nn.quantizer import VectorQuantizer
-from genieworld.nn.st_transformer import STTransformer, TemporalKVCache, init_weights, set_math_attention
+from genieworld.nn.st_transformer import (STTransformer, TemporalKVCache, compile_frame_fn, init_weights,
+                                          set_math_attention)
 
 
 def patchify(video_bthwc: torch.Tensor, p: int) -> torch.Tensor:
@@ -114,7 +115,7 @@ class VideoTokenizer(nn.Module):
     def compile_decode_step(self) -> None:
         """``torch.compile`` :meth:`decode_step` (inference only). The first frames after this compile it."""
         set_math_attention(self.decoder)
-        self.__dict__["_compiled_decode"] = torch.compile(self._decode_core, dynamic=False)
+        self.__dict__["_compiled_decode"] = compile_frame_fn(self._decode_core)
 
     @torch.no_grad()
     def decode_step(self, indices_bn: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:

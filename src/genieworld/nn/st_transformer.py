@@ -152,6 +152,13 @@ class TemporalAttention(Attention):
         y = self.attend(q, ck, cv, attn_mask=cache.valid)
         return rearrange(y, "(b s) t d -> b t s d", b=b)
 
+    def write_kv(self, x_b1sd: torch.Tensor, cache: "TemporalKVCache", layer: int) -> None:
+        """Only the cache write of :meth:`step`: the frame's keys/values into its slot, no query, no output."""
+        _, k, v = self.project(rearrange(x_b1sd, "b t s d -> (b s) t d"))  # as step() projects them
+        k = apply_rope(k, cache.rope_cos, cache.rope_sin)
+        cache.k[layer].index_copy_(2, cache.slot, k.to(cache.k[layer].dtype))
+        cache.v[layer].index_copy_(2, cache.slot, v.to(cache.v[layer].dtype))
+
 
 class TemporalKVCache:
     """Fixed-size ring buffer of temporal keys/values, one (B*S, H, window, Dh) pair per layer.
@@ -304,6 +311,27 @@ class STTransformer(nn.Module):
         for i, blk in enumerate(self.blocks):
             x = blk.step(x, cache, i)
         return self.norm_out(x)
+
+    def commit_layers(self, x_b1sd: torch.Tensor, cache: TemporalKVCache) -> None:
+        """The cache writes of :meth:`step_layers` and nothing else: the last block stops once its temporal
+        keys/values are written (its attention output, feed-forward and the final norm feed only the
+        logits, which committing a frame does not need). Leaves the cache exactly as ``step_layers`` would."""
+        x = x_b1sd + self.pos_s
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            if i < last:
+                x = blk.step(x, cache, i)
+            else:
+                x = x + blk.spatial(blk.norm_s(x))
+                blk.temporal.write_kv(blk.norm_t(x), cache, i)
+
+
+def compile_frame_fn(fn):
+    """``torch.compile`` a fixed-shape per-frame inference function (the dynamics' step and commit, the
+    tokenizer's decode step). ``cpp_wrapper``: inductor calls its kernels from compiled C++ instead of Python,
+    which saves about 0.5 ms of a 6-7 ms dynamics pass and 0.3 ms of a decode on a 2-core CPU (2.7 ms of a
+    play frame), for about 30 s more of compiling on a cold inductor cache (docs/experiments.md, "Play speed")."""
+    return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
 
 
 def set_math_attention(module: nn.Module, on: bool = True) -> None:
