@@ -68,3 +68,17 @@ def test_prompts_skip_uniform_frames_and_reuse_small_stores(tmp_path):
     blank.close()
     with pytest.raises(ValueError, match="no usable"):
         write_prompts(tmp_path / "m", tmp_path / "blank")
+
+
+def test_rewriting_store_prompts_keeps_the_drawn_ones(synthetic_store_dir, tmp_path):
+    """A gallery with sketches (genieworld.sketches) can pick its real frames again: the sketches, their
+    files and their index entries stay; only the prompt-*.png frames are replaced."""
+    from genieworld.sketches import write_drawn_prompts
+
+    write_prompts(tmp_path / "m", synthetic_store_dir, n=3, seed=0)
+    drawn = write_drawn_prompts(tmp_path / "m", size=64)
+    write_prompts(tmp_path / "m", synthetic_store_dir, n=2, seed=1)
+    folder = tmp_path / "m" / "prompts"
+    names = [e["file"] for e in json.loads((folder / "index.json").read_text())["prompts"]]
+    assert names[:2] == ["prompt-00.png", "prompt-01.png"] and not (folder / "prompt-02.png").exists()
+    assert sorted(names[2:]) == sorted(p.name for p in drawn) and all(p.is_file() for p in drawn)

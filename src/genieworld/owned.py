@@ -40,7 +40,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "checkpoint": ("model.safetensors", "config.json", "trainer.pt", "state.json"),
     "component": ("config.json", "model.safetensors"),
     "model": ("genie.json", "actions.json", "tokenizer", "lam", "dynamics", "prompts", "README.md", "judge"),
-    "prompts": ("index.json", "prompt-*.png", ".prompt-*.png.*", ".index.json.*"),
+    "prompts": ("index.json", "prompt-*.png", ".prompt-*.png.*", ".index.json.*",
+                "sketch-*.png", ".sketch-*.png.*", "snapshot-*.png", ".snapshot-*.png.*"),  # genieworld.sketches
     "store": ("manifest.json", "ingest_report.json", "shard-*.gws", ".lock", ".tmp-*"),
     "eval-report": ("metrics.json", "report.md", "rollouts.gif", "rollouts.png", "action_grid.png",
                     "psnr_per_step.png", "play_quality.json", "play_drift.png", "judge", ".*.tmp"),

@@ -121,21 +121,30 @@ def write_prompts(model_dir, store, n: int = 8, seed: int = 0) -> list[Path]:
         name = f"prompt-{k:02d}.png"
         paths.append(atomic_write_bytes(out, name, _png(p["frame"])))
         entries.append({"file": name, "label": p["label"], "episode": p["episode"], "frame": p["index"]})
-    atomic_write_json(out, PROMPT_INDEX, {"prompts": entries, "seed": int(seed), "store": Path(store.path).name,
-                                          "source": store.source})
+    # drawn prompts (genieworld.sketches: entries with a "kind") are not store frames: they stay
+    before = _read_index(out).get("prompts")
+    drawn = [e for e in (before if isinstance(before, list) else []) if isinstance(e, dict) and "kind" in e
+             and PROMPT_FILE_RE.match(str(e.get("file", ""))) and (out / e["file"]).is_file()]
+    atomic_write_json(out, PROMPT_INDEX, {"prompts": entries + drawn, "seed": int(seed),
+                                          "store": Path(store.path).name, "source": store.source})
     return paths
 
 
-def read_prompt_labels(prompts_dir) -> dict[str, str]:
-    """``{file name: label}`` from ``prompts/index.json``; ``{}`` when it is missing or malformed."""
+def _read_index(prompts_dir) -> dict:
+    """``prompts/index.json`` as a dict; ``{}`` when it is missing or malformed."""
     from genieworld.errors import UserError
     from genieworld.utils import read_json
 
     try:  # bounded, regular files only: a FIFO or a link to /dev/zero is refused, never read
         data = read_json(Path(prompts_dir) / PROMPT_INDEX, max_bytes=MAX_INDEX_BYTES)
-        items = data["prompts"]
-    except (UserError, KeyError, TypeError):
+    except UserError:
         return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_prompt_labels(prompts_dir) -> dict[str, str]:
+    """``{file name: label}`` from ``prompts/index.json``; ``{}`` when it is missing or malformed."""
+    items = _read_index(prompts_dir).get("prompts")
     labels = {}
     if isinstance(items, list):
         for it in items:
