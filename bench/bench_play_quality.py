@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json, now_iso  # noqa: E402
+from common import device_info, emit_json, now_iso, parse_assignment  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
     """``temperature=0.3,action_guidance=2`` -> sampling overrides (values as JSON, else strings)."""
-    import json
     from dataclasses import fields
 
     from genieworld.config import SamplingConfig
@@ -39,13 +38,10 @@ def parse_variant(text: str) -> dict:
     known = {f.name for f in fields(SamplingConfig)}
     out = {}
     for item in text.split(","):
-        key, sep, value = item.partition("=")
-        if not sep or key not in known:
+        kv = parse_assignment(item)
+        if kv is None or kv[0] not in known:
             raise SystemExit(f"--variant {text!r}: expected KEY=VALUE pairs of sampling settings {sorted(known)}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
+        out[kv[0]] = kv[1]
     return out
 
 

@@ -165,7 +165,7 @@ def main(argv=None) -> int:
         cfg = load_preset(str(preset_path))
         tr = cfg.dynamics_train
         flops = dynamics_model_train_flops(cfg.dynamics, tr.batch_size, tr.seq_len)["train_step"] * steps
-        params = sum(p.numel() for p in _dynamics(model).parameters())
+        params = _dynamics_params(model)
         rows.append({"cell": f"{name}@{steps}", "size": name, "d_model": width, "layers": layers,
                      "params": params, "steps": steps, "train_pflop": round(flops / 1e15, 3),
                      "train_h": round(timing["train_s"] / 3600, 3), **score(eval_dir)})
@@ -180,10 +180,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _dynamics(model_dir: Path):
-    from genieworld.genie import Genie
+def _dynamics_params(model_dir: Path) -> int:
+    """The dynamics' parameter count, from the safetensors header alone (no model is built)."""
+    from math import prod
 
-    return Genie.from_pretrained(model_dir).dynamics
+    from safetensors import safe_open
+
+    with safe_open(str(Path(model_dir) / "dynamics" / "model.safetensors"), "pt") as f:
+        return sum(prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 if __name__ == "__main__":

@@ -361,17 +361,25 @@ def random_prompts(store, n: int, seed, salt: int):
 
 
 # ----------------------------------------------------------------------------- LAM settings and labels
+def parse_assignment(item: str) -> tuple[str, object] | None:
+    """``KEY=VALUE`` -> (KEY, VALUE parsed as JSON, else the string); None without an ``=``."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        return None
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def parse_sets(items: list[str]) -> dict:
     """``lam.KEY=VALUE`` (VALUE as JSON, else a string) -> {KEY: VALUE}; ``lam.vq.KEY`` for the quantiser."""
     out: dict = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.startswith("lam."):
+        kv = parse_assignment(item)
+        if kv is None or not kv[0].startswith("lam."):
             raise SystemExit(f"--set {item!r}: expected lam.KEY=VALUE (e.g. lam.residual_decoder=false)")
-        try:
-            out[key[4:]] = json.loads(value)
-        except ValueError:
-            out[key[4:]] = value
+        out[kv[0][4:]] = kv[1]
     return out
 
 

@@ -36,7 +36,7 @@ def test_cell_preset_resizes_only_the_dynamics_transformer(bench, tmp_path):
     assert load_preset(str(path)).dynamics.transformer.d_model == 192  # a valid preset
 
 
-def test_report_only_trains_nothing_and_reports_scored_cells(bench, tmp_path, capsys, monkeypatch):
+def test_report_only_trains_nothing_and_reports_scored_cells(bench, tmp_path, capsys):
     cell = tmp_path / "xs-10"
     (cell / "eval").mkdir(parents=True)
     (cell / "eval" / "metrics.json").write_text(json.dumps({
@@ -45,8 +45,10 @@ def test_report_only_trains_nothing_and_reports_scored_cells(bench, tmp_path, ca
         "fvd": {"value": 400.0, "clips": 32}}))
     (cell / "timing.json").write_text(json.dumps({"train_s": 36.0, "eval_s": 1.0}))
     import torch
+    from safetensors.torch import save_file
 
-    monkeypatch.setattr(bench, "_dynamics", lambda model: torch.nn.Linear(2, 2))  # 6 parameters, no model needed
+    (cell / "run" / "model" / "dynamics").mkdir(parents=True)  # 6 parameters, counted from the header
+    save_file({"w": torch.zeros(2, 2), "b": torch.zeros(2)}, str(cell / "run" / "model" / "dynamics" / "model.safetensors"))
     assert bench.main(["--data", "d", "--eval-data", "e", "--tokenizer", "t", "--lam", "l", "--out", str(tmp_path),
                        "--sizes", "xs=64x2", "--steps", "10", "20", "--report-only"]) == 0
     out = capsys.readouterr().out
