@@ -7,6 +7,8 @@ Several models side by side on the same real clips; prints one JSON object.
         --data runs/cpu/data/test --train-data runs/cpu/data/train --judge runs/judge -n 128 --out bench/results/dynamics/play-quality.json
     python bench/bench_play_quality.py --model models/coinrun-cpu --data runs/cpu/data/test \
         --train-data runs/cpu/data/train --drivers player --long 0 --variant temperature=0.3 --variant action_guidance=2
+    python bench/bench_play_quality.py --model models/coinrun-cpu --true-actions runs/s38/true-actions/dynamics-true-actions \
+        --data runs/cpu/data/test --train-data runs/cpu/data/train --drivers player   # the ceiling: recorded actions
 
 For each model (``genieworld.eval.play_quality``): FVD of 16-frame rollouts under four drivers (the
 LAM's reading of the real clip, uniform random latents, one latent held, a player's presses) against
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json, now_iso, parse_assignment  # noqa: E402
+from common import device_info, emit_json, now_iso, parse_assignment, true_action_world  # noqa: E402
 
 
 def parse_variant(text: str) -> dict:
@@ -97,8 +99,15 @@ def main(argv=None) -> int:
     ap.add_argument("--feature-cache", default="runs/play-features",
                     help="folder that keeps the real clips' I3D features between runs, by store digest, N and "
                          "seed (default runs/play-features; '' = recompute every time)")
+    ap.add_argument("--true-actions", metavar="DIR",
+                    help="score the ground-truth-action dynamics in DIR (RUN/dynamics-true-actions of `genie train "
+                         "dynamics --actions true`) instead of --model's own: the ceiling of buttons that mean what "
+                         "the player pressed. --model (one) gives the tokenizer and sampling; its 6 buttons are "
+                         "CoinRun's effective actions; the 'own' driver (a LAM's reading) does not apply")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
+    if args.true_actions and (len(args.model) != 1 or args.drivers is None or "own" in args.drivers):
+        raise SystemExit("--true-actions takes one --model and --drivers without 'own' (e.g. --drivers player)")
     if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
         raise SystemExit("need -n >= 2, --long >= 0, --hold-prompts >= 1 and --hold-steps >= 3")
     variants = [parse_variant(v) for v in args.variant] if args.variant else [{}]
@@ -132,6 +141,12 @@ def main(argv=None) -> int:
     drivers = DRIVERS if args.drivers is None else tuple(d for d in args.drivers if d != "none")
     for m in args.model:
         genie = Genie.from_pretrained(m)  # once per model: a variant changes only its sampling settings
+        if args.true_actions:
+            from genieworld.data.coinrun import EFFECTIVE_NAMES
+
+            genie = true_action_world(genie, Path(args.true_actions))
+            genie.action_names = list(EFFECTIVE_NAMES)
+            m = f"{args.true_actions} (true actions)"
         own = genie.sampling
         for var in variants:
             genie.sampling = replace(own, **var)

@@ -45,3 +45,31 @@ def test_variants_parse_sampling_settings_and_reject_unknown_keys(bench):
     assert bench.parse_variant("action_guidance=2") == {"action_guidance": 2}
     with pytest.raises(SystemExit, match="sampling settings"):
         bench.parse_variant("guidance=2")
+
+
+def test_true_actions_needs_one_model_and_drivers_without_the_lams_reading(bench):
+    base = ["--model", "m", "--data", "d", "--true-actions", "t"]
+    for extra in ([], ["--drivers", "own", "player"], ["--model", "m2", "--drivers", "player"]):
+        with pytest.raises(SystemExit, match="--true-actions takes one --model"):
+            bench.main(base + extra)
+
+
+def test_drivers_without_own_never_ask_the_lam_and_draw_the_same_actions():
+    from types import SimpleNamespace
+
+    from genieworld.eval.play_quality import driver_actions
+
+    def no_lam(*a, **k):
+        raise AssertionError("the LAM was asked")
+
+    clips = np.zeros((5, 6, 8, 8, 3), dtype=np.uint8)
+    fake = SimpleNamespace(num_actions=4, lam=SimpleNamespace(encode_actions=no_lam))
+    got = driver_actions(fake, clips, seed=3, drivers=("random", "held", "player"))
+    assert set(got) == {"random", "held", "player"}
+    import torch
+
+    with_lam = SimpleNamespace(num_actions=4, lam=SimpleNamespace(
+        encode_actions=lambda x: (torch.zeros(x.shape[0], x.shape[1] - 1, dtype=torch.long),)))
+    full = driver_actions(with_lam, clips, seed=3)
+    assert full["own"].shape == (5, 5)
+    assert all(np.array_equal(full[k], got[k]) for k in got)  # the random drivers do not depend on 'own'

@@ -61,19 +61,25 @@ def player_actions(rng, n: int, steps: int, num_actions: int, hold=(2, 5)) -> np
     return out
 
 
-def driver_actions(genie, clips_nthwc: np.ndarray, seed: int = 0, batch: int = 32) -> dict[str, np.ndarray]:
-    """Latent actions (N, T-1) of each driver of :data:`DRIVERS` for rollouts of the clips' length."""
+def driver_actions(genie, clips_nthwc: np.ndarray, seed: int = 0, batch: int = 32,
+                   drivers: tuple[str, ...] = DRIVERS) -> dict[str, np.ndarray]:
+    """Latent actions (N, T-1) of each driver of :data:`DRIVERS` for rollouts of the clips' length.
+    ``own`` (the LAM's reading of the clips) only when ``drivers`` has it; the others draw the same
+    actions either way."""
     rng = np.random.default_rng(seed)
     n, t = clips_nthwc.shape[:2]
     a = genie.num_actions
-    own = []
-    with torch.no_grad():
-        for s in range(0, n, batch):
-            own.append(genie.lam.encode_actions(torch.from_numpy(clips_nthwc[s:s + batch]))[0].cpu().numpy())
-    return {"own": np.concatenate(own).astype(np.int64),
-            "random": rng.integers(0, a, size=(n, t - 1)),
-            "held": np.repeat((np.arange(n) % a)[:, None], t - 1, axis=1),
-            "player": player_actions(rng, n, t - 1, a)}
+    out = {}
+    if "own" in drivers:
+        own = []
+        with torch.no_grad():
+            for s in range(0, n, batch):
+                own.append(genie.lam.encode_actions(torch.from_numpy(clips_nthwc[s:s + batch]))[0].cpu().numpy())
+        out["own"] = np.concatenate(own).astype(np.int64)
+    out["random"] = rng.integers(0, a, size=(n, t - 1))
+    out["held"] = np.repeat((np.arange(n) % a)[:, None], t - 1, axis=1)
+    out["player"] = player_actions(rng, n, t - 1, a)
+    return out
 
 
 def play_sampling(genie):
@@ -196,7 +202,7 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
            "play_maskgit_steps": play_sampling(genie).maskgit_steps,
            "fvd_floor": round(frechet_distance(f_prompts, f_ref), 1)}
     say(f"floor FVD {res['fvd_floor']} ({time.time() - t0:.0f}s)")
-    acts = driver_actions(genie, prompts, seed)
+    acts = driver_actions(genie, prompts, seed, drivers=tuple(drivers))
     for name in (d for d in DRIVERS if d in drivers):
         t1 = time.time()
         video = rollout(genie, prompts[:, 0], acts[name], seed=seed, batch=batch)
