@@ -330,7 +330,8 @@ def compile_frame_fn(fn):
     """``torch.compile`` a fixed-shape per-frame inference function (the dynamics' step and commit, the
     tokenizer's decode step). ``cpp_wrapper``: inductor calls its kernels from compiled C++ instead of Python,
     which saves about 0.5 ms of a 6-7 ms dynamics pass and 0.3 ms of a decode on a 2-core CPU (2.7 ms of a
-    play frame), for about 30 s more of compiling on a cold inductor cache (docs/experiments.md, "Play speed")."""
+    play frame), for about 30 s more of compiling on a cold inductor cache (docs/experiments.md, "Speed and
+    memory benchmarks": "A lighter commit and the C++ wrapper")."""
     return torch.compile(fn, dynamic=False, options={"cpp_wrapper": True})
 
 
