@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_info, emit_json, random_prompts, true_action_world  # noqa: E402
+from common import ROOT, device_info, emit_json, random_prompts, true_action_world  # noqa: E402
 from genieworld.data.coinrun import EFFECTIVE_NAMES as _EFFECTIVE  # noqa: E402
 
 EFFECTIVE_NAMES = list(_EFFECTIVE)  # effective_action ids 0..5
@@ -89,7 +89,6 @@ def real_reference(store, steps: int, prompts: int, seed: int, max_per_action: i
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _shown(path: Path) -> str:
@@ -103,14 +102,18 @@ def _shown(path: Path) -> str:
 def read_prompt_files(paths: list[str]) -> tuple[list[dict], list[np.ndarray]]:
     """Check and decode ``--prompt-files``: ``([{"file", "sha256"}], [frame_hwc uint8, ...])`` at their own size.
     SystemExit, one line, for a missing file, a file that is not a PNG, or one that does not decode."""
-    from genieworld.data.video import load_image
+    from genieworld.data.video import MAX_IMAGE_FILE_BYTES, load_image
+    from genieworld.utils import read_bytes_bounded
 
     info, frames = [], []
     for p in paths:
         path = Path(p)
         if not path.is_file():
             raise SystemExit(f"--prompt-files {p}: no such file")
-        raw = path.read_bytes()
+        try:  # regular files only, bounded, as load_image reads a path
+            raw = read_bytes_bounded(path, MAX_IMAGE_FILE_BYTES, ValueError, "image")
+        except ValueError as e:
+            raise SystemExit(f"--prompt-files {p}: {e}") from None
         if not raw.startswith(PNG_SIGNATURE):
             raise SystemExit(f"--prompt-files {p}: not a PNG file")
         try:

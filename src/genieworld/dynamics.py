@@ -323,38 +323,47 @@ class DynamicsModel(nn.Module):
         ``advance=True`` commits the frame (and, with ``prev_frame_warp``, keeps its tokens in
         ``cache.extra["prev_tokens"]`` as the next frame's previous frame).
         """
-        self._check_tokens(tokens_bn)
-        act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
-        last = cache.extra.get("prev_tokens") if self.warp is not None and cache.length else None
+        act, last = self._frame_inputs(tokens_bn, action_vec_bd, cache)
         out = self._step_fn(tokens_bn, act, last, cache)
         if advance:
-            cache.advance()
-            if self.warp is not None:
-                cache.extra["prev_tokens"] = tokens_bn.clone()
+            self._advance(tokens_bn, cache)
         return out
 
     def commit(self, tokens_bn: torch.Tensor, action_vec_bd: torch.Tensor | None, cache: TemporalKVCache) -> None:
         """Commit the frame at index ``cache.length`` with its final tokens: the cache ends exactly as after
         ``step_logits(..., advance=True)``, but no logits are made (the last layer's output, feed-forward and
         the head are skipped), which is what play needs after the last MaskGIT step."""
+        act, last = self._frame_inputs(tokens_bn, action_vec_bd, cache)
+        (self.__dict__.get("_compiled_commit") or self._commit_core)(tokens_bn, act, last, cache)
+        self._advance(tokens_bn, cache)
+
+    def _frame_inputs(self, tokens_bn: torch.Tensor, action_vec_bd: torch.Tensor | None, cache: TemporalKVCache):
+        """Checked tokens' (action embedding (B, d), previous frame's tokens (B, N) or None) for a cached step."""
         self._check_tokens(tokens_bn)
         act = self.action_embedding(action_vec_bd, tokens_bn.shape[0])
         last = cache.extra.get("prev_tokens") if self.warp is not None and cache.length else None
-        (self.__dict__.get("_compiled_commit") or self._commit_core)(tokens_bn, act, last, cache)
+        return act, last
+
+    def _advance(self, tokens_bn: torch.Tensor, cache: TemporalKVCache) -> None:
+        """Commit the cache's frame; with ``prev_frame_warp`` its tokens become the next frame's previous frame."""
         cache.advance()
         if self.warp is not None:
             cache.extra["prev_tokens"] = tokens_bn.clone()
 
+    def _frame_embedding(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None
+                         ) -> torch.Tensor:
+        """(B, 1, S, d): the transformer's input for one new frame of a cached step."""
+        prev = self.prev_tokens(tokens_bn[:, None], last_bn) if self.warp is not None else None
+        return self._embed(tokens_bn[:, None], act_bd[:, None], prev)
+
     def _commit_core(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None,
                      cache: TemporalKVCache) -> None:
-        prev = self.prev_tokens(tokens_bn[:, None], last_bn) if self.warp is not None else None
-        self.transformer.commit_layers(self._embed(tokens_bn[:, None], act_bd[:, None], prev), cache)
+        self.transformer.commit_layers(self._frame_embedding(tokens_bn, act_bd, last_bn), cache)
 
     def _step_core(self, tokens_bn: torch.Tensor, act_bd: torch.Tensor, last_bn: torch.Tensor | None,
                    cache: TemporalKVCache) -> torch.Tensor:
         """The arithmetic of :meth:`step_logits` (no checks, no commit): what :meth:`compile_step` compiles."""
-        prev = self.prev_tokens(tokens_bn[:, None], last_bn) if self.warp is not None else None
-        x = self._embed(tokens_bn[:, None], act_bd[:, None], prev)
+        x = self._frame_embedding(tokens_bn, act_bd, last_bn)
         return self._logits(self.transformer.step_layers(x, cache))[:, 0]
 
     @property
