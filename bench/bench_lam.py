@@ -10,22 +10,26 @@
 Trains the preset's LAM alone for ``--steps`` steps on random short windows (``--seq-len``
 frames, default 3) of an episode store held in memory, then, on the held-out store, infers the
 latent action of every transition x_t -> x_{t+1} whose x_{t-1} is in the episode (at most
-``--eval-transitions`` of them) and reports, against CoinRun's 6 effective actions
-({left, none, right} x {jump, no jump}) and against the 15 raw Procgen actions:
+``--eval-transitions`` of them) and reports, against the held-out store's *effective* actions (the
+classes of raw ids that act differently in its game: CoinRun's 6, {left, none, right} x {jump, no
+jump}; any Procgen game's measured partition from its manifest, ``genie data procgen``; the raw ids
+themselves for a store without one) and against the raw recorded ids:
 
-* ``nmi6`` / ``nmi15`` and ``purity6`` / ``purity15``, each with ``*_shuffled`` (the codes
+* ``nmi_eff`` / ``nmi_raw`` and ``purity_eff`` / ``purity_raw``, each with ``*_shuffled`` (the codes
   permuted: what the metric reads by chance on this many transitions);
-* ``probe6``: held-out accuracy of a linear probe on the *continuous* (pre-quantiser) latent,
-  with ``majority6`` (always guessing the commonest action);
+* ``nmi_direction`` / ``nmi_jump`` (Procgen stores): the raw id's horizontal part (left, none, right)
+  and whether it presses up (a jump in a platformer); Procgen's 15 ids mean the same in every game;
+* ``probe_eff``: held-out accuracy of a linear probe on the *continuous* (pre-quantiser) latent,
+  with ``majority_eff`` (always guessing the commonest action);
 * ``codes_used`` and ``max_code_share`` (the largest fraction of transitions one code takes);
 * ``mse`` against ``copy_mse`` (reconstruction of x_{t+1} against copying x_t, last 100 batches);
 * for a LAM whose codes were merged into fewer actions (``lam.merged_actions``), everything above
   is about the merged actions, and ``trained_codes`` scores the codes it trained.
 
 ``--ceiling`` (on by default) also trains the LAM's own inverse-dynamics encoder *supervised*
-on the true effective action, same windows, steps and batch: ``ceiling.acc6`` and
-``ceiling.nmi6`` bound what any latent action model with this encoder can recover, and
-``probe6_vs_ceiling`` = probe6 / ceiling.acc6 is the issue's "85 % of the ceiling" figure.
+on the true effective action, same windows, steps and batch: ``ceiling.acc_eff`` and
+``ceiling.nmi_eff`` bound what any latent action model with this encoder can recover, and
+``probe_vs_ceiling`` = probe_eff / ceiling.acc_eff is the "80 % of the ceiling" figure.
 The ceiling needs the conv LAM's encoder (``lam.arch = conv``). ``--past-ceiling`` trains the same
 encoder with x_t in place of x_{t+1} (``ceiling_past``): how much of the action (x_{t-1}, x_t) alone
 give away, which a forward model that sees them needs no latent action for.
@@ -72,35 +76,72 @@ def load_store(path, max_episodes: int | None = None):
     return np.concatenate(frames), np.concatenate(acts), np.concatenate(centres)
 
 
+class Actions:
+    """How a store's raw recorded ids are scored: ``eff(raw)`` -> effective class ids (the store's
+    measured partition; the raw ids themselves when it has none), ``names`` of the classes, and
+    ``axes(raw)`` -> (horizontal 0/1/2, presses up 0/1) for Procgen's shared 15 ids (None elsewhere)."""
+
+    def __init__(self, path):
+        from genieworld.data.procgen import PROCGEN_ACTIONS, effective_actions_of
+        from genieworld.data.store import EpisodeStore
+
+        st = EpisodeStore(path)
+        ea = effective_actions_of(st)
+        if ea is None:
+            n = int(st.num_actions or 0)
+            if n <= 0:
+                raise SystemExit(f"{path}: the store records no action space (num_actions)")
+            self.table, self.names, self.procgen = np.arange(n), [str(i) for i in range(n)], False
+        else:
+            self.table, self.names, self.procgen = np.asarray(ea["map"], dtype=np.int64), list(ea["names"]), True
+        self.num_classes = len(self.names)
+        self.num_raw = PROCGEN_ACTIONS if self.procgen else len(self.table)
+
+    def eff(self, raw) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.int64)
+        if raw.size and (raw.min() < 0 or raw.max() >= len(self.table)):
+            raise SystemExit(f"recorded action ids {int(raw.min())}..{int(raw.max())} are outside the store's "
+                             f"{len(self.table)}")
+        return self.table[raw]
+
+    def axes(self, raw):
+        if not self.procgen:
+            return None
+        raw = np.asarray(raw, dtype=np.int64)
+        pad = raw < 9  # ids 9..14 are the extra keys: no direction
+        return np.where(pad, raw // 3, 1), np.where(pad, (raw % 3 == 2).astype(np.int64), 0)
+
+
 def windows(frames: np.ndarray, centres: np.ndarray, seq_len: int) -> torch.Tensor:
     """(B, seq_len, H, W, C) uint8 windows whose second frame is each centre (x_{t-1}, x_t, x_{t+1}, ...)."""
     idx = centres[:, None] - 1 + np.arange(seq_len)[None]
     return torch.from_numpy(frames[idx])
 
 
-def score(codes, latents, acts15, num_codes: int, seed: int, camera=None) -> dict:
-    from genieworld.data.coinrun import effective_action
+def score(codes, latents, acts_raw, num_codes: int, seed: int, actions: Actions, camera=None) -> dict:
     from genieworld.eval.metrics import linear_probe_accuracy, nmi, purity
 
     rng = np.random.default_rng(seed)
-    acts6 = effective_action(acts15)
+    acts_eff = actions.eff(acts_raw)
     sh = rng.permutation(codes)
     counts = np.bincount(codes, minlength=num_codes)
     out = {}
-    for name, y in (("6", acts6), ("15", acts15)):
-        out[f"nmi{name}"] = round(nmi(codes, y), 4)
-        out[f"nmi{name}_shuffled"] = round(nmi(sh, y), 4)
-        out[f"purity{name}"] = round(purity(codes, y), 4)
-        out[f"purity{name}_shuffled"] = round(purity(sh, y), 4)
-    # what the codes follow: the action's direction (left/none/right) and jump, and the camera's motion
-    out["nmi_direction"] = round(nmi(codes, acts6 // 2), 4)
-    out["nmi_jump"] = round(nmi(codes, acts6 % 2), 4)
-    if camera is not None:
+    for name, y in (("eff", acts_eff), ("raw", acts_raw)):
+        out[f"nmi_{name}"] = round(nmi(codes, y), 4)
+        out[f"nmi_{name}_shuffled"] = round(nmi(sh, y), 4)
+        out[f"purity_{name}"] = round(purity(codes, y), 4)
+        out[f"purity_{name}_shuffled"] = round(purity(sh, y), 4)
+    axes = actions.axes(acts_raw)
+    if axes is not None:  # what the codes follow: the action's direction (left/none/right) and jump
+        out["nmi_direction"] = round(nmi(codes, axes[0]), 4)
+        out["nmi_jump"] = round(nmi(codes, axes[1]), 4)
+    if camera is not None:  # and the camera's motion
         out["nmi_camera_x"] = round(nmi(codes, camera[:, 0]), 4)
         out["nmi_camera_y"] = round(nmi(codes, camera[:, 1]), 4)
-        out["nmi_camera_x_vs_direction"] = round(nmi(camera[:, 0], acts6 // 2), 4)
-    out["probe6"] = round(linear_probe_accuracy(latents, acts6, seed=seed), 4)
-    out["majority6"] = round(float(np.bincount(acts6).max() / len(acts6)), 4)
+        if axes is not None:
+            out["nmi_camera_x_vs_direction"] = round(nmi(camera[:, 0], axes[0]), 4)
+    out["probe_eff"] = round(linear_probe_accuracy(latents, acts_eff, seed=seed), 4)
+    out["majority_eff"] = round(float(np.bincount(acts_eff).max() / len(acts_eff)), 4)
     out["codes_used"] = int((counts > 0).sum())
     out["max_code_share"] = round(float(counts.max() / counts.sum()), 4)
     out["code_counts"] = counts.tolist()
@@ -141,17 +182,16 @@ def trained_codes(lam, frames, centres, batch: int = 256) -> np.ndarray:
 
 
 def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centres, steps, batch, lr, seed,
-                  past_only: bool = False):
+                  actions: Actions, past_only: bool = False):
     """The LAM's encoder trained on the true effective action of x_t -> x_{t+1}. ``past_only``: it sees
     x_t in place of x_{t+1}, so it reads only what (x_{t-1}, x_t) tell of the action -- what a forward
     model that sees them can predict without any latent action."""
-    from genieworld.data.coinrun import effective_action
     from genieworld.eval.metrics import nmi
     from genieworld.lam_conv import InverseDynamics
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
-    net = InverseDynamics(replace(cfg, vq=replace(cfg.vq, code_dim=6)))
+    net = InverseDynamics(replace(cfg, vq=replace(cfg.vq, code_dim=actions.num_classes)))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
 
     def split(w):
@@ -163,7 +203,7 @@ def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centr
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, step / 100)
         t = centres[rng.integers(0, len(centres), batch)]
-        y = torch.from_numpy(effective_action(acts[t]))
+        y = torch.from_numpy(actions.eff(acts[t]))
         loss = F.cross_entropy(net(*split(windows(frames, t, 3))), y)
         opt.zero_grad()
         loss.backward()
@@ -172,10 +212,15 @@ def train_ceiling(cfg, frames, acts, centres, eval_frames, eval_acts, eval_centr
     with torch.no_grad():
         pred = torch.cat([net(*split(windows(eval_frames, eval_centres[i:i + 256], 3))).argmax(-1)
                           for i in range(0, len(eval_centres), 256)]).numpy()
-    y = effective_action(eval_acts[eval_centres])
-    return {"acc6": round(float((pred == y).mean()), 4), "nmi6": round(nmi(pred, y), 4),
-            "acc_direction": round(float((pred // 2 == y // 2).mean()), 4),
-            "acc_jump": round(float((pred % 2 == y % 2).mean()), 4), "seconds": round(time.perf_counter() - t0, 1)}
+    raw = eval_acts[eval_centres]
+    y = actions.eff(raw)
+    out = {"acc_eff": round(float((pred == y).mean()), 4), "nmi_eff": round(nmi(pred, y), 4)}
+    if actions.procgen:  # the predicted class's axes, through its smallest raw id
+        rep = np.array([int(np.flatnonzero(actions.table == k)[0]) for k in range(actions.num_classes)])
+        (ph, pu), (yh, yu) = actions.axes(rep[pred]), actions.axes(raw)
+        out.update(acc_direction=round(float((ph == yh).mean()), 4), acc_jump=round(float((pu == yu).mean()), 4))
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def load_lam(path):
@@ -188,12 +233,12 @@ def load_lam(path):
     return load_component(build_lam, LAMConfig, p / "lam" if (p / "lam" / "config.json").exists() else p)
 
 
-def ceilings(cfg, fr, ac, ce, ef, ea, ec, probe6: float, args) -> dict:
-    """The supervised ceiling of ``cfg``'s encoder, probe6 against it and, with ``--past-ceiling``, the
+def ceilings(cfg, fr, ac, ce, ef, ea, ec, probe: float, actions: Actions, args) -> dict:
+    """The supervised ceiling of ``cfg``'s encoder, the probe against it and, with ``--past-ceiling``, the
     ceiling of (x_{t-1}, x_t) alone."""
-    run = dict(steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed)
+    run = dict(steps=args.steps, batch=args.batch_size, lr=args.lr, seed=args.seed, actions=actions)
     c = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, **run)
-    out = {"ceiling": c, "probe6_vs_ceiling": round(probe6 / max(c["acc6"], 1e-9), 4)}
+    out = {"ceiling": c, "probe_vs_ceiling": round(probe / max(c["acc_eff"], 1e-9), 4)}
     if args.past_ceiling:
         out["ceiling_past"] = train_ceiling(cfg, fr, ac, ce, ef, ea, ec, **run, past_only=True)
     return out
@@ -258,22 +303,27 @@ def main(argv=None) -> int:
     ef, ea, ec = load_store(args.eval_data)
     ec = ec[rng.permutation(len(ec))[: args.eval_transitions]]
     cam = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])  # (n, 2) direction the picture moved
-    result: dict = {"bench": "lam", "eval_data": str(args.eval_data), "eval_transitions": int(len(ec))}
+    actions = Actions(args.eval_data)
+    if args.data and not np.array_equal(Actions(args.data).table, actions.table):
+        raise SystemExit(f"{args.data} and {args.eval_data} map their actions differently: not the same game and settings")
+    result: dict = {"bench": "lam", "eval_data": str(args.eval_data), "eval_transitions": int(len(ec)),
+                    "effective_actions": actions.names}
 
     if args.model:
         lam = load_lam(args.model)
         codes, lats = infer(lam, ef, ec)
         result.update({"model": str(args.model), "lam": {"arch": lam.cfg.arch, "num_codes": lam.num_actions},
-                       **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)})
+                       **score(codes, lats, ea[ec], lam.num_actions, args.seed, actions, cam)})
         if lam.cfg.merged_actions:  # also the codes it trained, before they were merged into actions
             k = lam.cfg.vq.num_codes
-            trained = score(trained_codes(lam, ef, ec), lats, ea[ec], k, args.seed, cam)
+            trained = score(trained_codes(lam, ef, ec), lats, ea[ec], k, args.seed, actions, cam)
             result["lam"]["trained_codes"] = k
-            result["trained_codes"] = {key: trained[key] for key in ("nmi6", "nmi6_shuffled", "nmi_direction",
-                                                                     "nmi_jump", "codes_used", "max_code_share")}
+            result["trained_codes"] = {key: trained[key] for key in ("nmi_eff", "nmi_eff_shuffled", "nmi_direction",
+                                                                     "nmi_jump", "codes_used", "max_code_share")
+                                       if key in trained}
         if args.ceiling and args.data and lam.cfg.arch == "conv":  # the ceiling of this LAM's encoder
             fr, ac, ce = load_store(args.data, args.max_episodes)
-            result.update({**ceilings(lam.cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args),
+            result.update({**ceilings(lam.cfg, fr, ac, ce, ef, ea, ec, result["probe_eff"], actions, args),
                            "ceiling_steps": args.steps})
         emit_json(result)
         return 0
@@ -305,7 +355,7 @@ def main(argv=None) -> int:
             codes, lats = infer(lam, ef, ec)
             r = {"step": step, "seconds": round(time.perf_counter() - t0, 1),
                  "mse": round(float(np.mean(mse_l[-100:])), 5), "copy_mse": round(float(np.mean(copy_l[-100:])), 5),
-                 **score(codes, lats, ea[ec], lam.num_actions, args.seed, cam)}
+                 **score(codes, lats, ea[ec], lam.num_actions, args.seed, actions, cam)}
             history.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     if args.save:
@@ -322,7 +372,7 @@ def main(argv=None) -> int:
         if cfg.arch != "conv":
             result["ceiling"] = None
         else:
-            result.update(ceilings(cfg, fr, ac, ce, ef, ea, ec, result["probe6"], args))
+            result.update(ceilings(cfg, fr, ac, ce, ef, ea, ec, result["probe_eff"], actions, args))
     emit_json(result)
     return 0
 

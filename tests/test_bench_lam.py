@@ -33,7 +33,8 @@ def test_trains_saves_fine_tunes_from_merged_actions_and_reads_the_past_ceiling(
     assert bench.main(common + ["--steps", "2", "--no-ceiling", "--save", str(tmp_path / "lam")]) == 0
     r = _last_json(capsys)
     assert r["lam"]["num_codes"] == 16 and r["lam"]["actions"] == 8 and r["eval_transitions"] == 60
-    assert 0 <= r["nmi6"] <= 1 and 0 <= r["probe6"] <= 1 and r["init"] is None
+    assert 0 <= r["nmi_eff"] <= 1 and 0 <= r["probe_eff"] <= 1 and r["init"] is None
+    assert r["effective_actions"] == ["0", "1", "2", "3"]  # a store without a measured partition: its raw ids
 
     src = load_component(build_lam, LAMConfig, tmp_path / "lam")
     assert src.is_merged
@@ -48,7 +49,7 @@ def test_trains_saves_fine_tunes_from_merged_actions_and_reads_the_past_ceiling(
     assert bench.main(["--model", str(tmp_path / "lam"), "--steps", "2", "--past-ceiling"] + common) == 0
     r = _last_json(capsys)
     for key in ("ceiling", "ceiling_past"):
-        assert 0 <= r[key]["acc6"] <= 1 and r[key]["seconds"] > 0, key
+        assert 0 <= r[key]["acc_eff"] <= 1 and r[key]["seconds"] > 0, key
 
 
 def test_merges_by_context_when_the_config_says_so(bench, synthetic_store_dir, tmp_path, capsys):  # noqa: F811
@@ -68,3 +69,31 @@ def test_merges_by_context_when_the_config_says_so(bench, synthetic_store_dir, t
     assert lam.cfg.merge == "context" and lam.is_merged
     seqs = store_codes(lam, EpisodeStore(store), progress=False)
     assert lam.merge_map.tolist() == merge_by_context(seqs, 16, 8).tolist()
+
+
+def test_scores_a_procgen_game_against_its_own_effective_actions(bench, tmp_path, capsys):
+    """A game other than CoinRun is scored against its measured partition, not CoinRun's 6: FruitBot's 4
+    classes (Left, Stay, Right, Fire) for the probe and the ceiling; a store of another game is refused."""
+    import numpy as np
+
+    from genieworld.data.procgen import effective_action_of, generate_procgen
+
+    torch.set_num_threads(1)
+    kw = dict(levels=2, steps_per_level=40, frame_skip=2, policy="hold", hold=3.0, progress=False)
+    generate_procgen(tmp_path / "fb", "fruitbot", **kw)
+    generate_procgen(tmp_path / "bf", "bigfish", **kw)
+    acts = bench.Actions(tmp_path / "fb")
+    raw = np.arange(15)
+    np.testing.assert_array_equal(acts.eff(raw), effective_action_of(tmp_path / "fb")(raw))
+    assert acts.num_classes == 4 and acts.names == ["Left", "Stay", "Right", "Fire(D)"]
+    horizontal, up = acts.axes(np.array([0, 2, 4, 7, 8, 9]))  # L+Down, L+Up, Stay, R, R+Up, key D
+    assert horizontal.tolist() == [0, 0, 1, 2, 2, 1] and up.tolist() == [0, 1, 0, 0, 1, 0]
+
+    store = str(tmp_path / "fb")
+    assert bench.main(["--data", store, "--eval-data", store, "--batch-size", "4", "--eval-transitions", "40",
+                       "--threads", "1", "--steps", "2"]) == 0
+    r = _last_json(capsys)
+    assert r["effective_actions"] == acts.names and 0 <= r["ceiling"]["acc_eff"] <= 1
+    assert r["probe_vs_ceiling"] >= 0 and {"nmi_direction", "nmi_jump", "acc_direction"} <= {*r, *r["ceiling"]}
+    with pytest.raises(SystemExit, match="not the same game"):
+        bench.main(["--data", str(tmp_path / "bf"), "--eval-data", store, "--steps", "1"])
