@@ -1,4 +1,4 @@
-"""``genie data info|coinrun|procgen|atari|ingest``: build and inspect episode stores."""
+"""``genie data info|coinrun|procgen|atari|ingest|export``: build and inspect episode stores."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ for evaluation only) that `genie train` reads.
   genie data procgen ninja data/ninja             # any of the 16 Procgen games (--list names them)
   genie data atari Pong data/pong                 # an Atari game, random policy
   genie data ingest ~/videos data/mine            # any videos / numbered-image folders
+  genie data export data/coinrun videos/coinrun   # a store's episodes as MP4 files
   genie data info data/coinrun --verify           # JSON summary, checksum every shard
 
 Generation and ingestion resume where they stopped when rerun with the same
@@ -106,6 +107,19 @@ Each episode runs until the game ends or --steps-per-episode steps. Resumable.
 examples:
   genie data atari Pong data/pong
   genie data atari Breakout data/breakout --episodes 50 --steps-per-episode 2000
+"""
+
+EXPORT_HELP = """\
+Write each episode of a store as an H.264 MP4 (OUT/episode-NNNNNN.mp4) at the
+store's frame rate: to watch a dataset in any player, or to test the path your
+own videos take (`genie data ingest`) against the store they came from.
+--scale upscales (nearest neighbour), as a screen capture would. Rerunning
+skips the videos already written; nothing in OUT is overwritten or deleted.
+
+examples:
+  genie data export data/coinrun videos/coinrun --episodes 20
+  genie data export data/ninja videos/ninja --scale 4 --min-frames 16
+  genie data ingest videos/ninja data/ninja-from-video --fps 3.75   # and back
 """
 
 INGEST_HELP = """\
@@ -214,6 +228,17 @@ def register(sub) -> None:
     pg.add_argument("--no-progress", action="store_true", help="no progress bar")
     pg.set_defaults(func=cmd_ingest)
 
+    pe = dsub.add_parser("export", help="write a store's episodes as MP4 files",
+                         description=EXPORT_HELP, formatter_class=_fmt())
+    pe.add_argument("store", metavar="STORE", help="episode store folder")
+    pe.add_argument("out", metavar="OUT", help="folder for the videos (created; existing videos are kept)")
+    pe.add_argument("--episodes", type=int, default=None, help="only the first N episodes (default all)")
+    pe.add_argument("--scale", type=int, default=1, help="integer upscale factor (default 1)")
+    pe.add_argument("--crf", type=int, default=18, help="H.264 quality, 0 (lossless) to 51 (default 18)")
+    pe.add_argument("--min-frames", type=int, default=1, help="skip episodes shorter than this (default 1)")
+    pe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pe.set_defaults(func=cmd_export)
+
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -314,3 +339,15 @@ def cmd_ingest(args) -> int:
     _print_json({"out": out, "ingested": len(report["ingested"]), "skipped": report["skipped"],
                  "already_in_store": len(report["already_in_store"]), **report["store"]})
     return 0 if report["store"]["episodes"] > 0 else 1
+
+
+def cmd_export(args) -> int:
+    from genieworld.data.export import export_videos
+
+    try:
+        summary = export_videos(args.store, args.out, episodes=args.episodes, scale=args.scale, crf=args.crf,
+                                min_frames=args.min_frames, progress=not args.no_progress)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _print_json(summary)
+    return 0
