@@ -4,6 +4,7 @@
     PYTHONPATH=src python bench/bench_lam.py --data DATA --eval-data TEST --set lam.vq.num_codes=8
     PYTHONPATH=src python bench/bench_lam.py --model models/coinrun-cpu --eval-data TEST  # score a trained LAM
     PYTHONPATH=src python bench/bench_lam.py --model RUN/lam --eval-data TEST --data DATA --steps 4000  # + its ceiling
+    PYTHONPATH=src python bench/bench_lam.py --data VIDEOS --eval-data TEST --no-ceiling  # a store ingested from videos
     PYTHONPATH=src python bench/bench_lam.py --init models/coinrun-cpu --data DATA --eval-data TEST \
         --set lam.vq.num_codes=8 --set lam.merged_actions=0    # fine-tune its 8 merged actions as 8 codes
 
@@ -56,23 +57,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import apply_sets, camera_moves, emit_json, parse_sets  # noqa: E402
 
 
-def load_store(path, max_episodes: int | None = None):
+def load_store(path, max_episodes: int | None = None, need_actions: bool = True):
     """All frames of a store in memory: frames (N, H, W, C) uint8, actions (N,) (-1 after an episode's
-    last frame), centres: every t whose x_{t-1} and x_{t+1} are in t's episode."""
+    last frame, and everywhere in an episode without recorded actions, which only ``need_actions=False``
+    keeps), centres: every t whose x_{t-1} and x_{t+1} are in t's episode."""
     from genieworld.data.store import EpisodeStore
 
     st = EpisodeStore(path)
     frames, acts, centres, n = [], [], [], 0
     for i in range(st.num_episodes if max_episodes is None else min(max_episodes, st.num_episodes)):
         f, a, _ = st.read_episode(i)
-        if len(f) < 3 or a is None:
+        if len(f) < 3 or (a is None and need_actions):
             continue
         frames.append(f)
-        acts.append(np.concatenate([np.asarray(a, dtype=np.int64), [-1]]))
+        acts.append(np.full(len(f), -1, dtype=np.int64) if a is None
+                    else np.concatenate([np.asarray(a, dtype=np.int64), [-1]]))
         centres.append(np.arange(n + 1, n + len(f) - 1))
         n += len(f)
     if not frames:
-        raise SystemExit(f"{path}: no episode of 3 or more frames with recorded actions")
+        raise SystemExit(f"{path}: no episode of 3 or more frames" + (" with recorded actions" if need_actions else ""))
     return np.concatenate(frames), np.concatenate(acts), np.concatenate(centres)
 
 
@@ -269,7 +272,8 @@ def init_from(lam, path) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="training store with recorded actions (not needed with --model)")
+    ap.add_argument("--data", help="training store (not needed with --model); its recorded actions are needed "
+                    "only for the ceiling: a store ingested from videos trains with --no-ceiling")
     ap.add_argument("--eval-data", required=True, help="held-out store with recorded actions")
     ap.add_argument("--model", help="score this trained LAM (a model dir, or a LAM folder) instead of training one")
     ap.add_argument("--init", help="start the LAM it trains from this trained LAM's weights (a model dir or LAM "
@@ -295,6 +299,7 @@ def main(argv=None) -> int:
         raise SystemExit("need --data (to train a LAM) or --model (to score one)")
 
     from genieworld.config import load_preset
+    from genieworld.data.store import EpisodeStore
     from genieworld.lam import build_lam
 
     torch.set_num_threads(args.threads)
@@ -304,7 +309,7 @@ def main(argv=None) -> int:
     ec = ec[rng.permutation(len(ec))[: args.eval_transitions]]
     cam = np.concatenate([camera_moves(ef[i:i + 2], 6, 10) for i in ec])  # (n, 2) direction the picture moved
     actions = Actions(args.eval_data)
-    if args.data and not np.array_equal(Actions(args.data).table, actions.table):
+    if args.data and EpisodeStore(args.data).has_actions and not np.array_equal(Actions(args.data).table, actions.table):
         raise SystemExit(f"{args.data} and {args.eval_data} map their actions differently: not the same game and settings")
     result: dict = {"bench": "lam", "eval_data": str(args.eval_data), "eval_transitions": int(len(ec)),
                     "effective_actions": actions.names}
@@ -330,7 +335,7 @@ def main(argv=None) -> int:
 
     cfg = apply_sets(load_preset(args.preset).lam, parse_sets(args.set))
     cfg = replace(cfg, max_frames=max(cfg.max_frames, args.seq_len))
-    fr, ac, ce = load_store(args.data, args.max_episodes)
+    fr, ac, ce = load_store(args.data, args.max_episodes, need_actions=args.ceiling)  # videos without actions train
     lam = build_lam(cfg)
     if args.init:
         init_from(lam, args.init)

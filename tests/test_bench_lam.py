@@ -97,3 +97,21 @@ def test_scores_a_procgen_game_against_its_own_effective_actions(bench, tmp_path
     assert r["probe_vs_ceiling"] >= 0 and {"nmi_direction", "nmi_jump", "acc_direction"} <= {*r, *r["ceiling"]}
     with pytest.raises(SystemExit, match="not the same game"):
         bench.main(["--data", str(tmp_path / "bf"), "--eval-data", store, "--steps", "1"])
+
+
+def test_trains_on_a_store_without_actions_and_scores_on_one_with_them(bench, synthetic_store_dir, tmp_path, capsys):  # noqa: F811
+    """The path of a user's own videos: the LAM trains on frames alone (``genie data ingest`` records no
+    actions); only the supervised ceiling needs them, and says so."""
+    from genieworld.data.store import EpisodeStore, EpisodeWriter
+
+    src = EpisodeStore(synthetic_store_dir)
+    with EpisodeWriter(tmp_path / "videos", resolution=src.resolution, fps=src.fps, source="ingest") as w:
+        for i in range(src.num_episodes):
+            w.add_episode(src.read_episode(i)[0], None)
+    torch.set_num_threads(1)
+    common = ["--data", str(tmp_path / "videos"), "--eval-data", str(synthetic_store_dir), "--batch-size", "4",
+              "--eval-transitions", "40", "--threads", "1", "--steps", "2"]
+    assert bench.main(common + ["--no-ceiling"]) == 0
+    assert 0 <= _last_json(capsys)["nmi_eff"] <= 1
+    with pytest.raises(SystemExit, match="with recorded actions"):
+        bench.main(common)
