@@ -141,6 +141,8 @@ def test_genie_actions_name_cli(tiny_model_dir, synthetic_store_dir, tmp_path, c
 
 
 def test_genie_actions_name_without_labels(untrained_model_dir, synthetic_store_dir, tmp_path, capsys):
+    """Frames without recorded actions (your own videos): the latents are named by how they move the view;
+    with --no-motion there is nothing to name them by, and nothing is written."""
     from genieworld.cli import main
     from genieworld.data.store import EpisodeStore, EpisodeWriter
 
@@ -151,13 +153,76 @@ def test_genie_actions_name_without_labels(untrained_model_dir, synthetic_store_
             w.add_episode(src.read_frames(i))
     model = tmp_path / "model"
     shutil.copytree(untrained_model_dir, model)
-    assert main(["actions", "name", str(model), "--data", str(unlabelled)]) == 2
+    assert main(["actions", "name", str(model), "--data", str(unlabelled), "--no-motion"]) == 2
     err = capsys.readouterr().err
-    assert "no episodes with ground-truth actions" in err
+    assert "no episodes with ground-truth actions" in err and "--no-motion" in err
     assert not (model / "actions.json").exists()
+    assert main(["actions", "name", str(model), "--data", str(unlabelled)]) == 0
+    out = capsys.readouterr()
+    assert "named by how each moves the view" in out.err and "real action" not in out.err
+    data = json.loads((model / "actions.json").read_text())
+    assert data["source"]["named_from"] == "motion" and len(data["names"]) == len(set(data["names"]))
+    assert all(m["true_action"] in (None, -1) for m in data["mapping"])
     assert main(["actions", "name", str(model), "--data", str(tmp_path / "nope")]) == 2
     assert main(["actions", "name", str(tmp_path / "nomodel"), "--data", str(synthetic_store_dir)]) == 2
     assert main(["actions", "name", str(model), "--data", str(synthetic_store_dir), "--episodes", "0"]) == 2
+
+
+def test_names_from_motion_alone():
+    from genieworld.actions import default_key_map, name_from_motion
+
+    def mv(left=0.0, right=0.0, up=0.0, down=0.0, dx=0.0, n=10):
+        return {"transitions": n, "left": left, "right": right, "up": up, "down": down, "dx": dx, "dy": 0.0}
+
+    motion = [mv(left=0.9, dx=-3), mv(right=0.8, dx=3), mv(right=0.6, up=0.7, dx=2), mv(up=0.9), mv(down=0.8, dx=2),
+              mv(left=0.2, up=0.1), mv(right=0.7, dx=3), mv(n=0)]
+    names, records = name_from_motion(motion)
+    assert names == ["Left", "Right", "Right+Up", "Up", "Fall Right", "Stay", "Right#2", "7"]
+    assert [r["confidence"] for r in records[:7]] == [0.9, 0.8, 0.6, 0.9, 0.8, 0.8, 0.7]
+    assert records[4]["effect"] == "fall" and records[0]["true_action"] == -1 and records[7]["true_action"] is None
+    keys = default_key_map(names)
+    assert keys["ArrowLeft"] == 0 and keys["ArrowRight"] == 1 and keys["ArrowUp"] == 3
+
+
+def test_a_procgen_store_is_named_in_its_own_effective_actions(tmp_path):
+    """Any Procgen game's latents are named after its measured classes (here BigFish's: Left+Down, ..., Stay),
+    not the 15 raw buttons."""
+    from genieworld.actions import name_latent_actions
+    from genieworld.data.procgen import effective_actions_of, generate_procgen
+    from genieworld.data.store import EpisodeStore
+
+    generate_procgen(tmp_path / "bf", "bigfish", levels=1, steps_per_level=30, frame_skip=2, progress=False)
+    store = EpisodeStore(tmp_path / "bf")
+    classes = effective_actions_of(store)
+
+    class Raw:  # a "LAM" whose latent is the raw button pressed (15 latents)
+        num_actions = 15
+        image_size = 64
+        queue: list = []
+
+        def infer_actions(self, frames):
+            return np.asarray(self.queue.pop(0))
+
+    orig = store.read_frames
+
+    def read_frames(ep, a, b):
+        Raw.queue.append(store.read_actions(ep, a, b - 1)[None])
+        return orig(ep, a, b)
+
+    store.read_frames = read_frames
+    import genieworld.data.store as st
+
+    opened = st.EpisodeStore
+    try:
+        st.EpisodeStore = lambda *_a, **_k: store
+        out = name_latent_actions(tmp_path / "bf", tmp_path / "bf", genie=Raw(), window=4, batch_size=1, motion=False)
+    finally:
+        st.EpisodeStore = opened
+    assert out["source"]["true_action_names"] == classes["names"]
+    used = sorted({int(a) for i in range(store.num_episodes) for a in store.read_actions(i)})
+    for raw in used:  # each raw button's latent is named after its class
+        base = classes["names"][classes["map"][raw]]
+        assert out["names"][raw].split("#")[0] == base
 
 
 def test_coinrun_effective_names_get_arrows_space_and_wasd():

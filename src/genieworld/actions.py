@@ -203,8 +203,8 @@ def jump_action(counts, true_names: Sequence[str], motion: Sequence[dict] | None
     """The latent action that plays most like a plain jump, from a ``latent x true`` count table.
 
     For latent ``i`` with the real actions' shares ``p``: ``score = P(jump) - |P(right) - P(left)|``,
-    where a real action jumps when its name contains ``Jump`` (``UP`` for Procgen's raw
-    buttons) and goes left or right when its name says so.  The best latent with
+    where a real action jumps when its name contains ``Jump`` (``Up``, ``Left+Up``... for a Procgen
+    game's buttons) and goes left or right when its name says so.  The best latent with
     ``P(jump) >= 0.5`` is returned, or ``None`` when there is none or the names say
     nothing about jumping.  ``counts`` is checked: a malformed table gives ``None``.
     With ``motion`` (one :func:`latent_statistics` record per latent), latents that fall
@@ -217,7 +217,7 @@ def jump_action(counts, true_names: Sequence[str], motion: Sequence[dict] | None
     if table.ndim != 2 or table.shape[1] != len(true_names) or not np.isfinite(table).all() or (table < 0).any():
         return None
     up = [str(n).upper() for n in true_names]
-    jumps = np.array([("JUMP" in n) or (n in ("UP", "LEFT-UP", "RIGHT-UP")) for n in up])
+    jumps = np.array([("JUMP" in n) or n == "UP" or n.endswith(("-UP", "+UP")) for n in up])
     left = np.array(["LEFT" in n for n in up])
     right = np.array(["RIGHT" in n for n in up])
     if not jumps.any():
@@ -323,21 +323,23 @@ def latent_statistics(genie, store, episodes: Sequence[int], num_true: int, wind
     def flush(items):
         nonlocal batch_no
         frames = np.stack([store.read_frames(ep, a, b) for ep, a, b in items])
-        true = np.stack([np.asarray(store.read_actions(ep, a, b - 1), dtype=np.int64) for ep, a, b in items])
+        true = np.stack([np.full(b - a - 1, -1, dtype=np.int64) if num_true == 0  # frames only: motion alone
+                         else np.asarray(store.read_actions(ep, a, b - 1), dtype=np.int64) for ep, a, b in items])
         with torch.inference_mode():
             lat = genie.infer_actions(frames)
         lat = np.asarray(lat.cpu() if hasattr(lat, "cpu") else lat, dtype=np.int64).reshape(true.shape)
         for (ep, a, _), row in zip(items, lat):
             pieces.setdefault(ep, {})[a] = row
-        ok = (true >= 0) & (true < num_true) & (lat >= 0) & (lat < num_latent)
+        known = (lat >= 0) & (lat < num_latent)
+        ok = known & (true >= 0) & (true < num_true)
         np.add.at(counts, (lat[ok], true[ok]), 1)
         if motion and batch_no % stride == 0:
             shape = frames.shape[2:]
             shift, _ = frame_shifts(frames[:, :-1].reshape(-1, *shape), frames[:, 1:].reshape(-1, *shape))
-            dx, dy = shift[:, 0].reshape(true.shape)[ok], shift[:, 1].reshape(true.shape)[ok]
+            dx, dy = shift[:, 0].reshape(true.shape)[known], shift[:, 1].reshape(true.shape)[known]
             cols = np.stack([np.ones_like(dx), dx, dy, dy >= MIN_PIXELS, dy <= -MIN_PIXELS,
                              dx <= -MIN_PIXELS, dx >= MIN_PIXELS], 1).astype(np.float64)
-            np.add.at(moves, lat[ok], cols)
+            np.add.at(moves, lat[known], cols)
         batch_no += 1
         if progress is not None:
             progress(len(items))
@@ -396,8 +398,14 @@ def name_from_counts(counts: np.ndarray, true_names: Sequence[str], motion: Sequ
                             "confidence": round(n / int(totals[i]), 4), "count": n})
             if motion is not None and falls(motion[i], true_names[best[i]]):
                 records[-1].update(name=fall_name(motion[i]), effect="fall")
-    # unique names: the most confident latent keeps the plain name
-    order = sorted(range(num_latent), key=lambda i: (-records[i]["confidence"], -records[i]["count"], i))
+    _make_unique(records)
+    return [r["name"] for r in records], records
+
+
+def _make_unique(records: list[dict]) -> None:
+    """Unique names in place: of latents with the same name the most confident keeps it, the next are
+    NAME#2, NAME#3... (records whose ``true_action`` is None keep their number)."""
+    order = sorted(range(len(records)), key=lambda i: (-records[i]["confidence"], -records[i]["count"], i))
     seen: dict[str, int] = {}
     taken = {r["name"] for r in records if r["true_action"] is None}
     for i in order:
@@ -414,6 +422,39 @@ def name_from_counts(counts: np.ndarray, true_names: Sequence[str], motion: Sequ
             name = f"{base}#{k}"
         taken.add(name)
         r["name"] = name
+
+
+#: a latent is named after a direction the view moves in when it does so in at least this share of its
+#: transitions (and more often than the opposite way): :func:`name_from_motion`
+MOTION_SHARE = 0.5
+
+
+def name_from_motion(motion: Sequence[dict]) -> tuple[list[str], list[dict]]:
+    """Names from how each latent moves the view alone (a store without recorded actions, such as your own
+    videos): ``Left``/``Right`` where the view moves that way in at least ``MOTION_SHARE`` of its
+    transitions, ``Up`` (``Left+Up``...) where it moves up, ``Fall``... where it falls (:func:`falls`),
+    else ``Stay``. A name's confidence is the share of transitions that moved that way (for ``Stay``,
+    those that moved neither sideways nor up by a share that counts). Records say ``"true_action": -1``
+    (named from motion) and are made unique like :func:`name_from_counts`'s."""
+    records = []
+    for i, m in enumerate(motion):
+        n = int(m.get("transitions", 0)) if isinstance(m, dict) else 0
+        if n == 0:
+            records.append({"latent": i, "true_action": None, "name": str(i), "confidence": 0.0, "count": 0})
+            continue
+        left, right, up = float(m["left"]), float(m["right"]), float(m["up"])
+        side = "Left" if left >= MOTION_SHARE and left > right else "Right" if right >= MOTION_SHARE and right > left else ""
+        rises = up >= MOTION_SHARE and up > float(m["down"])
+        if falls(m):
+            name, share = fall_name(m), float(m["down"])
+        elif side or rises:
+            name = "+".join(x for x in (side, "Up" if rises else "") if x)
+            share = min(v for v, on in ((max(left, right), side), (up, rises)) if on)
+        else:
+            name, share = "Stay", 1.0 - max(left, right, up)
+        records.append({"latent": i, "true_action": -1, "name": name, "confidence": round(share, 4), "count": n,
+                        "effect": "fall" if name.startswith("Fall") else "motion"})
+    _make_unique(records)
     return [r["name"] for r in records], records
 
 
@@ -459,16 +500,21 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
     model_dir = Path(model_dir)
     store = EpisodeStore(data_dir)
     labelled = [i for i in range(store.num_episodes) if _has_actions(store, i) and store.episode_length(i) >= 2]
-    if not labelled:
-        raise UserError(f"{data_dir}: no episodes with ground-truth actions; latent actions cannot be named "
-                        f"(they stay numbered 0..N-1). Use a store made by `genie data coinrun|atari`.")
+    from_motion = not labelled
+    if from_motion:  # frames only (your own videos): name the latents after how they move the view
+        if not motion:
+            raise UserError(f"{data_dir}: no episodes with ground-truth actions, and --no-motion leaves nothing to "
+                            "name the latent actions by (they stay numbered 0..N-1)")
+        labelled = [i for i in range(store.num_episodes) if store.episode_length(i) >= 2]
+        if not labelled:
+            raise UserError(f"{data_dir}: no episode of 2 or more frames")
     if episodes is not None:
         if episodes < 1:
             raise UserError("--episodes must be >= 1")
         labelled = labelled[:episodes]
     if window < 2:
         raise UserError("--window must be >= 2")
-    true_names = true_action_names(store)
+    true_names = [] if from_motion else true_action_names(store)
     num_true = len(true_names)
     if genie is None:
         from genieworld.genie import Genie, ModelDirError
@@ -487,18 +533,32 @@ def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window
         window = min(window, max_frames)
     raw_counts, moves, latents = latent_statistics(genie, store, labelled, num_true, window=window,
                                                    batch_size=batch_size, progress=progress, motion=motion)
+    if from_motion:
+        names, mapping = name_from_motion(moves)
+        data = {"names": names, "mapping": mapping,
+                "source": {"data": Path(data_dir).resolve().name, "data_manifest_sha256": store_digest(store),
+                           "store_source": store.source, "episodes": len(labelled),
+                           "transitions": int(sum(m["transitions"] for m in moves)), "window": int(window),
+                           "true_action_names": [], "named_from": "motion"},
+                "motion": moves}
+        path = write_actions_json(model_dir, data)
+        return {**data, "path": str(path)}
     true_of_ep = {ep: np.asarray(store.read_actions(ep), dtype=np.int64) for ep in latents}
     counts, names_of_true = raw_counts, list(true_names)
-    if true_names == PROCGEN_ACTION_NAMES and "coinrun" in (store.extra or {}):
-        # CoinRun's 15 buttons act as 6 actions: name latents in the game's own terms (Left, Jump, ...)
-        from genieworld.data.coinrun import EFFECTIVE_NAMES, effective_action
+    if true_names == PROCGEN_ACTION_NAMES:
+        from genieworld.data.procgen import effective_action_of, effective_actions_of
 
-        eff = effective_action(np.arange(num_true))
-        counts = np.zeros((raw_counts.shape[0], len(EFFECTIVE_NAMES)), dtype=np.int64)
-        for j in range(num_true):
-            counts[:, eff[j]] += raw_counts[:, j]
-        names_of_true = list(EFFECTIVE_NAMES)
-        true_of_ep = {ep: effective_action(a) for ep, a in true_of_ep.items()}
+        eff_info = effective_actions_of(store)
+        if eff_info is not None:
+            # a Procgen game's 15 buttons act as its measured effective actions (CoinRun's 6: Left, Jump, ...):
+            # name the latents in the game's own terms
+            eff = effective_action_of(store)
+            names_of_true = list(eff_info["names"])
+            table = eff(np.arange(num_true))
+            counts = np.zeros((raw_counts.shape[0], len(names_of_true)), dtype=np.int64)
+            for j in range(num_true):
+                counts[:, table[j]] += raw_counts[:, j]
+            true_of_ep = {ep: eff(a) for ep, a in true_of_ep.items()}
     names, mapping = name_from_counts(counts, names_of_true, moves)
     data = {
         "names": names,

@@ -36,8 +36,13 @@ button combinations (LEFT-DOWN, LEFT, LEFT-UP, DOWN, NOOP, UP, RIGHT-DOWN,
 RIGHT, RIGHT-UP, D, A, W, S, Q, E), Atari's get_action_meanings() as recorded
 by `genie data atari`, otherwise numbers.
 
-Without ground-truth actions in DIR nothing is written and the command exits
-with status 2 (the actions stay numbered).
+A store without ground-truth actions (your own videos, `genie data ingest`)
+names each latent action by how it moves the view alone: Left, Right, Up
+(Left+Up, Right+Up), Fall or Stay, each where at least half of its
+transitions move that way (numbered #2, #3 when several do). With --no-motion
+there is then nothing to name by: nothing is written and the command exits with
+status 2. For a Procgen store the names are the game's measured effective
+actions (CoinRun: Left, Jump, Right+Jump, ...; Ninja: Left, Up, Fire(A), ...).
 
 With --judge-data, an independent reader names each latent too: the action judge
 (genieworld.eval.judge, trained on real frames with their recorded actions) reads
@@ -90,19 +95,22 @@ def run_name(args) -> int:
                                motion=args.motion)
     judge_names = _judge_names(model, args) if args.judge_data else None
     src = data["source"]
-    print(f"{src['transitions']} transitions from {src['episodes']} labelled episodes "
+    from_motion = src.get("named_from") == "motion"
+    print(f"{src['transitions']} transitions from {src['episodes']} "
+          f"{'episodes without recorded actions: named by how each moves the view' if from_motion else 'labelled episodes'} "
           f"({src['store_source'] or 'unknown source'})", file=sys.stderr)
     width = max(len(m["name"]) for m in data["mapping"])
     moves = data.get("motion") or [None] * len(data["mapping"])
     for m, mv in zip(data["mapping"], moves):
-        real = "-" if m["true_action"] is None else src["true_action_names"][m["true_action"]]
+        real = "-" if m["true_action"] is None or m["true_action"] < 0 else src["true_action_names"][m["true_action"]]
         view = "" if not mv or not mv["transitions"] else (
             f"; view {mv['dx']:+.1f}, {mv['dy']:+.1f} px a step, down in {mv['down']:.0%}, up in {mv['up']:.0%}")
         judge = ""
         if judge_names:  # read with the names just written, so its "agrees" is this name's
             j = judge_names[m["latent"]]
             judge = f"; judge reads {j['judge_name']}" + ("" if j["agrees"] else " (DISAGREES)")
-        print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  (real action {real}, "
+        what = "" if from_motion else f"real action {real}, "
+        print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  ({what}"
               f"confidence {m['confidence']:.2f}, {m['count']} transitions{view}{judge})", file=sys.stderr)
     print(json.dumps({"actions_json": data["path"], "names": data["names"]}))
     return 0
