@@ -104,10 +104,15 @@ def main(argv=None) -> int:
                          "dynamics --actions true`) instead of --model's own: the ceiling of buttons that mean what "
                          "the player pressed. --model (one) gives the tokenizer and sampling; its 6 buttons are "
                          "CoinRun's effective actions; the 'own' driver (a LAM's reading) does not apply")
+    ap.add_argument("--gravity", action="store_true",
+                    help="play the player's presses (the player driver and the drift rollouts) through the model's "
+                         "gravity, as `genie play` does by default (MODEL/actions.json's sequence_counts)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     if args.true_actions and (len(args.model) != 1 or args.drivers is None or "own" in args.drivers):
         raise SystemExit("--true-actions takes one --model and --drivers without 'own' (e.g. --drivers player)")
+    if args.true_actions and args.gravity:
+        raise SystemExit("--gravity plays a LAM model's latents; the true-action buttons have none")
     if args.n < 2 or args.long < 0 or args.hold_prompts < 1 or args.hold_steps < 3:
         raise SystemExit("need -n >= 2, --long >= 0, --hold-prompts >= 1 and --hold-steps >= 3")
     variants = [parse_variant(v) for v in args.variant] if args.variant else [{}]
@@ -147,6 +152,14 @@ def main(argv=None) -> int:
             genie = true_action_world(genie, Path(args.true_actions))
             genie.action_names = list(EFFECTIVE_NAMES)
             m = f"{args.true_actions} (true actions)"
+        gravity = None
+        if args.gravity:
+            from genieworld.actions import load_gravity
+
+            gravity = load_gravity(m, genie.num_actions)
+            if gravity is None:
+                raise SystemExit(f"--gravity: {m} has no gravity table (run `genie actions name` on a labelled store)")
+            m = f"{m} (gravity)"
         own = genie.sampling
         for var in variants:
             genie.sampling = replace(own, **var)
@@ -155,7 +168,7 @@ def main(argv=None) -> int:
             with contextlib.redirect_stdout(sys.stderr):  # its progress lines; stdout is the JSON alone
                 r = play_quality(genie, store, n=args.n, long_length=args.long, seed=args.seed, judge=judge,
                                  judge_info=info, hold_prompts=args.hold_prompts, hold_steps=args.hold_steps,
-                                 real_features=feats, drivers=drivers)
+                                 real_features=feats, drivers=drivers, gravity=gravity)
             r.pop("judge", None)
             out["models"][key] = r
     out["seconds"] = round(time.time() - t0, 1)

@@ -110,6 +110,38 @@ def test_play_quality_measures_only_the_drivers_asked_for(synthetic_store_dir, u
             pq.play_quality(g, store, n=3, length=10, long_length=0, progress=False, drivers=("walk",))
 
 
+def test_with_gravity_the_player_presses_play_as_genie_play_plays_them(synthetic_store_dir, untrained_model_dir,
+                                                                      monkeypatch):
+    """The player driver and the drift rollouts step the latents gravity chooses for the presses; the
+    other drivers are untouched."""
+    from genieworld.genie import Genie
+    from genieworld.sampling import World
+
+    class AlwaysFall:  # a stand-in for play's Gravity: every press after the first plays latent 0
+        def play(self, pressed):
+            return [int(pressed[0])] + [0] * (len(pressed) - 1)
+
+    stepped, orig = [], World.step_batch
+
+    def spy(self, actions_b):
+        stepped.append(np.asarray(actions_b).copy())
+        return orig(self, actions_b)
+
+    monkeypatch.setattr(World, "step_batch", spy)
+    store = EpisodeStore(synthetic_store_dir)
+    g = Genie.from_pretrained(untrained_model_dir)
+    with torch_threads(1):
+        r = pq.play_quality(g, store, n=3, length=10, long_length=21, progress=False, drivers=("player",),
+                            gravity=AlwaysFall())
+    assert r["gravity"] is True and np.isfinite(r["fvd_player"]) and len(r["fvd_player_long_blocks"]) == 2
+    player, long = np.stack(stepped[:9], 1), np.stack(stepped[9:], 1)  # 9 player steps, then 20 drift steps
+    assert (player[:, 1:] == 0).all() and (long[:, 1:] == 0).all()
+    with torch_threads(1):
+        stepped.clear()
+        r = pq.play_quality(g, store, n=3, length=10, long_length=0, progress=False, drivers=("player",))
+    assert r["gravity"] is False and np.stack(stepped, 1)[:, 1:].any()  # as pressed: not all zeros
+
+
 def test_genie_eval_play_writes_play_quality_with_the_judge(tmp_path, synthetic_store_dir, untrained_model_dir,
                                                             monkeypatch, capsys):
     from genieworld.cli import main

@@ -15,6 +15,11 @@ their names say?  Every figure is measured on real held-out clips, beside the re
    judge's accuracy on real held-out transitions and its reading of the same actions in the game.
 4. ``psnr_own_by_t``: PSNR of the ``own`` rollouts to the real continuation, per step.
 
+With ``gravity`` (play's :class:`~genieworld.controls.Gravity`, on in ``genie play`` by default) the
+player's presses, in the ``player`` driver and the drift rollouts, are played as ``genie play`` plays
+them: a press after a jump may play a fall (``gravity: true`` in the result). Without it every press
+plays its latent as pressed, which no player of ``genie play`` sees where the model has gravity.
+
 Results are a JSON-able dict (:func:`play_quality`); ``genie eval --play N`` writes it into the
 report as ``play_quality.json`` and ``bench/bench_play_quality.py`` compares models side by side on
 the same clips.
@@ -179,10 +184,11 @@ def _psnr_by_t(real_nthwc, gen_nthwc) -> list[float]:
 
 def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int = 64, seed: int = 0,
                  judge=None, judge_info: dict | None = None, hold_prompts: int = 24, hold_steps: int = 8,
-                 real_features=None, progress: bool = True, batch: int = 32, drivers=DRIVERS) -> dict:
+                 real_features=None, progress: bool = True, batch: int = 32, drivers=DRIVERS, gravity=None) -> dict:
     """Every measurement of the module docstring as one dict.  ``real_features``: (prompt set, reference
     set) I3D features from an earlier call on the same clips (the bench shares them across models).
-    ``drivers``: the FVD drivers to measure (a subset of :data:`DRIVERS`; fewer is quicker)."""
+    ``drivers``: the FVD drivers to measure (a subset of :data:`DRIVERS`; fewer is quicker).
+    ``gravity``: play the player's presses through it, as ``genie play`` does (module docstring)."""
     unknown = sorted(set(drivers) - set(DRIVERS))
     if unknown:
         raise ValueError(f"unknown driver(s) {unknown}; known: {list(DRIVERS)}")
@@ -198,11 +204,15 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
     if real_features is None:
         real_features = (i3d_features(prompts), i3d_features(ref))
     f_prompts, f_ref = real_features
-    res = {"n": n, "length": length, "long_length": long_length, "seed": seed,
+    def played(presses_nk):  # what genie play plays for each row of presses
+        return presses_nk if gravity is None else np.array([gravity.play(row) for row in presses_nk], dtype=np.int64)
+
+    res = {"n": n, "length": length, "long_length": long_length, "seed": seed, "gravity": gravity is not None,
            "play_maskgit_steps": play_sampling(genie).maskgit_steps,
            "fvd_floor": round(frechet_distance(f_prompts, f_ref), 1)}
     say(f"floor FVD {res['fvd_floor']} ({time.time() - t0:.0f}s)")
     acts = driver_actions(genie, prompts, seed, drivers=tuple(drivers))
+    acts["player"] = played(acts["player"])
     for name in (d for d in DRIVERS if d in drivers):
         t1 = time.time()
         video = rollout(genie, prompts[:, 0], acts[name], seed=seed, batch=batch)
@@ -216,7 +226,7 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
     if long_length:
         t1 = time.time()
         rng = np.random.default_rng(seed + 7)
-        pl = player_actions(rng, n, long_length - 1, genie.num_actions)
+        pl = played(player_actions(rng, n, long_length - 1, genie.num_actions))
         blocks = []
         from genieworld.sampling import World
 
