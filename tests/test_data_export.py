@@ -39,6 +39,18 @@ def test_export_then_ingest_gives_the_same_episodes_back(tmp_path, capsys):
         assert mse < shifted  # aligned, not off by one
 
 
+def test_a_lossless_export_comes_back_pixel_for_pixel(tmp_path):
+    src = make_synthetic_store(tmp_path / "store", episodes=2, length=10, fps=5.0)
+    r = export_videos(src.path, tmp_path / "videos", scale=3, lossless=True, progress=False)
+    assert r["written"] == 2 and r["codec"] == "libx264rgb crf 0"
+    assert main(["data", "ingest", str(tmp_path / "videos"), str(tmp_path / "back"), "--fps", "5", "--min-frames", "3",
+                 "--no-progress"]) == 0
+    back = EpisodeStore(tmp_path / "back")
+    for j in range(back.num_episodes):
+        i = int(str(back.episode_meta(j)).split("episode-")[1][:6])
+        np.testing.assert_array_equal(back.read_episode(j)[0], src.read_episode(i)[0])
+
+
 def test_export_resumes_skips_short_episodes_and_refuses_bad_targets(tmp_path, capsys):
     store = make_synthetic_store(tmp_path / "store", episodes=2, length=12)
     out = tmp_path / "videos"

@@ -28,20 +28,23 @@ def write_gif(frames_thwc: np.ndarray, target: Path | BinaryIO, fps: float, min_
 
 
 def write_mp4(frames_thwc: np.ndarray, target: Path | BinaryIO, fps: float, crf: int = 18, preset: str | None = None,
-              max_rate_denominator: int = 1000) -> None:
-    """H.264 (libx264, yuv420p) in MP4 via PyAV; odd sizes are padded to even by repeating the edge."""
+              max_rate_denominator: int = 1000, lossless: bool = False) -> None:
+    """H.264 (libx264, yuv420p) in MP4 via PyAV; odd sizes are padded to even by repeating the edge.
+    ``lossless``: H.264 in RGB at crf 0 (libx264rgb) instead, which decodes to exactly the same pixels
+    (yuv420p, even at crf 0, bleeds colour across sharp edges and rounds each pixel's conversion)."""
     from fractions import Fraction
 
     import av
 
     t, h, w, _ = frames_thwc.shape
-    ph, pw = h + h % 2, w + w % 2  # yuv420p needs even sizes
+    ph, pw = (h, w) if lossless else (h + h % 2, w + w % 2)  # yuv420p needs even sizes
     if (ph, pw) != (h, w):
         frames_thwc = np.pad(frames_thwc, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     with av.open(str(target) if isinstance(target, (str, Path)) else target, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(max_rate_denominator))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": str(crf), **({"preset": preset} if preset else {})}
+        stream = container.add_stream("libx264rgb" if lossless else "libx264",
+                                      rate=Fraction(fps).limit_denominator(max_rate_denominator))
+        stream.width, stream.height, stream.pix_fmt = pw, ph, "rgb24" if lossless else "yuv420p"
+        stream.options = {"crf": "0" if lossless else str(crf), **({"preset": preset} if preset else {})}
         for f in frames_thwc:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 container.mux(packet)

@@ -113,12 +113,16 @@ EXPORT_HELP = """\
 Write each episode of a store as an H.264 MP4 (OUT/episode-NNNNNN.mp4) at the
 store's frame rate: to watch a dataset in any player, or to test the path your
 own videos take (`genie data ingest`) against the store they came from.
---scale upscales (nearest neighbour), as a screen capture would. Rerunning
-skips the videos already written; nothing in OUT is overwritten or deleted.
+--scale upscales (nearest neighbour), as a screen capture would. --lossless
+writes RGB H.264 at crf 0, which decodes to exactly the store's pixels (the
+default, yuv420p at --crf 18, is what video files usually are, and blurs
+colour at sharp edges). Rerunning skips the videos already written; nothing in
+OUT is overwritten or deleted.
 
 examples:
   genie data export data/coinrun videos/coinrun --episodes 20
   genie data export data/ninja videos/ninja --scale 4 --min-frames 16
+  genie data export data/ninja videos/ninja-exact --lossless
   genie data ingest videos/ninja data/ninja-from-video --fps 3.75   # and back
 """
 
@@ -236,6 +240,7 @@ def register(sub) -> None:
     pe.add_argument("--scale", type=int, default=1, help="integer upscale factor (default 1)")
     pe.add_argument("--crf", type=int, default=18, help="H.264 quality, 0 (lossless) to 51 (default 18)")
     pe.add_argument("--min-frames", type=int, default=1, help="skip episodes shorter than this (default 1)")
+    pe.add_argument("--lossless", action="store_true", help="RGB H.264 at crf 0: decodes to exactly the store's pixels")
     pe.add_argument("--no-progress", action="store_true", help="no progress bar")
     pe.set_defaults(func=cmd_export)
 
@@ -346,7 +351,7 @@ def cmd_export(args) -> int:
 
     try:
         summary = export_videos(args.store, args.out, episodes=args.episodes, scale=args.scale, crf=args.crf,
-                                min_frames=args.min_frames, progress=not args.no_progress)
+                                min_frames=args.min_frames, lossless=args.lossless, progress=not args.no_progress)
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)

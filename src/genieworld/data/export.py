@@ -4,6 +4,8 @@ The way back from an episode store to the kind of files users have: to look at a
 player, or to test the path their own videos take (``genie data ingest``) against the native store
 the videos came from (docs/walkthrough-own-videos.md). Frames are written at the store's frame
 rate, optionally upscaled by an integer factor (nearest neighbour) as a screen capture would be.
+``lossless`` writes RGB H.264 at crf 0 (libx264rgb), which decodes to exactly the store's pixels: the
+way to test the ingest path alone. The default (yuv420p, crf 18) is what video files usually are.
 
 Only ``OUT/episode-NNNNNN.mp4`` files are ever written, each first to a hidden temporary file in
 ``OUT`` and then renamed, so a killed export leaves no half-written video under a real name.
@@ -27,7 +29,7 @@ def video_name(episode: int) -> str:
 
 
 def export_videos(store: str | os.PathLike, out: str | os.PathLike, episodes: int | None = None, scale: int = 1,
-                  crf: int = 18, min_frames: int = 1, progress: bool = True) -> dict:
+                  crf: int = 18, min_frames: int = 1, lossless: bool = False, progress: bool = True) -> dict:
     """Write the first ``episodes`` episodes (all by default) of ``min_frames`` frames or more as MP4
     files in ``out``; returns ``{"written", "existing", "too_short", "fps", "size"}``."""
     st = EpisodeStore(store)
@@ -59,12 +61,13 @@ def export_videos(store: str | os.PathLike, out: str | os.PathLike, episodes: in
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask applies
         try:
             with os.fdopen(fd, "wb") as f:
-                write_mp4(upscale(frames, scale), f, fps=st.fps, crf=crf)
+                write_mp4(upscale(frames, scale), f, fps=st.fps, crf=crf, lossless=lossless)
             os.replace(tmp, target)
         except BaseException:
             os.unlink(tmp)
             raise
         done["written"] += 1
     h, w = st.resolution
-    return {"store": str(st.path), "out": str(out), "episodes": n, **done, "fps": st.fps, "size": [h * scale, w * scale]}
+    return {"store": str(st.path), "out": str(out), "episodes": n, **done, "fps": st.fps, "size": [h * scale, w * scale],
+            "codec": "libx264rgb crf 0" if lossless else f"libx264 yuv420p crf {crf}"}
 
