@@ -66,7 +66,7 @@ _I31 = 2**31 - 1  # Procgen and gym seeds are 32-bit
 OPTION_BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "action_guidance": (0, 100),
     "batch_size": (1, 1 << 16), "bc_steps": (1, 10**8), "checkpoint_every": (1, 10**9),
-    "clips_per_episode": (1, 10**4), "data_fraction": (1e-9, 1), "dynamics_data_fraction": (1e-9, 1),
+    "clips_per_episode": (1, 10**4), "crf": (0, 51), "data_fraction": (1e-9, 1), "dynamics_data_fraction": (1e-9, 1),
     "dynamics_steps": (1, 10**9), "envs": (1, 4096), "episodes": (1, 10**7), "epsilon": (0, 1),
     "eval_episodes": (1, 10**6), "eval_every": (0, 10**9), "eval_levels": (1, 10**7), "eval_seeds": (1, 10**4),
     "expert_steps": (1, 10**10), "fps": (1e-3, 1000), "frame_skip": (1, 64), "grad_accum": (1, 4096),
