@@ -60,7 +60,7 @@ from genieworld.controls import FALL, MAX_ACTIONS, Gravity, count_sequences, ver
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
-           "cooccurrence_counts", "latent_statistics", "name_from_counts", "falls", "fall_name",
+           "cooccurrence_counts", "latent_statistics", "name_from_counts", "name_from_motion", "falls", "fall_name",
            "write_actions_json", "default_key_map",
            "jump_action", "load_jump_action", "load_gravity", "name_latent_actions", "LatentStats"]
 
@@ -477,14 +477,15 @@ def _has_actions(store, i: int) -> bool:
 def name_latent_actions(model_dir, data_dir, episodes: int | None = None, window: int = 16,
                         batch_size: int = 8, device: str = "cpu", genie=None, progress=None,
                         motion: bool = True) -> dict:
-    """Build and write ``MODEL/actions.json`` from the labelled episodes of ``data_dir``.
+    """Build and write ``MODEL/actions.json`` from the labelled episodes of ``data_dir`` (from how each
+    latent moves the view, :func:`name_from_motion`, when no episode records actions).
 
     ``motion``: also measure how each latent moves the view (:func:`latent_statistics`, written as
     ``"motion"``) and name the latents that fall ``Fall``... (:func:`name_from_counts`).
 
     ``model_dir`` may be a training RUN folder (its ``RUN/model`` is used, as
     ``Genie.from_pretrained`` does).  Raises :class:`~genieworld.errors.UserError`
-    when the store has no labelled episodes (nothing is written then).  Returns the
+    when the store has no labelled episodes and ``motion`` is off (nothing is written then).  Returns the
     written dict plus ``"path"``, the file written.
     """
     from genieworld.data.store import EpisodeStore
