@@ -85,7 +85,7 @@ class Actions:
     ``axes(raw)`` -> (horizontal 0/1/2, presses up 0/1) for Procgen's shared 15 ids (None elsewhere)."""
 
     def __init__(self, path):
-        from genieworld.data.procgen import PROCGEN_ACTIONS, effective_actions_of
+        from genieworld.data.procgen import effective_actions_of
         from genieworld.data.store import EpisodeStore
 
         st = EpisodeStore(path)
@@ -98,7 +98,6 @@ class Actions:
         else:
             self.table, self.names, self.procgen = np.asarray(ea["map"], dtype=np.int64), list(ea["names"]), True
         self.num_classes = len(self.names)
-        self.num_raw = PROCGEN_ACTIONS if self.procgen else len(self.table)
 
     def eff(self, raw) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.int64)
