@@ -109,9 +109,10 @@ class Actions:
     def axes(self, raw):
         if not self.procgen:
             return None
-        raw = np.asarray(raw, dtype=np.int64)
-        pad = raw < 9  # ids 9..14 are the extra keys: no direction
-        return np.where(pad, raw // 3, 1), np.where(pad, (raw % 3 == 2).astype(np.int64), 0)
+        from genieworld.data.coinrun import effective_action
+
+        six = effective_action(raw)  # Procgen's shared ids as 2 * (left, none, right) + presses up
+        return six // 2, six % 2
 
 
 def windows(frames: np.ndarray, centres: np.ndarray, seq_len: int) -> torch.Tensor:
