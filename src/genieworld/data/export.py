@@ -2,7 +2,7 @@
 
 The way back from an episode store to the kind of files users have: to look at a dataset in any
 player, or to test the path their own videos take (``genie data ingest``) against the native store
-the videos came from (docs/walkthrough-own-videos.md). Frames are written at the store's frame
+the videos came from (README, "A world from your own videos"). Frames are written at the store's frame
 rate, optionally upscaled by an integer factor (nearest neighbour) as a screen capture would be.
 ``lossless`` writes RGB H.264 at crf 0 (libx264rgb), which decodes to exactly the store's pixels: the
 way to test the ingest path alone. The default (yuv420p, crf 18) is what video files usually are.
@@ -70,4 +70,3 @@ def export_videos(store: str | os.PathLike, out: str | os.PathLike, episodes: in
     h, w = st.resolution
     return {"store": str(st.path), "out": str(out), "episodes": n, **done, "fps": st.fps, "size": [h * scale, w * scale],
             "codec": "libx264rgb crf 0" if lossless else f"libx264 yuv420p crf {crf}"}
-
