@@ -360,6 +360,27 @@ def test_latents_that_move_the_view_down_are_named_fall():
         name_from_counts(counts, ["Left", "Right+Jump", "Stay"], motion[:2])
 
 
+def test_names_from_judge_take_what_the_judge_reads_and_keep_falls():
+    from genieworld.actions import names_from_judge
+
+    counts = np.array([[1, 9, 0], [0, 8, 2], [0, 7, 3], [5, 0, 5], [0, 0, 0]])
+    motion = [{"down": d, "up": 0.0, "dx": 0.0} for d in (0.9, 0.8, 0.0, 0.0, 0.0)]
+    _, mapping = name_from_counts(counts, ["Left", "Right+Jump", "Stay"], motion)  # Fall, Fall#2, R+J, Left, 4
+
+    def read(latent, name, left=0.0, none=0.0, right=0.0):
+        return {"latent": latent, "judge_name": name, "judge_direction": {"left": left, "none": none, "right": right}}
+
+    readings = [read(0, "Left", left=0.7, none=0.3), read(1, "Stay", none=0.6, right=0.4),
+                read(2, "Jump", none=0.9, right=0.1), read(3, "Jump", none=0.5, left=0.5), read(4, "Right", right=1)]
+    names, records = names_from_judge(mapping, readings)
+    # falls keep Fall and take the judge's direction; others its name; the more confident keeps a shared
+    # name; a latent that never occurred keeps its number; the earlier names are kept
+    assert names == ["Fall Left", "Fall", "Jump", "Jump#2", "4"], names
+    assert [r.get("counts_name") for r in records] == ["Fall", "Fall#2", "Right+Jump", "Left", None]
+    assert [r["name"] for r in mapping] == ["Fall", "Fall#2", "Right+Jump", "Left", "4"]  # not modified
+    assert names_from_judge(mapping, readings[:2])[0] == ["Fall Left", "Fall", "Right+Jump", "Left", "4"]
+
+
 def test_fall_gets_the_down_arrow_and_jump_skips_falling_latents(tmp_path):
     from genieworld.actions import jump_action, load_jump_action
     from genieworld.data.coinrun import EFFECTIVE_NAMES

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -174,3 +175,38 @@ def test_a_judge_store_without_actions_is_one_line(tmp_path, untrained_model_dir
                    "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2 and "--judge-data" in err and "recorded actions" in err, err
+
+
+def test_genie_actions_name_judge_names_name_the_buttons_after_the_judge(tmp_path, synthetic_store_dir,
+                                                                         untrained_model_dir, monkeypatch, capsys):
+    from genieworld.cli import main
+    from genieworld.data.synthetic import make_synthetic_store
+    from genieworld.eval import judge as judge_mod
+
+    fast = JudgeConfig(image_size=EpisodeStore(synthetic_store_dir).resolution[0], steps=3, batch_size=4, channels=8)
+    monkeypatch.setattr(judge_mod, "JudgeConfig", lambda **kw: fast)
+    store = tmp_path / "store"  # 24 prompts, each from its own 16-frame window
+    make_synthetic_store(store, episodes=12, length=32, size=64, num_actions=4, seed=1)
+    run = tmp_path / "run"
+    shutil.copytree(untrained_model_dir, run / "model")
+    assert main(["actions", "name", str(run), "--data", str(synthetic_store_dir), "--judge-names"]) == 2
+    assert "--judge-names needs --judge-data" in capsys.readouterr().err
+    with torch_threads(1):  # a training RUN folder: the files go to RUN/model, as Genie.from_pretrained reads it
+        rc = main(["actions", "name", str(run), "--data", str(store), "--episodes", "2",
+                   "--judge-data", str(store), "--judge-names"])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((run / "model" / "actions.json").read_text())
+    read = {r["latent"]: r for r in data["judge_names"]}
+    named = 0
+    for m, name in zip(data["mapping"], data["names"]):
+        assert m["name"] == name
+        if m["true_action"] is None:  # never inferred: keeps its number
+            assert name == str(m["latent"]) and "counts_name" not in m
+            continue
+        named += 1
+        want = read[m["latent"]]["judge_name"]
+        assert "counts_name" in m and (name.startswith("Fall") if m.get("effect") == "fall"
+                                       else name.split("#")[0] == want)
+    assert named >= 1
+    assert data["source"]["named_by"] == "judge"
+    assert (run / "model" / "judge" / "judge.json").is_file() and not (run / "actions.json").exists()

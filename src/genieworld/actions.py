@@ -60,7 +60,8 @@ from genieworld.controls import FALL, MAX_ACTIONS, Gravity, count_sequences, ver
 from genieworld.errors import UserError
 
 __all__ = ["PROCGEN_ACTION_NAMES", "ACTIONS_FILE", "true_action_names", "load_action_names", "check_action_names",
-           "cooccurrence_counts", "latent_statistics", "name_from_counts", "name_from_motion", "falls", "fall_name",
+           "cooccurrence_counts", "latent_statistics", "name_from_counts", "name_from_motion", "names_from_judge",
+           "falls", "fall_name",
            "write_actions_json", "default_key_map",
            "jump_action", "load_jump_action", "load_gravity", "name_latent_actions", "LatentStats"]
 
@@ -454,6 +455,35 @@ def name_from_motion(motion: Sequence[dict]) -> tuple[list[str], list[dict]]:
             name, share = "Stay", 1.0 - max(left, right, up)
         records.append({"latent": i, "true_action": -1, "name": name, "confidence": round(share, 4), "count": n,
                         "effect": "fall" if name.startswith("Fall") else "motion"})
+    _make_unique(records)
+    return [r["name"] for r in records], records
+
+
+def names_from_judge(mapping: Sequence[dict], readings: Sequence[dict]) -> tuple[list[str], list[dict]]:
+    """Names after what an independent reader sees each latent do: ``readings`` has one record per latent
+    (``"latent"``, ``"judge_name"`` such as ``Left`` or ``Right+Jump``, ``"judge_direction"`` shares of
+    ``left``/``none``/``right``), the action judge's reading of the frames the model generates while the
+    latent is held (``genie actions name --judge-names``).
+
+    A latent that falls (``"effect": "fall"`` in ``mapping``) stays a fall, as the judge knows no falls,
+    and takes the direction the judge reads most (``Fall Left``, ``Fall``, ``Fall Right``); every other
+    latent takes the judge's name. Names are made unique as :func:`name_from_counts`'s (``Left#2``...).
+    Returns the names and a copy of ``mapping`` with them, each record keeping its earlier name as
+    ``"counts_name"``."""
+    by_latent = {int(r["latent"]): r for r in readings}
+    records = []
+    for m in mapping:
+        r = by_latent.get(int(m["latent"]))
+        rec = dict(m)
+        if r is not None and m.get("true_action") is not None:
+            if m.get("effect") == "fall":
+                share = r["judge_direction"]
+                side = max(("left", "none", "right"), key=lambda d: float(share.get(d, 0.0)))
+                name = {"left": "Fall Left", "none": "Fall", "right": "Fall Right"}[side]
+            else:
+                name = str(r["judge_name"])
+            rec.update(counts_name=m["name"], name=name)
+        records.append(rec)
     _make_unique(records)
     return [r["name"] for r in records], records
 

@@ -48,13 +48,17 @@ With --judge-data, an independent reader names each latent too: the action judge
 (genieworld.eval.judge, trained on real frames with their recorded actions) reads
 the frames the model generates while the latent is held, and its majority reading
 (Left, Right+Jump, Stay, ...) is printed beside the name; names that disagree are
-marked. actions.json keeps them as "judge_names" (the names used in play stay the
-ones above).
+marked. actions.json keeps them as "judge_names". With --judge-names as well, the
+buttons are named after that reading instead: what a player sees a button do is
+what it is called (a latent that falls stays Fall and takes the direction the
+judge reads, Fall Left or Fall Right; the judge knows no falls). The names by
+co-occurrence stay in actions.json's mapping as "counts_name".
 
 example:
   genie data coinrun data/coinrun-test --levels 20 --start-level 100000
   genie actions name runs/world/model --data data/coinrun-test --episodes 50
   genie actions name runs/world/model --data data/coinrun-test --judge-data data/coinrun
+  genie actions name runs/world/model --data data/coinrun --judge-data data/coinrun --judge-names
 """
 
 
@@ -75,6 +79,9 @@ def register(sub) -> None:
                     help="also hold each latent 8 steps from 24 prompts of --data and let the action judge (a "
                          "supervised IDM trained on STORE's real frames, cached in MODEL/judge) read the frames: "
                          "shown beside each name and kept in actions.json as judge_names")
+    pn.add_argument("--judge-names", action="store_true",
+                    help="with --judge-data: name the buttons after what the judge reads (Fall latents keep Fall "
+                         "and take its direction); the names by co-occurrence are kept as counts_name")
     pn.set_defaults(func=run_name)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -90,10 +97,14 @@ def run_name(args) -> int:
         raise UserError(f"--data {args.data}: not a folder")
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
+    if args.judge_names and not args.judge_data:
+        raise UserError("--judge-names needs --judge-data STORE (the store the action judge is trained on)")
     data = name_latent_actions(model, args.data, episodes=args.episodes, window=args.window,
                                batch_size=args.batch_size, device=args.device or str(default_device()),
                                motion=args.motion)
-    judge_names = _judge_names(model, args) if args.judge_data else None
+    judge_names = _judge_names(Path(data["path"]).parent, args) if args.judge_data else None
+    if judge_names and args.judge_names:
+        data = _name_by_judge(Path(data["path"]), judge_names)
     src = data["source"]
     from_motion = src.get("named_from") == "motion"
     print(f"{src['transitions']} transitions from {src['episodes']} "
@@ -106,10 +117,13 @@ def run_name(args) -> int:
         view = "" if not mv or not mv["transitions"] else (
             f"; view {mv['dx']:+.1f}, {mv['dy']:+.1f} px a step, down in {mv['down']:.0%}, up in {mv['up']:.0%}")
         judge = ""
-        if judge_names:  # read with the names just written, so its "agrees" is this name's
+        if judge_names:  # read with the names by co-occurrence, so its "agrees" is theirs
             j = judge_names[m["latent"]]
-            judge = f"; judge reads {j['judge_name']}" + ("" if j["agrees"] else " (DISAGREES)")
+            judge = f"; judge reads {j['judge_name']}" + (
+                "" if j["agrees"] or args.judge_names else f" (DISAGREES with {j['name']})")
         what = "" if from_motion else f"real action {real}, "
+        if "counts_name" in m and m["counts_name"] != m["name"]:
+            what = f"by co-occurrence {m['counts_name']}, {what}"
         print(f"  latent {m['latent']:>2} -> {m['name']:<{width}}  ({what}"
               f"confidence {m['confidence']:.2f}, {m['count']} transitions{view}{judge})", file=sys.stderr)
     print(json.dumps({"actions_json": data["path"], "names": data["names"]}))
@@ -117,7 +131,8 @@ def run_name(args) -> int:
 
 
 def _judge_names(model: Path, args) -> list[dict]:
-    """Per latent, what the action judge reads when it is held (also stored in MODEL/actions.json)."""
+    """Per latent, what the action judge reads when it is held (also stored in MODEL/actions.json);
+    ``model``: the model folder itself (RUN/model for a training run)."""
     from genieworld.data.store import EpisodeStore
     from genieworld.eval.judge import load_or_train_judge
     from genieworld.eval.play_quality import action_following, real_clips
@@ -143,3 +158,15 @@ def _judge_names(model: Path, args) -> list[dict]:
     data["judge_names"] = out
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return out
+
+
+def _name_by_judge(path: Path, judge_names: list[dict]) -> dict:
+    """Rewrite ``path`` (MODEL/actions.json) with the buttons named after the judge's reading."""
+    from genieworld.actions import names_from_judge, write_actions_json
+    from genieworld.utils import read_json
+
+    data = read_json(path)
+    data["names"], data["mapping"] = names_from_judge(data["mapping"], judge_names)
+    data["source"]["named_by"] = "judge"
+    write_actions_json(path.parent, data)
+    return {**data, "path": str(path)}
