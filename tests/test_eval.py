@@ -221,6 +221,8 @@ def test_eval_cli_report_with_fvd_and_overlap_warning(tiny_model_dir, synthetic_
     g = m["generation"]
     assert len(g["psnr"]["per_step"]) == 10 and len(g["ssim"]["per_step"]) == 10
     assert g["psnr"]["t4"] is not None and g["psnr"]["t16"] is None  # horizon 10 < 16
+    still = g["still_prompt"]["psnr"]  # the prompt held still: at t = 1 it is the rollout's own first frame
+    assert still["t4"] is not None and still["per_step"][0] == pytest.approx(g["psnr"]["per_step"][0], abs=0.5)
     assert 0 < g["psnr"]["mean"] <= 100 and -1 <= g["ssim"]["mean"] <= 1
     assert 0 < m["tokenizer_reconstruction"]["psnr"] <= 100
     assert m["delta_t_psnr"]["t"] == 4 and np.isfinite(m["delta_t_psnr"]["value"])
@@ -236,7 +238,7 @@ def test_eval_cli_report_with_fvd_and_overlap_warning(tiny_model_dir, synthetic_
     gm = m["grid_motion"]  # what each action of the grid does to the view
     assert len(gm["actions"]) == s["num_actions"] and gm["prompts"] >= 1 and gm["steps"] >= 1
     md = (out / "report.md").read_text()
-    for text in ("ΔtPSNR", "FVD", "NMI", "Codebook usage", "rollouts.gif", "action_grid.png", "psnr_per_step.png",
+    for text in ("ΔtPSNR", "FVD", "NMI", "Codebook usage", "prompt held still", "rollouts.gif", "action_grid.png", "psnr_per_step.png",
                  "Warning", "moves the view"):
         assert text in md, text
 

@@ -175,7 +175,8 @@ def run_eval(args) -> int:
     fv = m["fvd"]
     print(f"tokenizer recon PSNR {m['tokenizer_reconstruction']['psnr']:.2f} dB, "
           f"generation PSNR {g['psnr']['mean']:.2f} dB (t=4: {_fmt(g['psnr'].get('t4'))}, "
-          f"t=16: {_fmt(g['psnr'].get('t16'))}), "
+          f"t=16: {_fmt(g['psnr'].get('t16'))}; the prompt held still: {_fmt(g['still_prompt']['psnr'].get('t4'))} / "
+          f"{_fmt(g['still_prompt']['psnr'].get('t16'))}), "
           f"Delta_t PSNR {_fmt(d['value'] if d else None)} dB, "
           f"FVD {_fmt(fv.get('value'), 1)}"
           + (f" ({fv['clips']} clips)" if fv.get("value") is not None else ""))

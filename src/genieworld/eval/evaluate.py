@@ -552,6 +552,8 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
 
         gen_psnr, gen_ssim = frame_metrics(real, gen)
         rand_psnr, rand_ssim = frame_metrics(real, gen_rand)
+        # a world that does nothing: the last prompt frame's reconstruction held still (PSNR's reference)
+        still_psnr = frame_metrics(real, np.repeat(recon[:, p - 1:p], cfg.horizon, axis=1))[0]
 
         # 3. latent-action grid: each action repeated for grid_frames frames from a few real prompts
         grid = None
@@ -614,6 +616,10 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
     gen_summary = {
         "psnr": per_step_summary(gen_psnr, p), "ssim": per_step_summary(gen_ssim, p),
         "random_actions": {"psnr": per_step_summary(rand_psnr, p), "ssim": per_step_summary(rand_ssim, p)},
+        "still_prompt": {"psnr": per_step_summary(still_psnr, p),
+                         "definition": "the tokenizer's reconstruction of the last prompt frame, held still: what a "
+                                       "world that does nothing scores (clips where the real view barely moves "
+                                       "score high, so a mean PSNR below it is not yet a world that moves right)"},
         "t": list(range(1, cfg.horizon + 1)),
         "prompt_steps": list(range(1, p + 1)),
         "averaged_over": f"{n} clips x {cfg.horizon - p} generated frames (t = {p + 1}..{cfg.horizon}); "

@@ -174,6 +174,9 @@ def psnr_plot_png(metrics: dict) -> bytes:
             s = np.asarray(series["per_step_sem"])[p:]
             ax.plot(t[p:], m, marker="o", ms=3, color=col, label=label)
             ax.fill_between(t[p:], m - s, m + s, color=col, alpha=0.2, lw=0)
+        still = g.get("still_prompt", {}).get(key)
+        if still is not None:
+            ax.plot(t[p:], np.asarray(still["per_step"])[p:], color="grey", ls=":", lw=1, label="prompt held still")
         rec = metrics["tokenizer_reconstruction"][key]
         ax.axhline(rec, color="grey", ls="--", lw=1, label="tokenizer reconstruction")
         for c in (4, 16):
@@ -287,13 +290,18 @@ def render_markdown(metrics: dict, action_names: list[str] | None = None) -> str
     for t in g["t"]:
         i = t - 1
         tag = " (prompt)" if t <= p else (" **←**" if t in (4, 16) else "")
+        still = g.get("still_prompt", {}).get("psnr")
         rr.append([f"{t}{tag}", _f(g["psnr"]["per_step"][i]), _f(g["ssim"]["per_step"][i], 3),
-                   _f(g["random_actions"]["psnr"]["per_step"][i]), _f(g["random_actions"]["ssim"]["per_step"][i], 3)])
-    add(_md_table(["t", "PSNR inferred (dB)", "SSIM inferred", "PSNR random (dB)", "SSIM random"], rr))
+                   _f(g["random_actions"]["psnr"]["per_step"][i]), _f(g["random_actions"]["ssim"]["per_step"][i], 3),
+                   _f(still["per_step"][i]) if still else "-"])
+    add(_md_table(["t", "PSNR inferred (dB)", "SSIM inferred", "PSNR random (dB)", "SSIM random",
+                   "PSNR prompt held still (dB)"], rr))
     add(f"\nAverages over generated frames: PSNR {_f(g['psnr']['mean'])} dB (random actions "
         f"{_f(g['random_actions']['psnr']['mean'])}), SSIM {_f(g['ssim']['mean'], 3)} (random "
         f"{_f(g['random_actions']['ssim']['mean'], 3)}). Prompt rows compare the rollout's first frame (the "
-        f"tokenizer reconstruction of the real prompt) and are excluded from the averages.\n")
+        f"tokenizer reconstruction of the real prompt) and are excluded from the averages. The last column is "
+        f"a world that does nothing (the prompt's reconstruction held still): where the real view barely moves "
+        f"it scores high, so PSNR is read beside it and beside FVD.\n")
     add("Rollouts (left to right: real, generated with inferred actions, generated with random actions; "
         "green border = prompt):\n")
     add("![rollouts](rollouts.gif)\n")
