@@ -18,6 +18,7 @@ for evaluation only) that `genie train` reads.
   genie data atari Pong data/pong                 # an Atari game, random policy
   genie data ingest ~/videos data/mine            # any videos / numbered-image folders
   genie data export data/coinrun videos/coinrun   # a store's episodes as MP4 files
+  genie data merge data/games data/ninja data/climber   # one store of several (many games)
   genie data info data/coinrun --verify           # JSON summary, checksum every shard
 
 Generation and ingestion resume where they stopped when rerun with the same
@@ -126,6 +127,22 @@ examples:
   genie data ingest videos/ninja data/ninja-from-video --fps 3.75   # and back
 """
 
+MERGE_HELP = """\
+Copy every episode of several stores into one, OUT: a world of many games trains
+on one store. Each episode's meta records the store it came from ("from") and its
+game ("game", the source store's source, e.g. procgen:ninja). The stores must
+share the frame size and frame rate. Ground-truth actions are kept when every
+store records them with one meaning (one kind of source, or Procgen's 15 buttons,
+which mean the same in every game), and dropped otherwise. Rerunning continues a
+merge that was stopped; OUT is created, or must be a merge of the same stores.
+
+examples:
+  genie data procgen ninja data/ninja --levels 100 --frame-skip 4 --policy hold
+  genie data procgen climber data/climber --levels 100 --frame-skip 4 --policy hold
+  genie data merge data/games data/ninja data/climber
+  genie train tokenizer --data data/games --preset cpu --out runs/games-tokenizer
+"""
+
 INGEST_HELP = """\
 Turn videos into an episode store (no actions). Each SRC is a video file (mp4,
 webm, mkv, avi, gif, mov, ...), a folder of numbered images (frame_2 before
@@ -231,6 +248,13 @@ def register(sub) -> None:
     pg.add_argument("--image-fps", type=float, default=None, help="frame rate of image folders (default: same as --fps)")
     pg.add_argument("--no-progress", action="store_true", help="no progress bar")
     pg.set_defaults(func=cmd_ingest)
+
+    pm = dsub.add_parser("merge", help="copy several stores' episodes into one (a world of many games)",
+                         description=MERGE_HELP, formatter_class=_fmt())
+    pm.add_argument("out", metavar="OUT", help="the merged store's folder (created, or a merge to continue)")
+    pm.add_argument("stores", nargs="+", metavar="STORE", help="episode stores to merge, in order")
+    pm.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pm.set_defaults(func=cmd_merge)
 
     pe = dsub.add_parser("export", help="write a store's episodes as MP4 files",
                          description=EXPORT_HELP, formatter_class=_fmt())
@@ -344,6 +368,17 @@ def cmd_ingest(args) -> int:
     _print_json({"out": out, "ingested": len(report["ingested"]), "skipped": report["skipped"],
                  "already_in_store": len(report["already_in_store"]), **report["store"]})
     return 0 if report["store"]["episodes"] > 0 else 1
+
+
+def cmd_merge(args) -> int:
+    from genieworld.data.merge import merge_stores
+
+    try:
+        summary = merge_stores(args.out, args.stores, progress=not args.no_progress)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _print_json(summary)
+    return 0
 
 
 def cmd_export(args) -> int:
