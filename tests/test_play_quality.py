@@ -77,6 +77,24 @@ def test_judge_learns_real_actions_and_is_cached_by_store(tmp_path, synthetic_st
     assert "training again" in capsys.readouterr().out
 
 
+def test_following_summary_averages_direction_buttons_and_scores_left_and_right_alone():
+    def button(latent, name, follows, jump=0.0):
+        d, j = pq.intended(name)
+        return {"latent": latent, "intended": {"direction": ("left", "none", "right")[d], "jump": bool(j)},
+                "following_direction": follows, "judge_jump": jump, "agrees": True}
+
+    per = {"Left": button(0, "Left", 0.8), "Fall Left": button(1, "Fall Left", 0.6),
+           "Right": button(2, "Right", 0.9), "Right+Jump": button(3, "Right+Jump", 0.5, jump=0.95),
+           "Jump": button(4, "Jump", 0.9, jump=0.9)}
+    real = {"real_following_direction": {"Left": 1.0, "Right": 0.9}}
+    s = pq.summarise_following(per, real)
+    assert s["left_following"] == 0.7 and s["left_following_vs_game"] == 0.7  # Left and Fall Left
+    assert s["right_following"] == 0.9 and s["right_following_vs_game"] == 1.0  # Right alone (a jump excluded)
+    assert s["left_button_vs_game"] == 0.8 and s["right_button_vs_game"] == 1.0
+    assert s["jump_buttons_read_as_jump_min"] == 0.9 and s["names_agreeing"] == 5 == s["buttons"]
+    assert "left_button_vs_game" not in pq.summarise_following({"Fall Left": per["Fall Left"]}, real)
+
+
 def test_play_quality_reports_every_driver_drift_and_following(synthetic_store_dir, untrained_model_dir):
     from genieworld.genie import Genie
 

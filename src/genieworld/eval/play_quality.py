@@ -156,7 +156,11 @@ def _agrees(name: str, read: str) -> bool:
 
 
 def summarise_following(per: dict, real: dict | None) -> dict:
-    """Left and Right following against the game's own rate, jump buttons' jump share, names agreed."""
+    """Left and Right following against the game's own rate, jump buttons' jump share, names agreed.
+
+    ``left_following``: the mean over every button that names a direction and no jump (Left, Fall Left...);
+    ``left_button_vs_game``: the button named Left alone (the issue's "Left read as left"), each against the
+    rate at which the judge reads the game's own held Left as left."""
     out = {}
     for side, key in (("left", "Left"), ("right", "Right")):
         rates = [v["following_direction"] for n, v in per.items() if v["intended"]["direction"] == side
@@ -166,6 +170,11 @@ def summarise_following(per: dict, real: dict | None) -> dict:
             if real and key in real.get("real_following_direction", {}):
                 game = real["real_following_direction"][key]
                 out[f"{side}_following_vs_game"] = round(out[f"{side}_following"] / max(game, 1e-9), 3)
+    for side, key in (("left", "Left"), ("right", "Right")):  # the buttons named just Left and Right
+        v = per.get(key)
+        if v is not None and real and key in real.get("real_following_direction", {}):
+            out[f"{side}_button_vs_game"] = round(v["following_direction"] /
+                                                  max(real["real_following_direction"][key], 1e-9), 3)
     jumps = [v["judge_jump"] for v in per.values() if v["intended"]["jump"]]
     if jumps:
         out["jump_buttons_read_as_jump_min"] = round(float(np.min(jumps)), 3)
