@@ -108,6 +108,7 @@ def main(argv=None) -> int:
                     help="play the player's presses (the player driver and the drift rollouts) through the model's "
                          "gravity, as `genie play` does by default (MODEL/actions.json's sequence_counts)")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--plot", metavar="PNG", help="also draw every model's drift and driver FVDs here")
     args = ap.parse_args(argv)
     if args.true_actions and (len(args.model) != 1 or args.drivers is None or "own" in args.drivers):
         raise SystemExit("--true-actions takes one --model and --drivers without 'own' (e.g. --drivers player)")
@@ -173,6 +174,11 @@ def main(argv=None) -> int:
             out["models"][key] = r
     out["seconds"] = round(time.time() - t0, 1)
     emit_json(out, args.out, indent=1)
+    if args.plot:
+        from genieworld.eval.report import drift_plot_png
+        from genieworld.utils import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.plot), drift_plot_png(out["models"]))
     return 0
 
 

@@ -228,3 +228,22 @@ def test_genie_actions_name_judge_names_name_the_buttons_after_the_judge(tmp_pat
     assert named >= 1
     assert data["source"]["named_by"] == "judge"
     assert (run / "model" / "judge" / "judge.json").is_file() and not (run / "actions.json").exists()
+
+
+def test_drift_plot_draws_every_model_with_drift_and_the_floor():
+    import io
+
+    from PIL import Image
+
+    from genieworld.eval.report import drift_plot_png
+
+    a = {"fvd_floor": 94.3, "fvd_own": 141.0, "fvd_player": 201.5, "fvd_random": 219.1,
+         "fvd_player_long_block_ends": [17, 33, 49, 64], "fvd_player_long_blocks": [199.4, 214.4, 232.3, 220.0],
+         "drift_ratio": 1.10}
+    b = {"fvd_floor": 94.3, "fvd_player": 163.3}  # no drift measured: bars only
+    one = drift_plot_png({"a": a})
+    two = drift_plot_png({"a": a, "b": b})
+    for png in (one, two):
+        with Image.open(io.BytesIO(png)) as im:
+            assert im.format == "PNG" and im.size == (1000, 380)
+    assert one != two

@@ -211,6 +211,11 @@ def _play_quality(genie, store, args, out: Path) -> None:
     except ValueError as e:
         raise UserError(f"--play: {e}") from None
     atomic_write_text(out / "play_quality.json", json.dumps(r, indent=1) + "\n")
+    if r.get("fvd_player_long_blocks"):
+        from genieworld.eval.report import drift_plot_png
+        from genieworld.utils import atomic_write_bytes
+
+        atomic_write_bytes(out / "play_quality.png", drift_plot_png({"model": r}))
     print(f"play quality ({r['n']} clips): FVD floor {r['fvd_floor']}, own {r['fvd_own']}, player {r['fvd_player']}, "
           f"random {r['fvd_random']} (Delta_t PSNR beside it), held {r['fvd_held']}; drift: frames "
           f"{r.get('fvd_player_long_blocks')} -> ratio {r.get('drift_ratio')}")

@@ -155,8 +155,6 @@ def _prompt_text(p: int) -> str:
 
 def psnr_plot_png(metrics: dict) -> bytes:
     """PSNR, SSIM and Delta PSNR per step (inferred vs random actions; tokenizer reconstruction for reference)."""
-    import io
-
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -201,15 +199,60 @@ def psnr_plot_png(metrics: dict) -> bytes:
         ax.set_title(f"ΔtPSNR per step (reported at t = {d['t']}: {d['value']:.2f} dB), ± s.e.m.", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _fig_png(fig)
 
 
 # ----------------------------------------------------------------------------
 # Markdown
 # ----------------------------------------------------------------------------
+
+
+def drift_plot_png(results: dict[str, dict]) -> bytes:
+    """PNG of play quality's drift (GameNGen's quality over time): for each model, the FVD of each 16-frame
+    block of its 64-frame player rollouts against real clips, at the block's last frame, with the
+    real-vs-real floor and the 16-frame FVD of each driver. ``results``: label -> a
+    :func:`genieworld.eval.play_quality.play_quality` dict (models without drift are left out)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    floors = []
+    drivers = ("own", "player", "held", "random")
+    width = 0.8 / max(1, len(results))
+    for k, (label, r) in enumerate(results.items()):
+        col = f"C{k % 10}"
+        if r.get("fvd_player_long_blocks"):
+            ratio = r.get("drift_ratio")
+            ax.plot(r["fvd_player_long_block_ends"], r["fvd_player_long_blocks"], marker="o", color=col,
+                    label=label + ("" if ratio is None else f" (ratio {ratio:.2f})"))
+        vals = [r.get(f"fvd_{d}") for d in drivers]
+        xs = [i + (k - (len(results) - 1) / 2) * width for i in range(len(drivers))]
+        bx.bar([x for x, v in zip(xs, vals) if v is not None], [v for v in vals if v is not None], width=width,
+               color=col, label=label)
+        if r.get("fvd_floor") is not None:
+            floors.append(r["fvd_floor"])
+    for axis in (ax, bx):
+        if floors:
+            axis.axhline(floors[0], color="grey", ls="--", lw=1, label="real vs real (floor)")
+        axis.set_ylabel("FVD against real clips")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    ax.set_xlabel("last frame of the 16-frame block (64-frame player rollouts)")
+    ax.set_title("drift: a world that holds keeps this flat", fontsize=9)
+    bx.set_xticks(range(len(drivers)), [f"{d}" for d in drivers])
+    bx.set_title("16-frame rollouts by driver", fontsize=9)
+    return _fig_png(fig)
+
+
+def _fig_png(fig) -> bytes:
+    import io
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def _f(x: Any, nd: int = 2) -> str:
