@@ -96,7 +96,8 @@ def register(sub) -> None:
                         "1 = off; needs a dynamics trained with action_dropout), for the rollouts and --play")
     p.add_argument("--play", type=_nonneg, default=0, metavar="N",
                    help="also measure play quality on N clips per set (genieworld.eval.play_quality: FVD under four "
-                        "drivers beside the real floor, drift over 64 frames): play_quality.json; report N >= 128")
+                        "drivers beside the real floor, drift over 64 frames): play_quality.json and its plot "
+                        "play_quality.png; report N >= 128")
     p.add_argument("--judge-data", metavar="STORE",
                    help="with --play: the training store (recorded actions) that trains the action judge, cached in "
                         "OUT/judge until the store changes; the judge then reads each button held 8 steps")
