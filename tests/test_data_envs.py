@@ -57,6 +57,13 @@ def test_atari_smoke(tmp_path):
         f, a = s.read_frames(i), s.read_actions(i)
         assert f.shape == (31, 32, 32, 3) and len(a) == 30 and 0 <= a.min() and a.max() < 6
     assert s.verify() == []
+    # --frame-skip 16: Procgen's time step at frame skip 4 (3.75 fps), so the two stores merge
+    from genieworld.cli import main
+
+    assert main(["data", "atari", "Pong", str(tmp_path / "pong16"), "--episodes", "1", "--steps-per-episode", "5",
+                 "--size", "32", "--frame-skip", "16", "--no-progress"]) == 0
+    s16 = EpisodeStore(tmp_path / "pong16")
+    assert s16.fps == 3.75 and s16.extra["atari"]["frameskip"] == 16
 
 
 def test_coinrun_frame_skip_holds_each_action_and_records_every_kth_frame(tmp_path):

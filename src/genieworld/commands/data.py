@@ -233,6 +233,9 @@ def register(sub) -> None:
     pa.add_argument("--size", type=int, default=64, help="square frame size (default 64)")
     pa.add_argument("--fit", choices=["crop", "pad"], default="crop", help="crop (default) or pad to square")
     pa.add_argument("--sticky", type=float, default=0.0, help="repeat_action_probability (default 0; v5 default is 0.25)")
+    pa.add_argument("--frame-skip", type=int, default=4,
+                    help="emulator frames per recorded step (default 4, ALE v5's: 15 fps); 16 gives 3.75 fps, the "
+                         "time step of Procgen at --frame-skip 4, so the two can be merged (`genie data merge`)")
     pa.add_argument("--seed", type=int, default=0, help="seed of the policy and env resets (default 0)")
     pa.add_argument("--no-progress", action="store_true", help="no progress bar")
     pa.set_defaults(func=cmd_atari)
@@ -346,7 +349,8 @@ def cmd_atari(args) -> int:
     try:
         summary = generate_atari(args.game, args.out, episodes=args.episodes,
                                  steps_per_episode=args.steps_per_episode, size=args.size, seed=args.seed,
-                                 fit=args.fit, sticky=args.sticky, progress=not args.no_progress)
+                                 fit=args.fit, sticky=args.sticky, frameskip=args.frame_skip,
+                                 progress=not args.no_progress)
     except ValueError as e:
         raise UserError(str(e)) from None
     _print_json(summary)
