@@ -25,7 +25,9 @@ Generation quality
     ``t = prompt_frames + 1 .. horizon`` (token-space MaskGIT rollout, decoded
     by the tokenizer).  Per-frame PSNR/SSIM against the real frame; the
     per-step curve is the mean over clips at each ``t`` and the averages are
-    the mean over clips and generated frames (prompt frames excluded).
+    the mean over clips and generated frames (prompt frames excluded). Beside
+    it, ``still_prompt``: the same for the last prompt frame's reconstruction
+    held still, what a world that does nothing scores.
 
 Controllability, ``Delta_t PSNR`` (paper section 3, ``t = 4``)
     A second rollout from the same prompts uses latent actions drawn uniformly
@@ -618,8 +620,8 @@ def evaluate(genie, store, config: EvalConfig, *, model_path: str | None = None,
         "random_actions": {"psnr": per_step_summary(rand_psnr, p), "ssim": per_step_summary(rand_ssim, p)},
         "still_prompt": {"psnr": per_step_summary(still_psnr, p),
                          "definition": "the tokenizer's reconstruction of the last prompt frame, held still: what a "
-                                       "world that does nothing scores (clips where the real view barely moves "
-                                       "score high, so a mean PSNR below it is not yet a world that moves right)"},
+                                       "world that does nothing scores. Clips whose real view stands still score "
+                                       "high for it, so a model's PSNR is read against it, not against 0"},
         "t": list(range(1, cfg.horizon + 1)),
         "prompt_steps": list(range(1, p + 1)),
         "averaged_over": f"{n} clips x {cfg.horizon - p} generated frames (t = {p + 1}..{cfg.horizon}); "
