@@ -202,11 +202,6 @@ def psnr_plot_png(metrics: dict) -> bytes:
     return _fig_png(fig)
 
 
-# ----------------------------------------------------------------------------
-# Markdown
-# ----------------------------------------------------------------------------
-
-
 def drift_plot_png(results: dict[str, dict]) -> bytes:
     """PNG of play quality's drift (GameNGen's quality over time): for each model, the FVD of each 16-frame
     block of its 64-frame player rollouts against real clips, at the block's last frame, with the
@@ -215,11 +210,12 @@ def drift_plot_png(results: dict[str, dict]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from genieworld.eval.play_quality import DRIVERS as drivers
+
     fig = Figure(figsize=(10, 3.8), dpi=100)
     FigureCanvasAgg(fig)
     ax, bx = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     floors = []
-    drivers = ("own", "player", "held", "random")
     width = 0.8 / max(1, len(results))
     for k, (label, r) in enumerate(results.items()):
         col = f"C{k % 10}"
@@ -241,18 +237,24 @@ def drift_plot_png(results: dict[str, dict]) -> bytes:
         axis.legend(fontsize=7)
     ax.set_xlabel("last frame of the 16-frame block (64-frame player rollouts)")
     ax.set_title("drift: a world that holds keeps this flat", fontsize=9)
-    bx.set_xticks(range(len(drivers)), [f"{d}" for d in drivers])
+    bx.set_xticks(range(len(drivers)), list(drivers))
     bx.set_title("16-frame rollouts by driver", fontsize=9)
     return _fig_png(fig)
 
 
 def _fig_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes, laid out tight."""
     import io
 
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------
+# Markdown
+# ----------------------------------------------------------------------------
 
 
 def _f(x: Any, nd: int = 2) -> str:
