@@ -102,9 +102,10 @@ def run_name(args) -> int:
     data = name_latent_actions(model, args.data, episodes=args.episodes, window=args.window,
                                batch_size=args.batch_size, device=args.device or str(default_device()),
                                motion=args.motion)
-    judge_names = _judge_names(Path(data["path"]).parent, args) if args.judge_data else None
-    if judge_names and args.judge_names:
-        data = _name_by_judge(Path(data["path"]), judge_names)
+    judge_names = None
+    if args.judge_data:
+        judge_names = _judge_names(Path(data["path"]).parent, args)
+        data = _write_judge_names(Path(data["path"]), judge_names, rename=args.judge_names)
     src = data["source"]
     from_motion = src.get("named_from") == "motion"
     print(f"{src['transitions']} transitions from {src['episodes']} "
@@ -131,13 +132,12 @@ def run_name(args) -> int:
 
 
 def _judge_names(model: Path, args) -> list[dict]:
-    """Per latent, what the action judge reads when it is held (also stored in MODEL/actions.json);
-    ``model``: the model folder itself (RUN/model for a training run)."""
+    """Per latent, what the action judge reads when it is held; ``model``: the model folder itself (RUN/model
+    for a training run)."""
     from genieworld.data.store import EpisodeStore
     from genieworld.eval.judge import load_or_train_judge
     from genieworld.eval.play_quality import action_following, real_clips
-    from genieworld.genie import ACTIONS_JSON, Genie
-    from genieworld.utils import atomic_write_text, read_json
+    from genieworld.genie import Genie
 
     store = EpisodeStore(args.data)
     try:
@@ -150,23 +150,21 @@ def _judge_names(model: Path, args) -> list[dict]:
     except ValueError as e:
         raise UserError(f"--data {args.data}: {e}") from None
     per = action_following(genie, judge, prompts, list(genie.action_names), hold_steps=8)
-    out = sorted(({"latent": v["latent"], "name": k, **{f: v[f] for f in ("judge_name", "judge_direction",
-                                                                         "judge_jump", "agrees")}}
-                  for k, v in per.items()), key=lambda d: d["latent"])
-    path = model / ACTIONS_JSON
-    data = read_json(path)
-    data["judge_names"] = out
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-    return out
+    return sorted(({"latent": v["latent"], "name": k, **{f: v[f] for f in ("judge_name", "judge_direction",
+                                                                            "judge_jump", "agrees")}}
+                   for k, v in per.items()), key=lambda d: d["latent"])
 
 
-def _name_by_judge(path: Path, judge_names: list[dict]) -> dict:
-    """Rewrite ``path`` (MODEL/actions.json) with the buttons named after the judge's reading."""
+def _write_judge_names(path: Path, judge_names: list[dict], rename: bool) -> dict:
+    """Keep the judge's readings in ``path`` (MODEL/actions.json) as ``judge_names`` and, with ``rename``,
+    name the buttons after them; one rewrite of the file. Returns what was written plus ``"path"``."""
     from genieworld.actions import names_from_judge, write_actions_json
     from genieworld.utils import read_json
 
     data = read_json(path)
-    data["names"], data["mapping"] = names_from_judge(data["mapping"], judge_names)
-    data["source"]["named_by"] = "judge"
+    data["judge_names"] = judge_names
+    if rename:
+        data["names"], data["mapping"] = names_from_judge(data["mapping"], judge_names)
+        data["source"]["named_by"] = "judge"
     write_actions_json(path.parent, data)
     return {**data, "path": str(path)}

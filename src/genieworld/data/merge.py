@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from genieworld.data.store import EpisodeStore, EpisodeWriter, store_digest
+from genieworld.data.store import MANIFEST, EpisodeStore, EpisodeWriter, store_digest
 
 __all__ = ["merge_stores"]
 
@@ -42,9 +42,7 @@ def _same_actions(stores: list[EpisodeStore]) -> bool:
     buttons in every game)."""
     if not all(s.has_actions and s.num_actions is not None for s in stores):
         return False
-    if len({s.num_actions for s in stores}) != 1:
-        return False
-    return len({s.source for s in stores}) == 1 or _common_source(stores) == "procgen:mix"
+    return len({s.num_actions for s in stores}) == 1 and _common_source(stores) != "merge"
 
 
 def merge_stores(out: str | os.PathLike, sources: list[str | os.PathLike], progress: bool = True) -> dict:
@@ -70,7 +68,7 @@ def merge_stores(out: str | os.PathLike, sources: list[str | os.PathLike], progr
     keep_actions = _same_actions(stores)
     merged_from = [{"store": p.resolve().name, "source": s.source, "digest": store_digest(s),
                     "episodes": s.num_episodes} for p, s in zip(paths, stores)]
-    if (out / "manifest.json").exists():
+    if (out / MANIFEST).exists():
         old = EpisodeStore(out)
         if old.extra.get("merged_from") != merged_from:
             raise ValueError(f"{out}: an existing store that is not a merge of these stores; choose a new folder")

@@ -165,16 +165,13 @@ def summarise_following(per: dict, real: dict | None) -> dict:
     for side, key in (("left", "Left"), ("right", "Right")):
         rates = [v["following_direction"] for n, v in per.items() if v["intended"]["direction"] == side
                  and not v["intended"]["jump"]]
+        game = (real or {}).get("real_following_direction", {}).get(key)
         if rates:
             out[f"{side}_following"] = round(float(np.mean(rates)), 3)
-            if real and key in real.get("real_following_direction", {}):
-                game = real["real_following_direction"][key]
+            if game is not None:
                 out[f"{side}_following_vs_game"] = round(out[f"{side}_following"] / max(game, 1e-9), 3)
-    for side, key in (("left", "Left"), ("right", "Right")):  # the buttons named just Left and Right
-        v = per.get(key)
-        if v is not None and real and key in real.get("real_following_direction", {}):
-            out[f"{side}_button_vs_game"] = round(v["following_direction"] /
-                                                  max(real["real_following_direction"][key], 1e-9), 3)
+        if key in per and game is not None:  # the button named just Left (Right) alone
+            out[f"{side}_button_vs_game"] = round(per[key]["following_direction"] / max(game, 1e-9), 3)
     jumps = [v["judge_jump"] for v in per.values() if v["intended"]["jump"]]
     if jumps:
         out["jump_buttons_read_as_jump_min"] = round(float(np.min(jumps)), 3)
