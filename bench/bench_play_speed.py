@@ -104,6 +104,9 @@ def main(argv=None) -> int:
 
         files = sorted((Path(args.model) / PROMPTS_DIR).glob("prompt-*.png"))[:args.prompts]
         prompts = [str(f) for f in files]
+        if not prompts:
+            raise SystemExit(f"{args.model} has no prompt gallery ({PROMPTS_DIR}/prompt-*.png): pass --data STORE "
+                             "to take prompts from a held-out store")
     out = {"bench": "play_speed", "time": now_iso(), "device": device_info(), "model": args.model,
            "threads": args.threads, "prompts": len(prompts), "frames": args.frames, "results": []}
     ref = {}
