@@ -100,6 +100,11 @@ def frames_drawn(pg) -> int:
     return pg.evaluate("() => window.genie.framesDrawn")
 
 
+def frames_received(pg) -> int:
+    """Frames that arrived; a frame whose image decodes after a newer one's is never drawn."""
+    return pg.evaluate("() => window.genie.framesReceived")
+
+
 def press_and_wait(pg, key: str) -> dict:
     """Press ``key`` and wait until the frame it caused is on the canvas; returns that frame's metadata."""
     n = frames_drawn(pg)
@@ -159,7 +164,7 @@ def test_play_in_browser(server, page, tmp_path):
 
     # a burst of key presses: every frame arrives (counted on arrival: a frame whose image decodes
     # after a newer one's is never drawn), the newest is drawn, the HUD shows fps and the queue
-    n = pg.evaluate("() => window.genie.framesReceived")
+    n = frames_received(pg)
     for k in (2, 3, 2, 3):
         pg.keyboard.press(key_of[k])
     pg.wait_for_function(f"() => window.genie.framesReceived >= {n + 4} - window.genie.lastMeta.dropped")
@@ -315,7 +320,7 @@ def test_play_opens_on_a_prompt_with_named_buttons_and_live_figures(prompt_serve
     assert pg.evaluate("() => window.genie.idle") is False
 
     # holding a button repeats its action, one at a time (no flood of queued presses)
-    n = pg.evaluate("() => window.genie.framesReceived")  # (the next press goes out on arrival, not draw)
+    n = frames_received(pg)  # (the next press goes out on arrival, not draw)
     pg.hover("#pad button[data-action='2']")
     pg.mouse.down()
     pg.wait_for_function(f"() => window.genie.framesReceived >= {n + 4}")
@@ -323,9 +328,9 @@ def test_play_opens_on_a_prompt_with_named_buttons_and_live_figures(prompt_serve
     metas = pg.evaluate(f"() => window.genie.metas.slice(-{4})")
     assert all(m["action"] == 2 and m["pending"] == 0 for m in metas)
     time.sleep(0.3)
-    settled = pg.evaluate("() => window.genie.framesReceived")
+    settled = frames_received(pg)
     time.sleep(0.4)
-    assert pg.evaluate("() => window.genie.framesReceived") == settled, "frames kept coming after the button was released"
+    assert frames_received(pg) == settled, "frames kept coming after the button was released"
 
     # honest live figures: 12 presses 200 ms apart give about 5 frames per second, the lag is shown
     pg.evaluate("() => { window.genie.idleMs = 600; }")
