@@ -100,11 +100,28 @@ def test_random_order_reveals_a_uniform_subset_on_the_same_schedule():
     assert counts.min() >= 30, counts  # uniform: 50 each expected; confidence order would give [0, 200, 0, 0]
 
 
-def test_orders_agree_at_one_step_and_bad_order_is_rejected():
+@pytest.mark.parametrize("steps", [1, 3])
+def test_both_orders_draw_each_token_from_softmax_of_logits_over_temperature(steps):
+    """In the random order a token is drawn from softmax(logits / T) at any number of steps (it draws only the
+    tokens a step reveals); in one step every token is drawn at once, so the confidence order does the same
+    (over several steps it reveals the surest draws first, which favours likely codes)."""
+    base = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    logits_nv = torch.stack([base.roll(p % 4) for p in range(8)])  # position p likes code p % 4 best
+    want = torch.softmax(logits_nv / 0.7, -1).double()
+    for order in ("confidence", "random") if steps == 1 else ("random",):
+        toks = sample_frame(lambda tok: logits_nv.expand(tok.shape[0], -1, -1), 800, 8, mask_id=4, steps=steps,
+                            temperature=0.7, generator=torch.Generator().manual_seed(3), order=order)
+        freq = torch.stack([torch.bincount(toks[:, p], minlength=4) for p in range(8)]).double() / len(toks)
+        assert torch.allclose(freq, want, atol=0.05), (order, freq, want)
+    # temperature 0: the argmax everywhere, in either order
+    for order in ("confidence", "random"):
+        toks = sample_frame(lambda tok: logits_nv.expand(tok.shape[0], -1, -1), 3, 8, mask_id=4, steps=steps,
+                            temperature=0.0, generator=torch.Generator().manual_seed(3), order=order)
+        assert (toks == torch.arange(8) % 4).all()
+
+
+def test_bad_order_is_rejected():
     g_logits = torch.randn(2, 16, 10, generator=torch.Generator().manual_seed(0))
-    outs = [sample_frame(lambda tok: g_logits, 2, 16, mask_id=10, steps=1, temperature=1.0,
-                         generator=torch.Generator().manual_seed(7), order=o) for o in ("confidence", "random")]
-    assert torch.equal(outs[0], outs[1])  # one step draws every token at once: the order cannot matter
     with pytest.raises(ValueError, match="order must be one of"):
         sample_frame(lambda tok: g_logits, 2, 16, mask_id=10, steps=2, temperature=1.0,
                      generator=torch.Generator(), order="sideways")

@@ -9,7 +9,8 @@ MaskGIT for one frame (``S`` steps, ``N`` tokens)::
                   (temperature 0: argmax(logits))
         confidence = log p(sampled) under softmax(logits / temperature)
                      (+ confidence_noise * (1 - (s+1)/S) * Gumbel, annealed to 0; default off)
-                     (order "random": a Gumbel draw alone, i.e. a random priority)
+                     (order "random": a Gumbel draw alone, i.e. a random priority; the
+                      sample is then drawn only for the tokens this step reveals)
         keep = maskgit_schedule(s, S, N) tokens stay masked: the least confident of the
                still-masked positions; the others take their sampled token for good.
 
@@ -95,17 +96,21 @@ def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, 
     tokens = torch.full((batch, n_tokens), mask_id, dtype=torch.long, device=device)
     masked = torch.ones(batch, n_tokens, dtype=torch.bool, device=device)
     for s in range(steps):
-        logits = logits_fn(tokens).float()
-        if temperature > 0:
+        logits = logits_fn(tokens)
+        if order != "random" or temperature == 0:
+            logits = logits.float()  # (argmax over bf16 is slower than the conversion and argmax over fp32)
+        if order == "random":
+            # which tokens are revealed does not depend on the logits: draw a sample only for those
+            # (at temperature > 0 the noise over all V codes is the costly part: 1/S of it this way)
+            conf = _gumbel((batch, n_tokens), generator, device)
+            sampled = None
+        elif temperature > 0:
             scaled = logits / temperature
             sampled = (scaled + _gumbel(scaled.shape, generator, device)).argmax(-1)
-        else:
-            scaled = logits
-            sampled = logits.argmax(-1)
-        if order == "random":
-            conf = _gumbel(sampled.shape, generator, device)
-        else:
             conf = F.log_softmax(scaled, dim=-1).gather(-1, sampled[..., None])[..., 0]
+        else:
+            sampled = logits.argmax(-1)
+            conf = F.log_softmax(logits, dim=-1).gather(-1, sampled[..., None])[..., 0]
         if confidence_noise > 0 and order == "confidence":
             anneal = 1.0 - (s + 1) / steps
             conf = conf + confidence_noise * anneal * _gumbel(conf.shape, generator, device)
@@ -116,7 +121,11 @@ def sample_frame(logits_fn: Callable[[torch.Tensor], torch.Tensor], batch: int, 
             low = torch.topk(conf, n_keep, dim=-1, largest=False).indices
             still.scatter_(1, low, True)
         reveal = masked & ~still
-        tokens = torch.where(reveal, sampled, tokens)
+        if sampled is None and temperature > 0:
+            rows = logits[reveal].float() / temperature  # (revealed, V)
+            tokens = tokens.masked_scatter(reveal, (rows + _gumbel(rows.shape, generator, device)).argmax(-1))
+        else:
+            tokens = torch.where(reveal, logits.argmax(-1) if sampled is None else sampled, tokens)
         masked = still
     return tokens
 
