@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genieworld.controls import HOLD, RISE, Gravity, count_sequences, vertical_effect
+from genieworld.controls import AIR_DY, FALLING_DY, HOLD, RISE, Descent, Gravity, count_sequences, vertical_effect, view_dy
 from genieworld.controls import FALL as FALLS
 
 # latents: 0 Stay, 1 Jump (rise), 2 Fall; real actions: 0 Stay, 1 Jump
@@ -65,6 +65,52 @@ def test_gravity_plays_a_fall_where_the_recordings_show_one():
     assert g.play([JUMP, JUMP, STAY, STAY]) == [JUMP, JUMP, FALL, STAY]
     no_true = Gravity(_RAW, true_of_latent=[None, 1, 0], effects=EFFECTS, falling=[FALL])
     assert no_true.choose(STAY, [JUMP, JUMP]) == STAY  # a latent with no real action: as pressed
+
+
+def test_while_the_view_falls_every_key_plays_a_fall_until_it_lands():
+    """Closed loop: the table alone lets a jump pressed after a fall rise again; with ``falling`` (the view
+    moved down in the last step) any key plays the fall its real action shows most."""
+    c = np.zeros((2, 4, 4, 4), dtype=np.int64)
+    c[:, :3, :3, :3] = _table()
+    c[0, STAY, STAY, 3] = 40  # a second falling latent, the one Stay (real action 0) shows most
+    c[1, JUMP, JUMP, FALL] = 25
+    g = Gravity(c, true_of_latent=[0, 1, 0, 0], effects=[HOLD, RISE, FALLS, FALLS], falling=[FALL, 3])
+    assert g.fall_for(STAY) == 3 and g.fall_for(JUMP) == FALL
+    assert g.choose(JUMP, [FALL, FALL]) == JUMP and g.choose(STAY, [STAY, STAY]) == STAY  # open loop: as pressed
+    assert g.choose(JUMP, [FALL, FALL], falling=True) == FALL  # no jump in the air
+    assert g.choose(STAY, [STAY, STAY], falling=True) == 3
+    assert g.choose(FALL, [STAY, STAY], falling=True) == FALL  # a fall pressed plays as pressed
+    assert g.choose(STAY, [JUMP, JUMP], falling=True) == FALL  # the table's own fall is kept
+    assert g.choose(9, [], falling=True) == 9  # a latent the model does not have: as pressed
+
+
+def test_descent_falls_while_the_view_comes_down_above_where_it_stood():
+    d = Descent()
+    steps = [(RISE, -8, 8, False), (RISE, -8, 16, False),  # a jump: the view rises 16 px
+             (FALLS, 6, 10, True), (HOLD, 6, 4, True),      # coming down, whatever was played
+             (FALLS, 6, 0, False),                          # back at the height it left
+             (RISE, -8, 8, False), (FALLS, 0, 0, False),    # a jump onto a ledge: a fall that does not move lands
+             (HOLD, 1, 0, False), (HOLD, 8, 0, False)]      # walking off a ledge: below where it stood, no forcing
+    for effect, dy, above, falling in steps:
+        d.seen(effect, dy)
+        assert (d.above, d.falling) == (above, falling), (effect, dy)
+    assert AIR_DY == 4 and FALLING_DY == 2  # the numbers the steps above are written for
+
+
+def test_view_dy_reads_how_far_the_view_moved_down():
+    rng = np.random.default_rng(0)
+    level = np.kron(rng.integers(0, 255, (24, 24, 3)), np.ones((4, 4, 1))).astype(np.uint8)  # blocky, 96 x 96
+    view = lambda x, y: level[16 + y:16 + y + 64, 16 + x:16 + x + 64]
+    for dx, dy in ((0, 0), (0, 4), (0, -6), (4, 8), (-6, -2), (2, 12)):
+        assert int(view_dy(view(0, 0), view(dx, dy))) == dy, (dx, dy)
+    batch = view_dy(np.stack([view(0, 0)] * 2), np.stack([view(0, 2), view(0, -4)]))
+    assert batch.tolist() == [2, -4] and (batch >= FALLING_DY).tolist() == [True, False]
+    flat = np.full((64, 64, 3), 90, dtype=np.uint8)
+    assert int(view_dy(flat, flat)) == 0  # matches every shift: the smallest wins
+    with pytest.raises(ValueError, match="H and W even"):
+        view_dy(view(0, 0)[:63], view(0, 0)[:63])
+    with pytest.raises(ValueError, match="one shape"):
+        view_dy(view(0, 0), view(0, 0)[:32])
 
 
 def test_vertical_effects_and_the_history_read_by_them():

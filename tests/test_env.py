@@ -148,3 +148,20 @@ def test_gravity_plays_the_fall_the_recordings_show(untrained_model_dir, tmp_pat
         assert played == expect, gravity
         env.reset(seed=0)  # a reset forgets the history
         assert env.step(1)[4]["played"] == 1
+    # closed loop: while the player comes down above where it stood (here each Jump played moves the view up
+    # 4 px, each Fall down 2), any key plays the fall; once less than AIR_DY above, keys play as pressed
+    env = GenieEnv(str(model), gravity=True)
+    size = env.image_size
+    level = np.kron(np.random.default_rng(0).integers(0, 255, (size // 2 + 20, size // 2, 3)),
+                    np.ones((2, 2, 1))).astype(np.uint8)
+
+    class Jumping:
+        y = 20
+
+        def step(self, action):
+            self.y += {2: -4, 3: 2}.get(int(action), 0)
+            return level[self.y:self.y + size, :size].copy()
+
+    env.genie.world = lambda *a, **k: Jumping()
+    env.reset(seed=0, options={"prompt": level[20:20 + size, :size]})
+    assert [env.step(a)[4]["played"] for a in (2, 2, 1, 0, 0, 0)] == [2, 2, 3, 3, 3, 0]

@@ -131,30 +131,53 @@ def test_play_quality_measures_only_the_drivers_asked_for(synthetic_store_dir, u
 
 def test_with_gravity_the_player_presses_play_as_genie_play_plays_them(synthetic_store_dir, untrained_model_dir,
                                                                       monkeypatch):
-    """The player driver and the drift rollouts step the latents gravity chooses for the presses; the
-    other drivers are untouched."""
+    """The player driver and the drift rollouts step the latents gravity chooses for the presses, given
+    the latents played before and whether the view fell in the step before (closed loop); the other
+    drivers are untouched."""
+    from genieworld.controls import FALL, Descent, view_dy
     from genieworld.genie import Genie
     from genieworld.sampling import World
 
-    class AlwaysFall:  # a stand-in for play's Gravity: every press after the first plays latent 0
-        def play(self, pressed):
-            return [int(pressed[0])] + [0] * (len(pressed) - 1)
+    g = Genie.from_pretrained(untrained_model_dir)
 
-    stepped, orig = [], World.step_batch
+    class AlwaysFall:  # a stand-in for play's Gravity: every press after the first plays latent 0, a fall
+        def __init__(self):
+            self.calls = []
+            self.effects = [FALL] * g.num_actions
 
-    def spy(self, actions_b):
+        def choose(self, pressed, history, falling=False):
+            self.calls.append((len(history), bool(falling)))
+            return 0 if history else int(pressed)
+
+    stepped, frames, orig = [], [], World.step_batch
+
+    level = np.kron(np.random.default_rng(0).integers(0, 255, (64, 64, 3)), np.ones((4, 4, 1))).astype(np.uint8)
+
+    def spy(self, actions_b):  # what the rollouts see: a textured view that stands, rises 8 px, comes down 8
         stepped.append(np.asarray(actions_b).copy())
-        return orig(self, actions_b)
+        out = orig(self, actions_b)
+        y = (40, 40, 36, 32, 36)[(len(stepped) - 1) % 5]
+        out = np.broadcast_to(level[y:y + out.shape[1], :out.shape[2]], out.shape).copy()
+        frames.append(out)
+        return out
 
     monkeypatch.setattr(World, "step_batch", spy)
     store = EpisodeStore(synthetic_store_dir)
-    g = Genie.from_pretrained(untrained_model_dir)
+    gravity = AlwaysFall()
     with torch_threads(1):
         r = pq.play_quality(g, store, n=3, length=10, long_length=21, progress=False, drivers=("player",),
-                            gravity=AlwaysFall())
+                            gravity=gravity)
     assert r["gravity"] is True and np.isfinite(r["fvd_player"]) and len(r["fvd_player_long_blocks"]) == 2
     player, long = np.stack(stepped[:9], 1), np.stack(stepped[9:], 1)  # 9 player steps, then 20 drift steps
     assert (player[:, 1:] == 0).all() and (long[:, 1:] == 0).all()
+    # the history holds the two latents played last, and ``falling`` is the Descent of the frames so far
+    assert [h for h, _ in gravity.calls[:9 * 3:3]] == [0, 1] + [2] * 7
+    descent, falls = Descent(), []  # from the second step on (the view stands still there), what step 3... sees
+    for j in range(1, 8):
+        descent.seen(FALL, int(view_dy(frames[j - 1], frames[j])[0]))
+        falls.append(descent.falling)
+    assert any(falls) and not all(falls)
+    assert [f for _, f in gravity.calls[6:27:3]] == falls
     with torch_threads(1):
         stepped.clear()
         r = pq.play_quality(g, store, n=3, length=10, long_length=0, progress=False, drivers=("player",))

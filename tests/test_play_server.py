@@ -671,6 +671,44 @@ def test_gravity_turns_a_press_after_two_jumps_into_a_fall(tmp_path, gravity):
             ws.__exit__(None, None, None)
 
 
+class JumpingGenie(FakeGenie):
+    """Its world's view moves up 4 px for each Jump played (latent 1) and down 2 px for each Fall (latent 2)."""
+
+    level = np.kron(np.random.default_rng(0).integers(0, 255, (32, 8, 3)), np.ones((2, 2, 1))).astype(np.uint8)
+
+    def world(self, prompt, seed=None, **sampling_overrides):
+        genie = self
+
+        class World:
+            y = 24
+
+            def step(self, action):
+                self.y += {1: -4, 2: 2}.get(int(action), 0)
+                return genie.level[self.y:self.y + 16].copy()
+
+        return World()
+
+
+def test_gravity_falls_on_while_the_player_comes_down(tmp_path):
+    """Closed loop: after the table's falls, keys go on playing a fall while the world's view comes down
+    above the height it left, and play as pressed once it is back down."""
+    _gravity_actions_json(tmp_path)
+    genie = JumpingGenie()
+    genie.action_names = ["Stay", "Jump", "Fall", "Left"]
+    with TestClient(create_app(genie, model_dir=tmp_path)) as c:
+        ws, hello, _ = open_ws(c, "?prompt=grey")
+        try:
+            played = []
+            for pressed in ["Stay", "Jump", "Jump", "Stay", "Left", "Left", "Stay", "Left"]:
+                ws.send_json({"type": "action", "action": pressed})
+                played.append(recv_frame(ws)[0]["name"])
+            # up 8 px; the table falls twice (4 px); still 4 px above and falling, so Left falls too; then 2 px
+            # above: keys play as pressed (without the closed loop the first Left plays Left)
+            assert played == ["Stay", "Jump", "Jump", "Fall", "Fall", "Fall", "Stay", "Left"]
+        finally:
+            ws.__exit__(None, None, None)
+
+
 def test_no_gravity_without_a_table(tmp_path):
     (tmp_path / "actions.json").write_text(json.dumps({"names": ["Stay", "Jump", "Fall", "Left"]}))
     genie = FakeGenie()

@@ -26,7 +26,7 @@ registers the id; after ``import genieworld.env`` plain ``"genieworld/Genie-v0"`
 * Seeding: ``reset(seed=s)`` seeds ``self.np_random``; each reset draws the world's
   sampling seed from it, so the same seed and actions give the same frames.
 * Gravity (``gravity=True``, off by default): a pressed latent plays a fall where the
-  recordings show one, as in ``genie play`` (:mod:`genieworld.controls`; needs ``model``
+  recordings show one, or while the player comes down, as in ``genie play`` (:mod:`genieworld.controls`; needs ``model``
   as a model directory whose ``actions.json`` holds ``sequence_counts``);
   ``info["played"]`` is the latent the world played, ``info["action"]`` the one given.
 * Memory: each reset starts a new world; a world keeps its episode's history, so
@@ -87,6 +87,7 @@ class GenieEnv(gym.Env):
         self._frame: np.ndarray | None = None
         self._steps = 0
         self._played: list[int] = []
+        self._descent = None  # is the player still coming down (gravity's closed loop)
 
     # -- prompts
     def _prepare(self, prompt) -> np.ndarray:
@@ -111,6 +112,10 @@ class GenieEnv(gym.Env):
         self._frame = prompt[-1].copy()
         self._steps = 0
         self._played = []
+        if self.gravity is not None:
+            from genieworld.controls import Descent
+
+            self._descent = Descent()
         return self._frame.copy(), self._info(world_seed=world_seed)
 
     def step(self, action):
@@ -127,9 +132,13 @@ class GenieEnv(gym.Env):
         action = int(action)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} out of range [0, {self.action_space.n})")
-        played = action if self.gravity is None else self.gravity.choose(action, self._played)
+        played = action if self.gravity is None else self.gravity.choose(action, self._played, self._descent.falling)
         frame = np.asarray(self._world.step(played), dtype=np.uint8)
         self._played = [*self._played[-1:], played]
+        if self.gravity is not None:
+            from genieworld.controls import view_dy
+
+            self._descent.seen(self.gravity.effects[played], view_dy(self._frame, frame))
         self._frame = frame
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps

@@ -31,8 +31,9 @@ that rise (jumps) and others that fall (`genie actions name` calls them Fall).
 When MODEL/actions.json says which latent actions usually follow two given ones
 (its sequence_counts), a key plays a fall where the recorded game shows one
 after what was just played: after a jump the world comes back down whatever key
-is held, as in the game. The page shows the action played. --no-gravity plays
-every key as pressed.
+is held, as in the game, and keeps falling while the frames show the player
+coming down above where it stood. The page shows the action played. --no-gravity
+plays every key as pressed.
 
 Frames stream over a WebSocket as PNG images. Keys pressed faster than the model
 generates are queued, at most 4 per session: when the queue is full a new key

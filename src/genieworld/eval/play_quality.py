@@ -17,7 +17,8 @@ their names say?  Every figure is measured on real held-out clips, beside the re
 
 With ``gravity`` (play's :class:`~genieworld.controls.Gravity`, on in ``genie play`` by default) the
 player's presses, in the ``player`` driver and the drift rollouts, are played as ``genie play`` plays
-them: a press after a jump may play a fall (``gravity: true`` in the result). Without it every press
+them (:class:`Presses`): a press after a jump, or while the player comes down, may play a fall (``gravity: true``
+in the result). Without it every press
 plays its latent as pressed, which no player of ``genie play`` sees where the model has gravity.
 
 Results are a JSON-able dict (:func:`play_quality`); ``genie eval --play N`` writes it into the
@@ -89,21 +90,55 @@ def driver_actions(genie, clips_nthwc: np.ndarray, seed: int = 0, batch: int = 3
 
 def play_sampling(genie):
     smp = genie.sampling
-    return replace(smp, maskgit_steps=smp.play_maskgit_steps or smp.maskgit_steps)
+    return replace(smp, maskgit_steps=smp.play_maskgit_steps or smp.maskgit_steps,
+                   temperature=smp.temperature if smp.play_temperature is None else smp.play_temperature)
+
+
+class Presses:
+    """What a batch of rollouts plays for its presses, step by step: as pressed, or through play's
+    :class:`~genieworld.controls.Gravity` given the latents played before and whether the player is still
+    coming down in the world's frames (:class:`~genieworld.controls.Descent`), as ``genie play`` plays."""
+
+    def __init__(self, gravity, first_bhwc: np.ndarray):
+        from genieworld.controls import Descent
+
+        self.gravity, self.prev = gravity, np.asarray(first_bhwc)
+        self.history: list[list[int]] = [[] for _ in range(len(first_bhwc))]
+        self.descent = [Descent() for _ in range(len(first_bhwc))]
+
+    def played(self, presses_b: np.ndarray) -> np.ndarray:
+        if self.gravity is None:
+            return np.asarray(presses_b, dtype=np.int64)
+        out = np.array([self.gravity.choose(int(p), h, d.falling) for p, h, d in
+                        zip(presses_b, self.history, self.descent)], dtype=np.int64)
+        for h, a in zip(self.history, out.tolist()):
+            h[:] = [*h[-1:], a]
+        return out
+
+    def seen(self, frames_bhwc: np.ndarray) -> None:
+        """The frames the step just made."""
+        if self.gravity is not None:
+            from genieworld.controls import view_dy
+
+            for d, h, dy in zip(self.descent, self.history, view_dy(self.prev, frames_bhwc).tolist()):
+                d.seen(self.gravity.effects[h[-1]], dy)
+            self.prev = frames_bhwc
 
 
 @torch.no_grad()
-def rollout(genie, first_bhwc: np.ndarray, actions_bk: np.ndarray, seed: int = 0, batch: int = 32) -> np.ndarray:
+def rollout(genie, first_bhwc: np.ndarray, actions_bk: np.ndarray, seed: int = 0, batch: int = 32,
+            gravity=None) -> np.ndarray:
     """(B, K+1, H, W, 3) uint8 rollouts from one prompt frame each, the latents ``actions_bk`` pressed in
-    turn, at play's MaskGIT steps."""
+    turn, at play's MaskGIT steps; with ``gravity`` played as ``genie play`` plays them (:class:`Presses`)."""
     from genieworld.sampling import World
 
     smp = play_sampling(genie)
     out = []
     for s in range(0, len(first_bhwc), batch):
         w = World(genie, torch.from_numpy(first_bhwc[s:s + batch])[:, None], seed=seed + s, sampling=smp)
+        presses = Presses(gravity, first_bhwc[s:s + batch])
         for k in range(actions_bk.shape[1]):
-            w.step_batch(torch.from_numpy(actions_bk[s:s + batch, k]))
+            presses.seen(w.step_batch(torch.from_numpy(presses.played(actions_bk[s:s + batch, k]))))
         out.append(w.video())
     return np.concatenate(out)
 
@@ -210,18 +245,15 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
     if real_features is None:
         real_features = (i3d_features(prompts), i3d_features(ref))
     f_prompts, f_ref = real_features
-    def played(presses_nk):  # what genie play plays for each row of presses
-        return presses_nk if gravity is None else np.array([gravity.play(row) for row in presses_nk], dtype=np.int64)
-
     res = {"n": n, "length": length, "long_length": long_length, "seed": seed, "gravity": gravity is not None,
            "play_maskgit_steps": play_sampling(genie).maskgit_steps,
            "fvd_floor": round(frechet_distance(f_prompts, f_ref), 1)}
     say(f"floor FVD {res['fvd_floor']} ({time.time() - t0:.0f}s)")
     acts = driver_actions(genie, prompts, seed, drivers=tuple(drivers))
-    acts["player"] = played(acts["player"])
     for name in (d for d in DRIVERS if d in drivers):
         t1 = time.time()
-        video = rollout(genie, prompts[:, 0], acts[name], seed=seed, batch=batch)
+        video = rollout(genie, prompts[:, 0], acts[name], seed=seed, batch=batch,
+                        gravity=gravity if name == "player" else None)
         res[f"fvd_{name}"] = round(frechet_distance(i3d_features(video), f_ref), 1)
         res[f"excess_{name}"] = round(res[f"fvd_{name}"] - res["fvd_floor"], 1)
         if name == "own":
@@ -232,7 +264,7 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
     if long_length:
         t1 = time.time()
         rng = np.random.default_rng(seed + 7)
-        pl = played(player_actions(rng, n, long_length - 1, genie.num_actions))
+        pl = player_actions(rng, n, long_length - 1, genie.num_actions)
         blocks = []
         from genieworld.sampling import World
 
@@ -242,9 +274,10 @@ def play_quality(genie, store, n: int = 128, length: int = 16, long_length: int 
         for s in range(0, n, batch):
             w = World(genie, torch.from_numpy(prompts[s:s + batch, :1]), seed=seed + 1 + s, sampling=smp,
                       max_history=length)
+            presses = Presses(gravity, prompts[s:s + batch, 0])
             with torch.no_grad():
                 for k in range(long_length - 1):
-                    w.step_batch(torch.from_numpy(pl[s:s + batch, k]))
+                    presses.seen(w.step_batch(torch.from_numpy(presses.played(pl[s:s + batch, k]))))
                     if w.num_frames in feats:
                         feats[w.num_frames].append(i3d_features(w.video()[:, -length:]))
         for e in ends:

@@ -37,7 +37,8 @@ the reply.  Server -> client:
   model's frames; the page scales it up with ``image-rendering: pixelated``).
   ``index`` counts frames since the last reset (0 = the prompt frame); ``action`` is the latent
   action played and ``pressed`` the one asked for: they differ where gravity
-  (:mod:`genieworld.controls`, ``hello``'s ``"gravity": true``) turned a press into a fall;
+  (:mod:`genieworld.controls`, ``hello``'s ``"gravity": true``) turned a press into a fall (after a
+  jump, or while the player comes down);
 * ``{"type": "error", "code": ..., "message": ..., "id": ...}`` for anything rejected:
   ``bad_json``, ``bad_message``, ``unknown_type``, ``bad_action``, ``bad_prompt``,
   ``bad_seed``, ``too_large``, ``binary_not_supported``, ``rate_limited``,
@@ -87,6 +88,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
 from genieworld.actions import default_key_map, load_action_names, load_gravity, load_jump_action
+from genieworld.controls import view_dy
 from genieworld.play.sessions import Command, Session, SessionManager, TokenBucket, TooManySessions
 
 log = logging.getLogger("genieworld.play")
@@ -215,14 +217,17 @@ def _step_world(session: Session, action: int, gravity=None) -> tuple[np.ndarray
     """One step of the session's world for the pressed ``action``; returns the frame, its PNG, the time
     it took and the latent action played (``gravity.choose`` may turn the press into a fall)."""
     with session.lock:
-        played = action if gravity is None else gravity.choose(action, session.played)
+        played = action if gravity is None else gravity.choose(action, session.played, session.descent.falling)
+        prev = session.last_frame
         t0 = time.perf_counter()
         frame = session.world.step(played)
         ms = (time.perf_counter() - t0) * 1000
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise RuntimeError(f"world.step returned {frame.dtype} {frame.shape}, expected uint8 (H, W, 3)")
         session.played = [*session.played[-1:], played]
-    frame = np.asarray(frame)
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise RuntimeError(f"world.step returned {frame.dtype} {frame.shape}, expected uint8 (H, W, 3)")
+        if gravity is not None and prev.shape == frame.shape:
+            session.descent.seen(gravity.effects[played], view_dy(prev, frame))
     return frame, encode_png(frame), ms, played
 
 

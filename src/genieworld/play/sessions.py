@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from genieworld.controls import Descent
+
 __all__ = ["Session", "SessionManager", "TooManySessions", "TokenBucket", "PendingQueue"]
 
 
@@ -126,6 +128,7 @@ class Session:
     steps: int = 0                 # frames generated since the last reset
     closed: bool = False
     played: list = field(default_factory=list)  # the last two latent actions played (gravity's context)
+    descent: Descent = field(default_factory=Descent)  # is the player still coming down (gravity's closed loop)
 
     def __post_init__(self):
         self.queue = PendingQueue(self.max_pending)
@@ -144,6 +147,7 @@ class Session:
         self.frames.append(prompt)
         self.steps = 0
         self.played = []
+        self.descent = Descent()
 
     @property
     def last_frame(self) -> np.ndarray:
