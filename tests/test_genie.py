@@ -223,7 +223,8 @@ def test_generate_cli_bad_model_dir(tmp_path, capsys):
 
 
 def test_play_uses_play_maskgit_steps_and_eval_keeps_the_default(tmp_path):
-    """`play_maskgit_steps` (fast interactive play) reaches genie play / GenieEnv and survives save/load."""
+    """`play_maskgit_steps` (fast interactive play) and `play_temperature` reach genie play / GenieEnv and the
+    play-quality bench, and survive save/load; the API default stays the model's own settings."""
     import dataclasses
 
     import numpy as np
@@ -231,16 +232,22 @@ def test_play_uses_play_maskgit_steps_and_eval_keeps_the_default(tmp_path):
     from fixtures_genie import tiny_genie
     from genieworld.env import GenieEnv
     from genieworld.genie import Genie
+    from genieworld.eval.play_quality import play_sampling
     from genieworld.play.server import _new_world
 
     g = tiny_genie(steps=6)
-    g.sampling = dataclasses.replace(g.sampling, play_maskgit_steps=2)
+    assert "temperature" not in g.play_overrides() and play_sampling(g).temperature == g.sampling.temperature
+    g.sampling = dataclasses.replace(g.sampling, play_maskgit_steps=2, temperature=0.0, play_temperature=0.3)
     g.save_pretrained(tmp_path / "m")
     g2 = Genie.from_pretrained(tmp_path / "m")
     assert g2.sampling.play_maskgit_steps == 2 and g2.sampling.maskgit_steps == 6
+    assert g2.sampling.play_temperature == 0.3 and g2.sampling.temperature == 0.0
     prompt = np.zeros((16, 16, 3), np.uint8)
-    assert _new_world(g2, None, prompt, 0).sampling.maskgit_steps == 2
+    played = _new_world(g2, None, prompt, 0).sampling
+    assert (played.maskgit_steps, played.temperature) == (2, 0.3)
     env = GenieEnv(g2)
     env.reset(seed=0)
-    assert env._world.sampling.maskgit_steps == 2
-    assert g2.world(prompt, seed=0).sampling.maskgit_steps == 6  # the API default stays the model's
+    assert (env._world.sampling.maskgit_steps, env._world.sampling.temperature) == (2, 0.3)
+    assert (play_sampling(g2).maskgit_steps, play_sampling(g2).temperature) == (2, 0.3)
+    default = g2.world(prompt, seed=0).sampling  # the API default stays the model's
+    assert (default.maskgit_steps, default.temperature) == (6, 0.0)

@@ -375,9 +375,12 @@ class Genie(torch.nn.Module):
         return self
 
     def play_overrides(self) -> dict:
-        """Sampling overrides for interactive play: ``sampling.play_maskgit_steps`` when the model sets one."""
+        """Sampling overrides for interactive play: ``sampling.play_maskgit_steps`` and
+        ``sampling.play_temperature`` where the model sets them."""
         steps = getattr(self.sampling, "play_maskgit_steps", None)
-        return {"maskgit_steps": steps} if steps else {}
+        temperature = getattr(self.sampling, "play_temperature", None)
+        return {**({"maskgit_steps": steps} if steps else {}),
+                **({"temperature": temperature} if temperature is not None else {})}
 
     def world(self, prompt, seed: int | None = None, **sampling_overrides):
         """An interactive :class:`~genieworld.sampling.World` started from ``prompt``.
