@@ -107,8 +107,9 @@ def test_view_dy_reads_how_far_the_view_moved_down():
     assert batch.tolist() == [2, -4] and (batch >= FALLING_DY).tolist() == [True, False]
     flat = np.full((64, 64, 3), 90, dtype=np.uint8)
     assert int(view_dy(flat, flat)) == 0  # matches every shift: the smallest wins
-    with pytest.raises(ValueError, match="H and W even"):
-        view_dy(view(0, 0)[:63], view(0, 0)[:63])
+    assert int(view_dy(view(0, 0)[:63, :63], view(0, 4)[:63, :63])) == 4  # an odd size: the last row is left out
+    with pytest.raises(ValueError, match="at least 8 x 8"):
+        view_dy(view(0, 0)[:4, :4], view(0, 0)[:4, :4])
     with pytest.raises(ValueError, match="one shape"):
         view_dy(view(0, 0), view(0, 0)[:32])
 

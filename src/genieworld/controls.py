@@ -101,13 +101,15 @@ def vertical_effect(move: Any) -> int:
 
 def view_dy(prev_hwc: np.ndarray, new_hwc: np.ndarray, max_dx: int = 8, max_dy: int = 12) -> np.ndarray:
     """How far the view moved down (pixels, +down, a multiple of 2) from ``prev`` to ``new``: uint8 frames
-    ``(..., H, W, 3)``, H and W even. The shift of the grey picture, halved in size, that fits best (mean
+    ``(..., H, W, 3)``. The shift of the grey picture, halved in size, that fits best (mean
     absolute difference over the middle, shifts of 2 px up to ``max_dx``, ``max_dy``): a coarse
     :func:`genieworld.eval.motion.frame_shifts`, about 0.3 ms a 64 x 64 frame (it agreed with it on
     whether the view fell by 2 px or more in 99 % of 1008 generated steps)."""
     a, b = np.asarray(prev_hwc), np.asarray(new_hwc)
-    if a.shape != b.shape or a.ndim < 3 or a.shape[-1] != 3 or a.shape[-3] % 2 or a.shape[-2] % 2:
-        raise ValueError(f"need two (..., H, W, 3) frames of one shape with H and W even, got {a.shape} and {b.shape}")
+    if a.shape != b.shape or a.ndim < 3 or a.shape[-1] != 3 or min(a.shape[-3:-1]) < 8:
+        raise ValueError(f"need two (..., H, W, 3) frames of one shape, at least 8 x 8, got {a.shape} and {b.shape}")
+    h, w = a.shape[-3] // 2 * 2, a.shape[-2] // 2 * 2  # an odd last row or column is left out
+    a, b = a[..., :h, :w, :], b[..., :h, :w, :]
 
     def grey_half(x):
         g = x.astype(np.float32).mean(-1)
