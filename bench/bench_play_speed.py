@@ -38,7 +38,8 @@ def time_play(genie, prompts, steps: int, frames: int, warm: int, seed: int = 0)
     ms, video = [], []
     rng = np.random.default_rng(seed)
     for k, p in enumerate(prompts):
-        w = genie.world(p, seed=seed + k, maskgit_steps=steps, max_history=16)
+        # at play's temperature (sampling.play_temperature) as genie play runs it; the MaskGIT steps are the row's
+        w = genie.world(p, seed=seed + k, **{**genie.play_overrides(), "maskgit_steps": steps}, max_history=16)
         acts = rng.integers(0, genie.num_actions, warm + frames)
         with torch.no_grad():  # as play runs it (inference_mode tensors would make a compiled step recompile)
             for a in acts[:warm]:
@@ -56,7 +57,7 @@ def profile_frame(genie, prompt, steps: int, top: int = 15) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    w = genie.world(prompt, seed=0, maskgit_steps=steps, max_history=16)
+    w = genie.world(prompt, seed=0, **{**genie.play_overrides(), "maskgit_steps": steps}, max_history=16)
     with torch.inference_mode():
         for a in range(6):
             w.step(a % genie.num_actions)
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"{args.model} has no prompt gallery ({PROMPTS_DIR}/prompt-*.png): pass --data STORE "
                              "to take prompts from a held-out store")
     out = {"bench": "play_speed", "time": now_iso(), "device": device_info(), "model": args.model,
-           "threads": args.threads, "prompts": len(prompts), "frames": args.frames, "results": []}
+           "threads": args.threads, "prompts": len(prompts), "frames": args.frames,
+           "temperature": g32.play_overrides().get("temperature", g32.sampling.temperature), "results": []}
     ref = {}
     for mode in args.compile:
         for prec in args.precision:

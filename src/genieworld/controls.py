@@ -224,8 +224,9 @@ class Gravity:
         return self.falling[int(np.argmax(falls))]
 
     def play(self, pressed: Sequence[int]) -> list[int]:
-        """The latents played for a whole sequence of presses from a reset (each :meth:`choose` given the
-        ones played before it): what ``genie play`` plays for them, which depends on the presses alone."""
+        """The latents the table alone plays for a whole sequence of presses from a reset (each :meth:`choose`
+        given the ones played before it): what ``genie play`` plays for them where no frame shows the player
+        still coming down (:class:`Descent`, which needs the world's frames)."""
         played: list[int] = []
         for a in pressed:
             played.append(self.choose(int(a), played))

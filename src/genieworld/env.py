@@ -26,8 +26,9 @@ registers the id; after ``import genieworld.env`` plain ``"genieworld/Genie-v0"`
 * Seeding: ``reset(seed=s)`` seeds ``self.np_random``; each reset draws the world's
   sampling seed from it, so the same seed and actions give the same frames.
 * Gravity (``gravity=True``, off by default): a pressed latent plays a fall where the
-  recordings show one, or while the player comes down, as in ``genie play`` (:mod:`genieworld.controls`; needs ``model``
-  as a model directory whose ``actions.json`` holds ``sequence_counts``);
+  recordings show one, or while the frames show the player coming down, as in ``genie play``
+  (:mod:`genieworld.controls`; needs ``model`` as a model directory whose ``actions.json``
+  holds ``sequence_counts``);
   ``info["played"]`` is the latent the world played, ``info["action"]`` the one given.
 * Memory: each reset starts a new world; a world keeps its episode's history, so
   memory grows with ``max_episode_steps`` (about 16 KB per step at 64x64), not with

@@ -17,9 +17,9 @@ their names say?  Every figure is measured on real held-out clips, beside the re
 
 With ``gravity`` (play's :class:`~genieworld.controls.Gravity`, on in ``genie play`` by default) the
 player's presses, in the ``player`` driver and the drift rollouts, are played as ``genie play`` plays
-them (:class:`Presses`): a press after a jump, or while the player comes down, may play a fall (``gravity: true``
-in the result). Without it every press
-plays its latent as pressed, which no player of ``genie play`` sees where the model has gravity.
+them (:class:`Presses`): a press after a jump, or while the player comes down, may play a fall
+(``gravity: true`` in the result). Without it every press plays its latent as pressed, which no player
+of ``genie play`` sees where the model has gravity.
 
 Results are a JSON-able dict (:func:`play_quality`); ``genie eval --play N`` writes it into the
 report as ``play_quality.json`` and ``bench/bench_play_quality.py`` compares models side by side on
