@@ -46,7 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["MAX_ACTIONS", "FALL_SHARE", "FALLING_DY", "AIR_DY", "RISE", "HOLD", "FALL", "vertical_effect",
-           "count_sequences", "view_dy", "Descent", "Gravity"]
+           "count_sequences", "view_dy", "Descent", "Gravity", "Played"]
 
 #: sequence_counts grows as K * A**3: written only for models of at most this many latent actions
 MAX_ACTIONS = 16
@@ -259,3 +259,22 @@ class Gravity:
             return cls(counts, true_of, effects, falling, rest)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             return None
+
+
+class Played:
+    """One rollout played through gravity, press by press (``genie play``'s session, ``GenieEnv``, the
+    play-quality bench): the two latents played last (the table's context) and the :class:`Descent` of
+    the world's frames."""
+
+    def __init__(self, gravity: Gravity):
+        self.gravity, self.last, self.descent = gravity, [], Descent()
+
+    def press(self, pressed: int) -> int:
+        """The latent to play for ``pressed`` now (:meth:`Gravity.choose`); remembered as played."""
+        played = self.gravity.choose(pressed, self.last, self.descent.falling)
+        self.last = [*self.last[-1:], played]
+        return played
+
+    def seen(self, dy: int) -> None:
+        """The step just played moved the view down by ``dy`` px (:func:`view_dy` of its frames)."""
+        self.descent.seen(self.gravity.effects[self.last[-1]], dy)

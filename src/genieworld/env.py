@@ -87,8 +87,7 @@ class GenieEnv(gym.Env):
         self._world = None
         self._frame: np.ndarray | None = None
         self._steps = 0
-        self._played: list[int] = []
-        self._descent = None  # is the player still coming down (gravity's closed loop)
+        self._played = None  # the episode played through gravity (genieworld.controls.Played)
 
     # -- prompts
     def _prepare(self, prompt) -> np.ndarray:
@@ -112,11 +111,10 @@ class GenieEnv(gym.Env):
         self._world = self.genie.world(world_prompt, seed=world_seed, **self.genie.play_overrides())
         self._frame = prompt[-1].copy()
         self._steps = 0
-        self._played = []
         if self.gravity is not None:
-            from genieworld.controls import Descent
+            from genieworld.controls import Played
 
-            self._descent = Descent()
+            self._played = Played(self.gravity)
         return self._frame.copy(), self._info(world_seed=world_seed)
 
     def step(self, action):
@@ -133,13 +131,12 @@ class GenieEnv(gym.Env):
         action = int(action)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} out of range [0, {self.action_space.n})")
-        played = action if self.gravity is None else self.gravity.choose(action, self._played, self._descent.falling)
+        played = action if self._played is None else self._played.press(action)
         frame = np.asarray(self._world.step(played), dtype=np.uint8)
-        self._played = [*self._played[-1:], played]
-        if self.gravity is not None:
+        if self._played is not None:
             from genieworld.controls import view_dy
 
-            self._descent.seen(self.gravity.effects[played], view_dy(self._frame, frame))
+            self._played.seen(view_dy(self._frame, frame))
         self._frame = frame
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps

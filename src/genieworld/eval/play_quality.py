@@ -100,28 +100,23 @@ class Presses:
     coming down in the world's frames (:class:`~genieworld.controls.Descent`), as ``genie play`` plays."""
 
     def __init__(self, gravity, first_bhwc: np.ndarray):
-        from genieworld.controls import Descent
+        from genieworld.controls import Played
 
-        self.gravity, self.prev = gravity, np.asarray(first_bhwc)
-        self.history: list[list[int]] = [[] for _ in range(len(first_bhwc))]
-        self.descent = [Descent() for _ in range(len(first_bhwc))]
+        self.prev = np.asarray(first_bhwc)
+        self.rows = None if gravity is None else [Played(gravity) for _ in range(len(first_bhwc))]
 
     def played(self, presses_b: np.ndarray) -> np.ndarray:
-        if self.gravity is None:
+        if self.rows is None:
             return np.asarray(presses_b, dtype=np.int64)
-        out = np.array([self.gravity.choose(int(p), h, d.falling) for p, h, d in
-                        zip(presses_b, self.history, self.descent)], dtype=np.int64)
-        for h, a in zip(self.history, out.tolist()):
-            h[:] = [*h[-1:], a]
-        return out
+        return np.array([row.press(int(p)) for row, p in zip(self.rows, presses_b)], dtype=np.int64)
 
     def seen(self, frames_bhwc: np.ndarray) -> None:
         """The frames the step just made."""
-        if self.gravity is not None:
+        if self.rows is not None:
             from genieworld.controls import view_dy
 
-            for d, h, dy in zip(self.descent, self.history, view_dy(self.prev, frames_bhwc).tolist()):
-                d.seen(self.gravity.effects[h[-1]], dy)
+            for row, dy in zip(self.rows, view_dy(self.prev, frames_bhwc).tolist()):
+                row.seen(dy)
             self.prev = frames_bhwc
 
 

@@ -88,7 +88,7 @@ from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 
 from genieworld.actions import default_key_map, load_action_names, load_gravity, load_jump_action
-from genieworld.controls import view_dy
+from genieworld.controls import Played, view_dy
 from genieworld.play.sessions import Command, Session, SessionManager, TokenBucket, TooManySessions
 
 log = logging.getLogger("genieworld.play")
@@ -217,7 +217,9 @@ def _step_world(session: Session, action: int, gravity=None) -> tuple[np.ndarray
     """One step of the session's world for the pressed ``action``; returns the frame, its PNG, the time
     it took and the latent action played (``gravity.choose`` may turn the press into a fall)."""
     with session.lock:
-        played = action if gravity is None else gravity.choose(action, session.played, session.descent.falling)
+        if gravity is not None and session.played is None:
+            session.played = Played(gravity)
+        played = action if gravity is None else session.played.press(action)
         prev = session.last_frame
         t0 = time.perf_counter()
         frame = session.world.step(played)
@@ -225,9 +227,8 @@ def _step_world(session: Session, action: int, gravity=None) -> tuple[np.ndarray
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise RuntimeError(f"world.step returned {frame.dtype} {frame.shape}, expected uint8 (H, W, 3)")
-        session.played = [*session.played[-1:], played]
         if gravity is not None and prev.shape == frame.shape:
-            session.descent.seen(gravity.effects[played], view_dy(prev, frame))
+            session.played.seen(view_dy(prev, frame))
     return frame, encode_png(frame), ms, played
 
 

@@ -30,8 +30,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from genieworld.controls import Descent
-
 __all__ = ["Session", "SessionManager", "TooManySessions", "TokenBucket", "PendingQueue"]
 
 
@@ -127,8 +125,7 @@ class Session:
     attached: Any = None           # the connection currently playing this session, if any
     steps: int = 0                 # frames generated since the last reset
     closed: bool = False
-    played: list = field(default_factory=list)  # the last two latent actions played (gravity's context)
-    descent: Descent = field(default_factory=Descent)  # is the player still coming down (gravity's closed loop)
+    played: Any = None             # gravity's state since the last reset (genieworld.controls.Played)
 
     def __post_init__(self):
         self.queue = PendingQueue(self.max_pending)
@@ -146,8 +143,7 @@ class Session:
         self.frames.clear()
         self.frames.append(prompt)
         self.steps = 0
-        self.played = []
-        self.descent = Descent()
+        self.played = None
 
     @property
     def last_frame(self) -> np.ndarray:
