@@ -98,6 +98,9 @@ def device_info(device: torch.device | str | None = None) -> dict:
                     capability=f"{props.major}.{props.minor}")
     else:
         info["name"] = f"{info['cpu']} ({info['cpu_count']} cpus)"
+        from genieworld.utils import bf16_supported
+        # one AMD EPYC machine has avx512_bf16 and the next may have avx2 only: bf16 timings compare only between equals
+        info["native_bf16"] = bf16_supported("cpu")
     return info
 
 
