@@ -100,6 +100,11 @@ class ConvLAMConfig:
     # needs can live in the latent without taking over the few codes, which stay free for what the
     # forward model needs most (on CoinRun, how the view moved).
     nce_latent: str = "quantized"
+    # Where the ``nce_crop`` square sits: "centre" (the frame centre, where a camera that follows the agent
+    # keeps it) or "motion" (centred, per transition, where x_t differs most from x_{t-1} once the view's
+    # own shift is taken out: the moving agent, wherever the camera keeps it; the centre when nothing moved).
+    # It reads only (x_{t-1}, x_t), so where the square sits says nothing about x_{t+1}.
+    nce_crop_at: str = "centre"
 
 
 @dataclass
@@ -285,7 +290,8 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
                     "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096),
-                    "nce_latent": Bound(choices=("quantized", "continuous"))},
+                    "nce_latent": Bound(choices=("quantized", "continuous")),
+                    "nce_crop_at": Bound(choices=("centre", "motion"))},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20),
@@ -447,7 +453,7 @@ def to_dict(cfg: Any) -> dict:
 #: Add every new model setting here, with its default.
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.nce_weight": 0.0, "ConvLAMConfig.nce_crop": 0,
                                   "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors",
-                                  "DynamicsConfig.action_dropout": 0.0}
+                                  "DynamicsConfig.action_dropout": 0.0, "ConvLAMConfig.nce_crop_at": "centre"}
 
 
 class Retired(NamedTuple):
