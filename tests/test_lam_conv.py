@@ -174,36 +174,3 @@ def test_nce_settings_are_validated_by_name():
         with pytest.raises(ConfigError, match=words):
             validate_config(_cfg(**conv), where="lam")
 
-
-
-def test_motion_crop_finds_what_moves_beside_the_view_shift():
-    from genieworld.lam_conv import _crop_at, _motion_corners
-
-    g = torch.Generator().manual_seed(0)
-    scene = torch.rand(1, 3, 64, 96, generator=g) * 2 - 1  # textured world, wider than the view
-    prev = scene[..., :, 0:64].clone()
-    cur = scene[..., :, 6:70].clone()  # the view scrolled 6 px
-    cur[..., 40:46, 8:14] = 1.0  # and a sprite appeared near the lower left, off-centre
-    corners = _motion_corners(prev.expand(2, -1, -1, -1), torch.cat([cur, prev]), 16)
-    r, c = corners[0].tolist()
-    assert r <= 40 and r + 16 >= 46 and c <= 8 and c + 16 >= 14  # the square holds the sprite
-    assert corners[1].tolist() == [24, 24]  # nothing moved: the centre square
-    crop = _crop_at(cur, corners[:1], 16)
-    torch.testing.assert_close(crop, cur[..., r:r + 16, c:c + 16])
-
-
-def test_motion_crop_nce_reads_only_its_square():
-    from genieworld.lam_conv import _crop_at, _motion_corners
-
-    frames = _frames(b=2, t=3, size=32)
-    lam = build_lam(replace(_cfg(nce_weight=1.0, nce_crop=16, nce_crop_at="motion"), image_size=32)).train()
-    seen = []
-    hook = lam.nce_target.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
-    info = lam(frames)[1]
-    hook.remove()
-    assert float(info["nce"]) > 0
-    prev, cur, nxt = lam._windows(frames)
-    corners = _motion_corners(prev, cur, 16)  # read from x_{t-1} and x_t only
-    torch.testing.assert_close(seen[0], torch.cat([_crop_at(nxt, corners, 16), _crop_at(cur, corners, 16)]))
-    with pytest.raises(ValueError, match="nce_crop_at"):
-        build_lam(replace(_cfg(nce_weight=1.0, nce_crop=16, nce_crop_at="corner"), image_size=32))

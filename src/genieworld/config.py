@@ -100,11 +100,6 @@ class ConvLAMConfig:
     # needs can live in the latent without taking over the few codes, which stay free for what the
     # forward model needs most (on CoinRun, how the view moved).
     nce_latent: str = "quantized"
-    # Where the ``nce_crop`` square sits: "centre" (the frame centre, where a camera that follows the agent
-    # keeps it) or "motion" (centred, per transition, where x_t differs most from x_{t-1} once the view's
-    # own shift is taken out: the moving agent, wherever the camera keeps it; the centre when nothing moved).
-    # It reads only (x_{t-1}, x_t), so where the square sits says nothing about x_{t+1}.
-    nce_crop_at: str = "centre"
 
 
 @dataclass
@@ -290,8 +285,7 @@ FIELD_BOUNDS: dict[type, dict[str, Bound]] = {
                       "max_frames": Bound(1, 1024)},
     ConvLAMConfig: {"channels": Bound(1, 1024), "hidden": Bound(1, 65536), "fdm_channels": Bound(1, 1024),
                     "nce_weight": Bound(0, 10**6), "nce_crop": Bound(0, 4096),
-                    "nce_latent": Bound(choices=("quantized", "continuous")),
-                    "nce_crop_at": Bound(choices=("centre", "motion"))},
+                    "nce_latent": Bound(choices=("quantized", "continuous"))},
     LAMConfig: {"image_size": Bound(1, 1024), "channels": Bound(1, 4), "patch_size": Bound(1, 1024),
                 "max_frames": Bound(1, 1024), "context_mask_rate": _UNIT,
                 "arch": Bound(choices=("transformer", "conv")), "merged_actions": Bound(0, 1 << 20),
@@ -453,7 +447,7 @@ def to_dict(cfg: Any) -> dict:
 #: Add every new model setting here, with its default.
 ADDED_SETTINGS: dict[str, Any] = {"ConvLAMConfig.nce_weight": 0.0, "ConvLAMConfig.nce_crop": 0,
                                   "ConvLAMConfig.nce_latent": "quantized", "LAMConfig.merge": "vectors",
-                                  "DynamicsConfig.action_dropout": 0.0, "ConvLAMConfig.nce_crop_at": "centre"}
+                                  "DynamicsConfig.action_dropout": 0.0}
 
 
 class Retired(NamedTuple):
@@ -495,6 +489,9 @@ RETIRED_SETTINGS: dict[str, Retired] = {
     # holds together", self-forcing); never in a preset or a shipped model
     "DynamicsConfig.self_forcing": Retired(0.0, "cb49040", digested=False),
     "DynamicsConfig.self_forcing_steps": Retired(4, "cb49040", digested=False),
+    # the InfoNCE square placed where the frame moved: better than the centre on Jumper, worse on Ninja
+    # (docs/experiments.md, "Where the InfoNCE square should sit"); never in a preset
+    "ConvLAMConfig.nce_crop_at": Retired("centre", "3a3df19", digested=False),
 }
 
 

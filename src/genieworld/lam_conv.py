@@ -20,8 +20,7 @@ parts that failed:
   learns to carry something else.
 * **An InfoNCE loss on a learned embedding** (``conv.nce_weight``, off by default; on in the ``cpu``
   preset): from (x_{t-1}, x_t) and the action a head predicts an embedding of x_{t+1} that must pick
-  it out of the batch (``conv.nce_crop``: of the central square only, or with ``conv.nce_crop_at =
-  "motion"`` of the square where the frame moved most beside the view's shift; ``conv.nce_latent =
+  it out of the batch (``conv.nce_crop``: of the central square only; ``conv.nce_latent =
   "continuous"``: read from the latent before the codebook, so the action can live in the latent
   without taking over the codes).
 
@@ -102,49 +101,6 @@ def _centre_crop(x_bchw: torch.Tensor, side: int) -> torch.Tensor:
     return x_bchw[..., top:top + side, left:left + side]
 
 
-#: view shifts tried by :func:`_motion_corners`, in half-resolution pixels each way (8 px at 64 x 64)
-_VIEW_SHIFT = 4
-
-
-def _motion_corners(prev_bchw: torch.Tensor, cur_bchw: torch.Tensor, side: int) -> torch.Tensor:
-    """Top-left corners (B, 2) of the ``side`` x ``side`` squares where ``cur`` differs most from ``prev`` once
-    the view's own shift is taken out: on half-size grey pictures the whole-frame shift of ``prev`` (up to
-    ``_VIEW_SHIFT`` half-pixels each way) that best matches ``cur``, then the square (box sum) of the largest
-    remaining difference.  Where nothing moved beyond the shift, the centre square."""
-    b, _, h, w = cur_bchw.shape
-    grey = lambda x: F.avg_pool2d(x.float().mean(1, keepdim=True), 2)  # noqa: E731  (B, 1, h/2, w/2)
-    p, c = grey(prev_bchw), grey(cur_bchw)
-    r = _VIEW_SHIFT
-    pad = F.pad(p, (r, r, r, r), mode="replicate")
-    hh, ww = c.shape[-2:]
-    best_err = torch.full((b,), float("inf"), device=c.device)
-    best = torch.zeros_like(c)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            diff = (c - pad[..., r + dy:r + dy + hh, r + dx:r + dx + ww]).abs()
-            err = diff.mean((1, 2, 3))
-            better = err < best_err
-            best_err = torch.where(better, err, best_err)
-            best = torch.where(better[:, None, None, None], diff, best)
-    k = side // 2
-    energy = F.avg_pool2d(best, k, stride=1)  # (B, 1, hh-k+1, ww-k+1): the residual inside each square
-    flat = energy.flatten(1)
-    at = flat.argmax(1)
-    top_left = torch.stack([at // energy.shape[-1], at % energy.shape[-1]], dim=1) * 2  # full-resolution pixels
-    centre = torch.tensor([(h - side) // 2, (w - side) // 2], device=c.device)
-    moved = flat.amax(1) > 0.02  # mean grey change in [-1, 1] units inside the square; below: nothing moved
-    return torch.where(moved[:, None], top_left.clamp(max=min(h, w) - side), centre)
-
-
-def _crop_at(x_bchw: torch.Tensor, corners_b2: torch.Tensor, side: int) -> torch.Tensor:
-    """The ``side`` x ``side`` square of each image at its top-left corner (B, C, side, side)."""
-    ar = torch.arange(side, device=x_bchw.device)
-    rows = (corners_b2[:, 0, None] + ar)[:, :, None]  # (B, side, 1)
-    cols = (corners_b2[:, 1, None] + ar)[:, None, :]  # (B, 1, side)
-    bidx = torch.arange(x_bchw.shape[0], device=x_bchw.device)[:, None, None]
-    return rearrange(x_bchw.permute(0, 2, 3, 1)[bidx, rows, cols], "b h w c -> b c h w")
-
-
 def _embedder(cfg: LAMConfig, frames: int, out: int) -> nn.Sequential:
     """``frames`` stacked images (B, frames*C, H, W) -> (B, out): the encoder's stride-2 convs, then a linear."""
     return nn.Sequential(*_down_convs(cfg, frames), nn.Flatten(), nn.Linear(_widths(cfg)[-1] * 16, out))
@@ -215,8 +171,6 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         if crop and not (16 <= crop < cfg.image_size and crop & (crop - 1) == 0):
             raise ValueError(f"LAM conv.nce_crop must be 0 or a power of two >= 16 below image_size "
                              f"{cfg.image_size}, got {crop}")
-        if cfg.conv.nce_crop_at not in ("centre", "motion"):
-            raise ValueError(f"LAM conv.nce_crop_at must be 'centre' or 'motion', got {cfg.conv.nce_crop_at!r}")
         if cfg.conv.nce_weight > 0:  # InfoNCE in a learned embedding (see _nce_loss)
             ecfg = dataclasses.replace(cfg, image_size=crop) if crop else cfg  # what the embedders see
             self.nce_target = _embedder(ecfg, 1, 128)  # x_{t+1} (and x_t, as a negative)
@@ -245,13 +199,8 @@ class ConvLatentActionModel(ActionCodebook, nn.Module):
         among the batch's next frames and current frames (x_t: the "nothing happened" future); with
         ``conv.nce_crop`` every image is first cut to its central square.  ``a_bd``: the quantised action,
         or the continuous latent with ``conv.nce_latent = "continuous"``."""
-        side = self.cfg.conv.nce_crop
-        if side and self.cfg.conv.nce_crop_at == "motion":
-            with torch.no_grad():
-                corners = _motion_corners(prev, cur, side)
-            prev, cur, nxt = (_crop_at(v, corners, side) for v in (prev, cur, nxt))
-        elif side:
-            prev, cur, nxt = (_centre_crop(v, side) for v in (prev, cur, nxt))
+        if self.cfg.conv.nce_crop:
+            prev, cur, nxt = (_centre_crop(v, self.cfg.conv.nce_crop) for v in (prev, cur, nxt))
         pred = F.normalize(self.nce_head(torch.cat([self.nce_context(torch.cat([prev, cur], 1)), a_bd], -1)), dim=-1)
         cands = F.normalize(self.nce_target(torch.cat([nxt, cur], 0)), dim=-1)  # (2N, 128): next frames, then x_t
         logits = pred.float() @ cands.float().t() / 0.1  # (N, 2N)
