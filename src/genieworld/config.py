@@ -203,6 +203,9 @@ class SamplingConfig:
     # logits = uncond + w * (cond - uncond), the unconditional pass giving the current frame the
     # "no action" embedding. 1 = off (one pass per MaskGIT step); w > 1 costs a second pass.
     action_guidance: float = 1.0
+    # EXPERIMENT (issue 31): after each new frame is decoded, encode the last N decoded frames again and
+    # commit those tokens to the context instead of the sampled ones (0 = off)
+    reencode_frames: int = 0
 
 
 @dataclass
