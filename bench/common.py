@@ -99,7 +99,7 @@ def device_info(device: torch.device | str | None = None) -> dict:
     else:
         info["name"] = f"{info['cpu']} ({info['cpu_count']} cpus)"
         from genieworld.utils import bf16_supported
-        # one AMD EPYC machine has avx512_bf16 and the next may have avx2 only: bf16 timings compare only between equals
+        # one AMD EPYC machine has avx512_bf16, the next avx2 only: compare bf16 timings only between equals
         info["native_bf16"] = bf16_supported("cpu")
     return info
 

@@ -166,10 +166,11 @@ def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     import hashlib
     from dataclasses import asdict, fields, replace
 
-    from genieworld.config import ADDED_SETTINGS, RETIRED_SETTINGS, ConvLAMConfig, DynamicsConfig
+    from genieworld.config import ADDED_SETTINGS, RETIRED_SETTINGS, ConvLAMConfig, DynamicsConfig, SamplingConfig
     from genieworld.train.token_cache import module_digest
 
-    classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig, "DynamicsConfig": DynamicsConfig}
+    classes = {"ConvLAMConfig": ConvLAMConfig, "LAMConfig": LAMConfig, "DynamicsConfig": DynamicsConfig,
+               "SamplingConfig": SamplingConfig}
     for key, value in ADDED_SETTINGS.items():  # each listed at its default, the value older runs had
         cls, name = key.split(".")
         assert getattr(classes[cls](), name) == value, key

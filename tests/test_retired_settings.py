@@ -18,7 +18,7 @@ from genieworld.genie import Genie, ModelDirError
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "coinrun-cpu"
-CLASSES = {"ConvLAMConfig": ("lam", "conv"), "DynamicsConfig": ("dynamics",)}
+CLASSES = {"ConvLAMConfig": ("lam", "conv"), "DynamicsConfig": ("dynamics",), "SamplingConfig": ("sampling",)}
 
 
 def _cpu() -> dict:

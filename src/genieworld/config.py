@@ -203,9 +203,6 @@ class SamplingConfig:
     # logits = uncond + w * (cond - uncond), the unconditional pass giving the current frame the
     # "no action" embedding. 1 = off (one pass per MaskGIT step); w > 1 costs a second pass.
     action_guidance: float = 1.0
-    # EXPERIMENT (issue 31): after each new frame is decoded, encode the last N decoded frames again and
-    # commit those tokens to the context instead of the sampled ones (0 = off)
-    reencode_frames: int = 0
 
 
 @dataclass
@@ -495,6 +492,9 @@ RETIRED_SETTINGS: dict[str, Retired] = {
     # the InfoNCE square placed where the frame moved: better than the centre on Jumper, worse on Ninja
     # (docs/experiments.md, "Where the InfoNCE square should sit"); never in a preset
     "ConvLAMConfig.nce_crop_at": Retired("centre", "3a3df19", digested=False),
+    # each decoded frame encoded again before it enters the context: drift lower, 16-frame FVD higher, in
+    # one run (docs/experiments.md, "Re-encoding each frame"); never in a preset or a shipped model
+    "SamplingConfig.reencode_frames": Retired(0, "ecc4e3a", digested=False),
 }
 
 

@@ -313,11 +313,6 @@ class World:
         new = sample_frame(logits_fn, self.batch, dyn.tokens_per_frame, dyn.mask_id, sp.maskgit_steps,
                            sp.temperature, self.generator, sp.schedule, self.confidence_noise, self.device,
                            sp.order)
-        frame = _to_uint8(g.tokenizer.decode_step(new, self.dec_cache))
-        self.frames.append(frame)
-        if sp.reencode_frames > 0:
-            recent = torch.from_numpy(np.stack(self.frames[-sp.reencode_frames:], axis=1)).to(self.device)
-            new = g.tokenizer.encode(recent)[:, -1]
         if self.use_cache:
             dyn.commit(new, vec, self.cache)  # commit the final tokens (keys/values only, no logits)
         self._tokens.append(new)
@@ -325,6 +320,8 @@ class World:
         self._act_emb.append(emb)
         if len(self._act_emb) > self._reach() + 1:  # older frames can no longer matter
             del self._act_emb[0]
+        frame = _to_uint8(g.tokenizer.decode_step(new, self.dec_cache))
+        self.frames.append(frame)
         if self.max_history is not None:
             # the reference path needs the reach and the frame before it
             keep = max(self.max_history, self._reach() + 1)
