@@ -22,6 +22,9 @@ themselves for a store without one) and against the raw recorded ids:
   and whether it presses up (a jump in a platformer); Procgen's 15 ids mean the same in every game;
 * ``probe_eff``: held-out accuracy of a linear probe on the *continuous* (pre-quantiser) latent,
   with ``majority_eff`` (always guessing the commonest action);
+* ``nmi_eff_kmeans`` (and ``nmi_direction_kmeans``): the continuous latent cut into as many
+  clusters as the LAM has actions by k-means (``genieworld.eval.metrics.kmeans_labels``), the
+  buttons AdaWorld reads from a continuous latent, against the codebook's;
 * ``codes_used`` and ``max_code_share`` (the largest fraction of transitions one code takes);
 * ``mse`` against ``copy_mse`` (reconstruction of x_{t+1} against copying x_t, last 100 batches);
 * for a LAM whose codes were merged into fewer actions (``lam.merged_actions``), everything above
@@ -122,7 +125,7 @@ def windows(frames: np.ndarray, centres: np.ndarray, seq_len: int) -> torch.Tens
 
 
 def score(codes, latents, acts_raw, num_codes: int, seed: int, actions: Actions, camera=None) -> dict:
-    from genieworld.eval.metrics import linear_probe_accuracy, nmi, purity
+    from genieworld.eval.metrics import kmeans_labels, linear_probe_accuracy, nmi, purity
 
     rng = np.random.default_rng(seed)
     acts_eff = actions.eff(acts_raw)
@@ -144,6 +147,11 @@ def score(codes, latents, acts_raw, num_codes: int, seed: int, actions: Actions,
         if axes is not None:
             out["nmi_camera_x_vs_direction"] = round(nmi(camera[:, 0], axes[0]), 4)
     out["probe_eff"] = round(linear_probe_accuracy(latents, acts_eff, seed=seed), 4)
+    # the continuous latent cut into as many buttons by k-means instead of by the codebook (AdaWorld)
+    km = kmeans_labels(latents, num_codes, seed=seed)
+    out["nmi_eff_kmeans"] = round(nmi(km, acts_eff), 4)
+    if axes is not None:
+        out["nmi_direction_kmeans"] = round(nmi(km, axes[0]), 4)
     out["majority_eff"] = round(float(np.bincount(acts_eff).max() / len(acts_eff)), 4)
     out["codes_used"] = int((counts > 0).sum())
     out["max_code_share"] = round(float(counts.max() / counts.sum()), 4)

@@ -159,6 +159,49 @@ def test_resuming_with_another_lam_is_refused(trained, synthetic_store_dir, caps
     assert "lam_digest" in capsys.readouterr().err
 
 
+def test_init_from_starts_the_dynamics_from_a_model_and_a_longer_window_lengthens_play_context(
+        trained, synthetic_store_dir, capsys):
+    tmp_path, preset, common = trained
+    d = json.loads(preset.read_text())
+    d["dynamics"]["max_frames"] = 4
+    d["sampling"]["context_frames"] = 4
+    short = tmp_path / "preset-4.json"
+    short.write_text(json.dumps(d))
+    common = [x if x != str(preset) else str(short) for x in common]
+    base = ["train", "dynamics", "--tokenizer", str(tmp_path / "tok"), "--lam", str(tmp_path / "lam"),
+            "--cache", str(tmp_path / "cache"), *common]
+    assert main(base + ["--out", str(tmp_path / "a"), "--steps", "2"]) == 0
+    a = Genie.from_pretrained(tmp_path / "a" / "model")
+    # one step at a vanishing rate: the exported dynamics is the one it started from, now on 6-frame windows
+    # and playing 6 frames
+    assert main(base + ["--out", str(tmp_path / "b"), "--steps", "1", "--lr", "1e-12", "--seq-len", "6",
+                        "--init-from", str(tmp_path / "a")]) == 0
+    b = Genie.from_pretrained(tmp_path / "b" / "model")
+    assert b.dynamics.cfg.max_frames == 6 and b.sampling.context_frames == 6
+    for k, v in a.dynamics.state_dict().items():
+        torch.testing.assert_close(b.dynamics.state_dict()[k], v)
+    run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert len(run["init_from"]["dynamics_sha256"]) == 64
+    # without --init-from the same run starts elsewhere
+    assert main(base + ["--out", str(tmp_path / "c"), "--steps", "1", "--lr", "1e-12", "--seq-len", "6"]) == 0
+    c = Genie.from_pretrained(tmp_path / "c" / "model")
+    assert any(not torch.equal(c.dynamics.state_dict()[k], v) for k, v in a.dynamics.state_dict().items())
+    # a model of another shape: one clear line, nothing written
+    d["dynamics"]["transformer"]["d_model"] = 48
+    d["dynamics"]["transformer"]["num_heads"] = 3
+    wide = tmp_path / "preset-wide.json"
+    wide.write_text(json.dumps(d))
+    capsys.readouterr()
+    wide_args = [x if x != str(short) else str(wide) for x in base]
+    assert main(wide_args + ["--out", str(tmp_path / "w"), "--steps", "1", "--init-from", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "d_model" not in err and "is (" in err
+    assert not (tmp_path / "w").exists()
+    # not a model folder
+    assert main(base + ["--out", str(tmp_path / "x"), "--steps", "1", "--init-from", str(tmp_path / "lam")]) == 2
+    assert "not a genieworld model directory" in capsys.readouterr().err
+
+
 def test_a_new_setting_at_its_old_value_keeps_the_digest_of_caches_and_runs():
     """module_digest (token caches, run.json's lam_digest) must not change when a setting listed in
     config.ADDED_SETTINGS holds its old value, and must change when it does not; nor when a setting

@@ -193,3 +193,28 @@ def test_codebook_usage() -> None:
     assert u["perplexity"] == pytest.approx(math.exp(-(p * np.log(p)).sum()))
     with pytest.raises(ValueError):
         codebook_usage([0, 5], num_codes=5)
+
+
+def test_kmeans_labels_recovers_separated_clusters_and_refuses_bad_input() -> None:
+    from genieworld.eval.metrics import kmeans_labels
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 8)) * 10
+    true = rng.integers(0, 5, 600)
+    x = centres[true] + rng.normal(size=(600, 8))
+    labels = kmeans_labels(x, 5, seed=1)
+    assert labels.shape == (600,) and set(labels.tolist()) <= set(range(5))
+    assert nmi(labels, true) > 0.99
+    # noise alone: the clusters say nothing about labels drawn independently of it
+    noise = rng.normal(size=(600, 8))
+    assert nmi(kmeans_labels(noise, 5), true) < 0.05
+    # one cluster: every row in it
+    assert (kmeans_labels(x, 1) == 0).all()
+    with pytest.raises(ValueError):
+        kmeans_labels(x, 0)
+    with pytest.raises(ValueError):
+        kmeans_labels(x[:3], 4)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        kmeans_labels(bad, 5)

@@ -34,8 +34,11 @@ When training finishes, RUN/model is a self-contained model directory
 (tokenizer + LAM + dynamics + configs) for `genie generate`, `genie eval`,
 `genie play` and `genieworld.Genie.from_pretrained`. Resumes like the tokenizer.
 
-example:
+examples:
   genie train dynamics --data data/coinrun --tokenizer runs/tok --out runs/world --preset tiny
+  # fine-tune a shipped model's dynamics on 8-frame windows (fresh optimizer, this run's schedule)
+  genie train dynamics --data runs/cpu/data/train --preset cpu --tokenizer models/coinrun-cpu/tokenizer \\
+      --lam models/coinrun-cpu/lam --init-from models/coinrun-cpu --seq-len 8 --out runs/ft8
 """
 
 
@@ -113,6 +116,11 @@ def register(sub) -> None:
                                     "and LAM can share one (it is rebuilt if it was made from anything else)")
     pd.add_argument("--eval-data", help="held-out store: log Delta_t PSNR on a few of its clips every --eval-every steps")
     pd.add_argument("--eval-every", type=int, help="steps between quick controllability checks (default: from the preset)")
+    pd.add_argument("--init-from", metavar="MODEL",
+                    help="start the dynamics from a trained model's dynamics weights (a model directory or a "
+                         "`genie train dynamics` RUN) instead of random ones: fine-tuning, with a fresh optimizer and "
+                         "this run's schedule. Shapes must match; max_frames and the context window may differ "
+                         "(temporal positions are rotary). Ignored once the run has a checkpoint to resume")
     pd.set_defaults(func=run_dynamics)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -217,6 +225,9 @@ def run_dynamics(args) -> int:
     cfg = train_config_from_args(preset.dynamics_train, args)
     if args.eval_every is not None:
         cfg = replace(cfg, eval_every=args.eval_every)
+    if cfg.seq_len > preset.sampling.context_frames == preset.dynamics_train.seq_len:
+        # the preset plays with the context it trains on: a longer --seq-len lengthens the play context too
+        preset = replace(preset, sampling=replace(preset.sampling, context_frames=cfg.seq_len))
     rank, world, _ = dist_info()
     seed_everything(cfg.seed)
     loader = _open_data(args, cfg, rank, world)
@@ -234,6 +245,8 @@ def run_dynamics(args) -> int:
     _check_resolution(loader, task.tokenizer.cfg.image_size, args.data)
     info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
+    if args.init_from:
+        info["init_from"] = _init_dynamics_from(task, args.init_from)
     if task.lam_frozen:
         from genieworld.train.token_cache import module_digest
         from genieworld.train.trainer import RunMismatchError, check_run_info
@@ -260,6 +273,27 @@ def run_dynamics(args) -> int:
             raise UserError(f"--eval-data {args.eval_data}: {e}") from None
     task.data_provenance = _data_provenance(loader, args.data)
     return _fit(task, loader, cfg, args, info, "dynamics-true-actions" if args.actions == "true" else "model")
+
+
+def _init_dynamics_from(task, source) -> dict:
+    """Load the dynamics weights of ``source`` (a model directory or a dynamics RUN) into ``task.dynamics``;
+    returns what run.json records of it (path and the weights' sha256, so a resume checks the same start)."""
+    import hashlib
+
+    from genieworld.genie import ModelDirError, resolve_model_dir
+    from genieworld.weights import CheckpointError, load_weights
+
+    try:
+        weights = resolve_model_dir(source) / "dynamics" / "model.safetensors"
+        load_weights(task.dynamics, weights, strict=True)
+    except (ModelDirError, CheckpointError) as e:
+        raise UserError(f"--init-from {source}: {e}") from None
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    print(f"dynamics initialised from {weights}", flush=True)
+    return {"path": str(Path(source).resolve()), "dynamics_sha256": h.hexdigest()}
 
 
 def _true_action_space(store) -> tuple[bool, int]:

@@ -284,3 +284,38 @@ def linear_probe_accuracy(features: Any, labels: Any, fit_fraction: float = 0.5,
     with torch.no_grad():
         pred = (x[n_fit:] @ w + b).argmax(-1)
     return float((pred == y[n_fit:]).double().mean())
+
+
+def kmeans_labels(features: Any, k: int, iters: int = 50, restarts: int = 4, seed: int = 0) -> np.ndarray:
+    """Cluster ids (N,) of ``features`` (N, D) by k-means (k-means++ seeding, Lloyd iterations; the best
+    of ``restarts`` by inertia). Features are standardised first, as the linear probe's are.
+
+    The unsupervised reading of a continuous latent action space into ``k`` buttons (AdaWorld clusters
+    its continuous latents this way): NMI of these ids against the true actions says what a LAM's
+    latent gives when its buttons are cut by the latent's own geometry rather than by its codebook."""
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or not 1 <= k <= x.shape[0]:
+        raise ValueError(f"need features (N, D) with 1 <= k <= N, got shape {x.shape} and k={k}")
+    if not np.isfinite(x).all():
+        raise ValueError("features must be finite")
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    rng = np.random.default_rng(seed)
+    best, best_inertia = None, np.inf
+    for _ in range(restarts):
+        centres = x[rng.integers(len(x))][None]
+        for _ in range(1, k):  # k-means++: the next centre drawn with probability ~ squared distance
+            d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1).min(1)
+            p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1.0 / len(x))
+            centres = np.concatenate([centres, x[rng.choice(len(x), p=p)][None]])
+        for _ in range(iters):
+            d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+            labels = d2.argmin(1)
+            new = np.stack([x[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(k)])
+            if np.allclose(new, centres):
+                break
+            centres = new
+        d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1)
+        labels, inertia = d2.argmin(1), float(d2.min(1).sum())
+        if inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    return best
