@@ -78,10 +78,14 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, coinrun_npy, micro
         assert torch.equal(a[k], b[k]), f"{k} differs after kill+resume (killed at {killed_at.name})"
 
 
-def test_in_process_stop_and_resume_is_exact(tmp_path, coinrun_npy, micro_preset):  # noqa: F811
+def test_in_process_stop_and_resume_is_exact(tmp_path, coinrun_npy, micro_preset, capsys):  # noqa: F811
     from genieworld.cli import main
 
     assert main(train_args(coinrun_npy, tmp_path / "a", micro_preset)) == 0
+    # without a progress bar, one line per checkpoint (every 2 of 12 steps) says where the run is
+    said = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
+    assert [x.split()[1] for x in said] == [f"{k}/12" for k in range(2, 13, 2)]
+    assert all("s/step" in x and "loss=" in x for x in said)
     assert main(train_args(coinrun_npy, tmp_path / "b", micro_preset) + ["--stop-after", "5"]) == 0
     ck = latest_checkpoint(tmp_path / "b")
     assert ck.name == "step_00000005" and not (tmp_path / "b" / "tokenizer").exists()

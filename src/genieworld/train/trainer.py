@@ -311,7 +311,8 @@ class Trainer:
                        dynamic_ncols=True, mininterval=1.0)
         data_iter = iter(self.loader)
         steps_this_process = 0
-        t_last = time.perf_counter()
+        t_last = t_said = time.perf_counter()
+        said_at = 0
         try:
             while self.step < self.cfg.steps:
                 logs = self._train_step(data_iter)
@@ -332,6 +333,11 @@ class Trainer:
                     self._periodic_eval()
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save()
+                    if bar is None and self.rank == 0:  # without a progress bar, one line per checkpoint
+                        rate = (now - t_said) / max(steps_this_process - said_at, 1)
+                        print(f"step {self.step}/{self.cfg.steps} ({rate:.2f} s/step): "
+                              + ", ".join(f"{k}={v:.4g}" for k, v in list(logs.items())[:4]), flush=True)
+                        t_said, said_at = time.perf_counter(), steps_this_process
                 if self.stop_after is not None and steps_this_process >= self.stop_after:
                     if self.step % self.cfg.checkpoint_every != 0:
                         self.save()
