@@ -182,6 +182,18 @@ def test_init_from_starts_the_dynamics_from_a_model_and_a_longer_window_lengthen
         torch.testing.assert_close(b.dynamics.state_dict()[k], v)
     run = json.loads((tmp_path / "b" / "run.json").read_text())
     assert len(run["init_from"]["dynamics_sha256"]) == 64
+    # resuming loads the checkpoint, not the start: the same command runs on after the start is gone,
+    # and run.json keeps the record of where the run began
+    import shutil
+
+    shutil.copytree(tmp_path / "a" / "model", tmp_path / "start")
+    resume = base + ["--out", str(tmp_path / "r"), "--steps", "2", "--init-from", str(tmp_path / "start")]
+    assert main(resume + ["--stop-after", "1"]) == 0
+    began = json.loads((tmp_path / "r" / "run.json").read_text())["init_from"]
+    shutil.rmtree(tmp_path / "start")
+    assert main(resume) == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["init_from"] == began
+    assert (tmp_path / "r" / "model" / "genie.json").is_file()
     # without --init-from the same run starts elsewhere
     assert main(base + ["--out", str(tmp_path / "c"), "--steps", "1", "--lr", "1e-12", "--seq-len", "6"]) == 0
     c = Genie.from_pretrained(tmp_path / "c" / "model")

@@ -246,7 +246,7 @@ def run_dynamics(args) -> int:
     info = {"component": "dynamics", "preset": preset.name, "data": str(Path(args.data).resolve()),
             "tokenizer": str(Path(args.tokenizer).resolve()), "model_configs": task.model_configs(), "seed": cfg.seed}
     if args.init_from:
-        info["init_from"] = _init_dynamics_from(task, args.init_from)
+        info["init_from"] = _init_dynamics_from(task, args.init_from, Path(args.out))
     if task.lam_frozen:
         from genieworld.train.token_cache import module_digest
         from genieworld.train.trainer import RunMismatchError, check_run_info
@@ -275,14 +275,24 @@ def run_dynamics(args) -> int:
     return _fit(task, loader, cfg, args, info, "dynamics-true-actions" if args.actions == "true" else "model")
 
 
-def _init_dynamics_from(task, source) -> dict:
-    """Load the dynamics weights of ``source`` (a model directory or a dynamics RUN) into ``task.dynamics``;
-    returns what run.json records of it (path and the weights' sha256, so a resume checks the same start)."""
+def _init_dynamics_from(task, source, run: Path) -> dict | None:
+    """Load the dynamics weights of ``source`` (a model directory or a dynamics RUN) into ``task.dynamics``
+    and return what run.json records of the start (path and the weights' sha256). A run that already has a
+    checkpoint resumes from it instead: nothing is loaded (``source`` may be gone by then), and the record
+    of its start is kept."""
     import hashlib
 
     from genieworld.genie import ModelDirError, resolve_model_dir
+    from genieworld.train.checkpoint import checkpoint_candidates
+    from genieworld.utils import read_json
     from genieworld.weights import CheckpointError, load_weights
 
+    if checkpoint_candidates(run):
+        try:
+            old = read_json(run / "run.json", ValueError)
+        except (ValueError, OSError):
+            return None
+        return old.get("init_from") if isinstance(old, dict) else None
     try:
         weights = resolve_model_dir(source) / "dynamics" / "model.safetensors"
         load_weights(task.dynamics, weights, strict=True)
