@@ -181,7 +181,7 @@ def test_init_from_starts_the_dynamics_from_a_model_and_a_longer_window_lengthen
     for k, v in a.dynamics.state_dict().items():
         torch.testing.assert_close(b.dynamics.state_dict()[k], v)
     run = json.loads((tmp_path / "b" / "run.json").read_text())
-    assert len(run["init_from"]["dynamics_sha256"]) == 64
+    assert len(run["init_from"]["dynamics_digest"]) == 64
     # resuming loads the checkpoint, not the start: the same command runs on after the start is gone,
     # and run.json keeps the record of where the run began
     import shutil

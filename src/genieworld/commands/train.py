@@ -277,13 +277,12 @@ def run_dynamics(args) -> int:
 
 def _init_dynamics_from(task, source, run: Path) -> dict | None:
     """Load the dynamics weights of ``source`` (a model directory or a dynamics RUN) into ``task.dynamics``
-    and return what run.json records of the start (path and the weights' sha256). A run that already has a
-    checkpoint resumes from it instead: nothing is loaded (``source`` may be gone by then), and the record
-    of its start is kept."""
-    import hashlib
-
+    and return what run.json records of the start (path and the loaded weights' digest, as ``lam_digest``).
+    A run that already has a checkpoint resumes from it instead: nothing is loaded (``source`` may be gone
+    by then), and the record of its start is kept."""
     from genieworld.genie import ModelDirError, resolve_model_dir
     from genieworld.train.checkpoint import checkpoint_candidates
+    from genieworld.train.token_cache import module_digest
     from genieworld.utils import read_json
     from genieworld.weights import CheckpointError, load_weights
 
@@ -298,12 +297,8 @@ def _init_dynamics_from(task, source, run: Path) -> dict | None:
         load_weights(task.dynamics, weights, strict=True)
     except (ModelDirError, CheckpointError) as e:
         raise UserError(f"--init-from {source}: {e}") from None
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     print(f"dynamics initialised from {weights}", flush=True)
-    return {"path": str(Path(source).resolve()), "dynamics_sha256": h.hexdigest()}
+    return {"path": str(Path(source).resolve()), "dynamics_digest": module_digest(task.dynamics)}
 
 
 def _true_action_space(store) -> tuple[bool, int]:
