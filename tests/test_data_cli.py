@@ -33,3 +33,20 @@ def test_coinrun_cli(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "c"), "--verify"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["levels"] == {"count": 1, "min": 0, "max": 0} and info["verify"]["ok"]
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """`genie data info STORE | head`: the closed pipe is not reported as a bug (exit 141, as Unix tools)."""
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys\nimport genieworld.cli as cli\n"
+            "def lots(args):\n    for _ in range(200000):\n        print('x' * 80)\n"
+            "p = argparse.ArgumentParser(); p.set_defaults(func=lots)\n"
+            "cli.build_parser = lambda: p\nsys.exit(cli.main([]))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.read(100) == b"x" * 80 + b"\n" + b"x" * 19
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141
+    assert err == b""

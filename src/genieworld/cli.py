@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `genie data info STORE | head`: the reader left; say nothing, as Unix tools do
+        _quiet_stdout()
+        return 141
     except Exception as e:  # the error boundary (module docstring)
         if debug:
             traceback.print_exc(file=sys.stderr)
@@ -161,6 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if debug else "; run again with --debug for the traceback"
         print(f"genie: error: unexpected {type(e).__name__}: {_one_line(e, 500)} (a bug{where})", file=sys.stderr)
         return 1
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's flush at exit does not fail a second time on
+    the closed pipe (the recipe of Python's documentation on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (a test's capture)
+        pass
 
 
 def _exit(rc: int) -> None:
