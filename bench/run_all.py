@@ -52,7 +52,7 @@ ORDER = ["bench_data.py", "bench_train.py", "bench_memory.py", "bench_generate.p
 # Scripts that need a recorded dataset (--data), a trained model (--model) or minutes of training: run them
 # by hand (each one's docstring gives its command).
 BY_HAND = {"bench_lam_probe.py", "bench_lam.py", "bench_grid.py", "bench_jump_arc.py", "bench_true_actions.py",
-           "bench_play_quality.py"}
+           "bench_play_quality.py", "bench_tokenizer.py"}
 
 
 def discover() -> list[str]:
