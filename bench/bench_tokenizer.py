@@ -32,9 +32,8 @@ def load_tokenizer(path: str):
     from genieworld.tokenizer import VideoTokenizer
     from genieworld.train.dynamics_task import resolve_tokenizer_dir
 
-    p = Path(path)
-    tok_dir = p / "tokenizer" if (p / "genie.json").is_file() else resolve_tokenizer_dir(p)
-    return load_component(VideoTokenizer, TokenizerConfig, tok_dir).eval(), tok_dir
+    # a model folder holds its tokenizer in tokenizer/, as a RUN does: the resolver tries both
+    return load_component(VideoTokenizer, TokenizerConfig, resolve_tokenizer_dir(path)).eval()
 
 
 def score_store(tokenizer, store, episodes: int, frames: int, seed: int, batch: int = 8) -> dict:
@@ -67,7 +66,7 @@ def main(argv=None) -> int:
     from genieworld.data.store import EpisodeStore
 
     t0 = time.time()
-    tok, tok_dir = load_tokenizer(args.tokenizer)
+    tok = load_tokenizer(args.tokenizer)
     stores = {}
     for path in args.data:
         stores[path] = score_store(tok, EpisodeStore(path), args.episodes, args.frames, args.seed)
